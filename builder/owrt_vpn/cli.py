@@ -1,0 +1,195 @@
+"""The `owrt-vpn` command line: options, output format, errors -> exit codes.
+
+Commands live in ``owrt_vpn.commands.*`` (one module per area, each with a
+``register(app)``); they import heavy libraries lazily so that ``--help`` and
+no-op runs stay fast. The library raises :mod:`owrt_vpn.errors`; this module
+is the only place that prints ``error:``/``hint:`` and picks the exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from owrt_vpn import __version__
+from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError
+
+GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q", "--debug")
+GLOBAL_VALUED = ("--site",)
+
+
+@dataclass
+class State:
+    """Options common to every command."""
+
+    site: Path
+    site_display: str
+    json: bool = False
+    verbose: bool = False
+    quiet: bool = False
+    debug: bool = False
+
+    def load_site(self) -> Any:
+        """Load and validate the site file named by ``--site``."""
+        from owrt_vpn.site import load_site
+
+        return load_site(self.site, self.site_display)
+
+    def emit(self, data: Any, human: str | None = None) -> None:
+        """Print the command's result: JSON with ``--json``, else ``human``."""
+        if self.json:
+            sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        elif human is not None and not self.quiet:
+            sys.stdout.write(human if human.endswith("\n") else human + "\n")
+
+    def info(self, message: str) -> None:
+        """A progress/status line on stderr (hidden by --quiet and --json)."""
+        if not self.quiet and not self.json:
+            sys.stderr.write(message + "\n")
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr (always shown: warnings matter in CI logs)."""
+        sys.stderr.write(f"warning: {message}\n")
+
+
+app = typer.Typer(
+    name="owrt-vpn",
+    help="Build OpenWrt firmware with a strongSwan IKEv2 road-warrior VPN, and client bundles.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"owrt-vpn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _common(
+    ctx: typer.Context,
+    site: Path = typer.Option(
+        None,
+        "--site",
+        metavar="FILE",
+        help="Site file [default: ./owrt-vpn.toml, or $OWRT_VPN_SITE]",
+        show_default=False,
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show commands and build output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Options accepted before or after any command name."""
+    if site is None:
+        env = os.environ.get("OWRT_VPN_SITE")
+        display = env or "owrt-vpn.toml"
+        site = Path(display)
+    else:
+        display = str(site)
+    ctx.obj = State(site=site, site_display=display, json=json_out, verbose=verbose, quiet=quiet, debug=debug)
+    level = logging.DEBUG if (verbose or debug) else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+def state(ctx: typer.Context) -> State:
+    """The common options of the running command."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Move common options found after the command name in front of it.
+
+    Lets ``owrt-vpn check --json`` mean the same as ``owrt-vpn --json check``.
+    Everything after a literal ``--`` is left alone.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    args = list(argv)
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        if a in GLOBAL_FLAGS:
+            front.append(a)
+        elif a in GLOBAL_VALUED and i + 1 < len(args):
+            front.extend([a, args[i + 1]])
+            i += 1
+        elif any(a.startswith(v + "=") for v in GLOBAL_VALUED):
+            front.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+def _register_commands() -> None:
+    from owrt_vpn.commands import register_all
+
+    register_all(app)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run the app and map errors to exit codes."""
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    json_mode = "--json" in args
+    try:
+        rc = app(args=args, prog_name="owrt-vpn", standalone_mode=False)
+    except OwrtVpnError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _print_error(exc, json_mode)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, EOFError):
+        sys.stderr.write("error: aborted\n")
+        sys.exit(EXIT_FAILURE)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:
+        # Click-style usage errors (typer vendors click, so match by shape,
+        # not by class): they carry format_message() and an exit code.
+        if debug or not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        sys.stderr.write(f"error: {where}{exc.format_message()}\n")
+        sys.stderr.write("hint: see `owrt-vpn --help`\n")
+        sys.exit(EXIT_USAGE)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _print_error(exc: OwrtVpnError, json_mode: bool) -> None:
+    for line in exc.lines():
+        sys.stderr.write(f"error: {line}\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {exc.hint}\n")
+    if json_mode:
+        payload = {"ok": False, "exit_code": exc.exit_code, "errors": exc.lines(), "hint": exc.hint}
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+_register_commands()
