@@ -12,15 +12,16 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from owrt_vpn import __version__
-from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError
+from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError, UsageError
 
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q", "--debug")
 GLOBAL_VALUED = ("--site",)
@@ -79,20 +80,27 @@ def _version(value: bool) -> None:
 @app.callback()
 def _common(
     ctx: typer.Context,
-    site: Path = typer.Option(
-        None,
-        "--site",
-        metavar="FILE",
-        help="Site file [default: ./owrt-vpn.toml, or $OWRT_VPN_SITE]",
-        show_default=False,
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show commands and build output."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
-    ),
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            "--site",
+            metavar="FILE",
+            help="Site file [default: ./owrt-vpn.toml, or $OWRT_VPN_SITE]",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output on stdout.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show commands and build output.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
 ) -> None:
     """Options accepted before or after any command name."""
     if site is None:
@@ -101,7 +109,9 @@ def _common(
         site = Path(display)
     else:
         display = str(site)
-    ctx.obj = State(site=site, site_display=display, json=json_out, verbose=verbose, quiet=quiet, debug=debug)
+    ctx.obj = State(
+        site=site, site_display=display, json=json_out, verbose=verbose, quiet=quiet, debug=debug
+    )
     level = logging.DEBUG if (verbose or debug) else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
 
@@ -117,7 +127,8 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
     """Move common options found after the command name in front of it.
 
     Lets ``owrt-vpn check --json`` mean the same as ``owrt-vpn --json check``.
-    Everything after a literal ``--`` is left alone.
+    Everything after a literal ``--`` is left alone. UsageError for a
+    trailing ``--site`` without its value.
     """
     front: list[str] = []
     rest: list[str] = []
@@ -128,13 +139,13 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
         if a == "--":
             rest.extend(args[i:])
             break
-        if a in GLOBAL_FLAGS:
+        if a in GLOBAL_FLAGS or any(a.startswith(v + "=") for v in GLOBAL_VALUED):
             front.append(a)
-        elif a in GLOBAL_VALUED and i + 1 < len(args):
-            front.extend([a, args[i + 1]])
+        elif a in GLOBAL_VALUED:
+            if i + 1 >= len(args):
+                raise UsageError(f"option {a!r} requires an argument", hint="see `owrt-vpn --help`")
+            front.extend(args[i : i + 2])
             i += 1
-        elif any(a.startswith(v + "=") for v in GLOBAL_VALUED):
-            front.append(a)
         else:
             rest.append(a)
         i += 1
@@ -147,17 +158,21 @@ def _register_commands() -> None:
     register_all(app)
 
 
+def _front(args: Sequence[str]) -> list[str]:
+    """The arguments before a literal ``--`` (where common options can be)."""
+    return list(args[: args.index("--")]) if "--" in args else list(args)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to exit codes."""
-    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    json_mode = "--json" in args
+    raw = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in _front(raw)
+    json_mode = "--json" in _front(raw)
     try:
+        args = hoist_global_options(raw)
         rc = app(args=args, prog_name="owrt-vpn", standalone_mode=False)
     except OwrtVpnError as exc:
         if debug:
-            import traceback
-
             traceback.print_exc()
         _print_error(exc, json_mode)
         sys.exit(exc.exit_code)
@@ -170,16 +185,39 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
     except Exception as exc:
-        # Click-style usage errors (typer vendors click, so match by shape,
-        # not by class): they carry format_message() and an exit code.
-        if debug or not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+        if debug:
             raise
-        ctx = getattr(exc, "ctx", None)
-        where = f"{ctx.command_path}: " if ctx is not None else ""
-        sys.stderr.write(f"error: {where}{exc.format_message()}\n")
-        sys.stderr.write("hint: see `owrt-vpn --help`\n")
-        sys.exit(EXIT_USAGE)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            # Click-style usage errors (typer vendors click, so match by
+            # shape, not by class).
+            _print_usage_error(exc, json_mode)
+            sys.exit(EXIT_USAGE)
+        if isinstance(exc, OSError):
+            # The environment, not a bug: a full disk, a permission, a
+            # vanished file. Say what and where, without a traceback.
+            where = f": {exc.filename}" if exc.filename else ""
+            _print_error(OwrtVpnError(f"{exc.strerror or exc}{where}"), json_mode)
+            sys.exit(EXIT_FAILURE)
+        _print_error(
+            OwrtVpnError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="run again with --debug for the traceback, and report it",
+            ),
+            json_mode,
+        )
+        sys.exit(EXIT_FAILURE)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _print_usage_error(exc: Exception, json_mode: bool) -> None:
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "owrt-vpn"
+    message = str(exc.format_message()).strip()  # type: ignore[attr-defined]
+    if not message:
+        # no_args_is_help: the help was already printed on stdout.
+        message = "missing command"
+    error = UsageError(f"{path}: {message}", hint=f"see `{path} --help`")
+    _print_error(error, json_mode)
 
 
 def _print_error(exc: OwrtVpnError, json_mode: bool) -> None:

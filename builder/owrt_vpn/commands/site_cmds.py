@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
+from typing import Annotated
 
 import typer
 
 from owrt_vpn.cli import state
+
+SITE_FILE = "owrt-vpn.toml"
 
 
 def register(app: typer.Typer) -> None:
@@ -17,11 +22,13 @@ def register(app: typer.Typer) -> None:
 
 def init(
     ctx: typer.Context,
-    directory: Path = typer.Argument(Path("."), metavar="[DIR]", help="Where to write owrt-vpn.toml."),
-    server_id: str = typer.Option(
-        "vpn.example.org", "--server-id", help="DNS name or IP address clients dial."
-    ),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    directory: Annotated[
+        Path, typer.Argument(metavar="[DIR]", help="Where to write owrt-vpn.toml.")
+    ] = Path("."),
+    server_id: Annotated[
+        str, typer.Option("--server-id", help="DNS name or IP address clients dial.")
+    ] = "vpn.example.org",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented owrt-vpn.toml that works as is."""
     from string import Template
@@ -30,9 +37,24 @@ def init(
     from owrt_vpn.errors import ConfigError, Problem
     from owrt_vpn.fsutil import write_atomic
     from owrt_vpn.resources import profiles_dir
-    from owrt_vpn.site import parse_site
+    from owrt_vpn.site import parse_site, validate_server_id
 
     st = state(ctx)
+    # Check the identity before it goes into the TOML text: a quote or a
+    # newline in it would otherwise surface as a confusing TOML error.
+    try:
+        validate_server_id(server_id)
+    except ValueError as exc:
+        raise ConfigError(
+            [Problem("--server-id", "", str(exc))],
+            hint="pass a DNS name such as vpn.example.org or an IP address",
+        ) from None
+    dest = directory / SITE_FILE
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory}: not a directory", hint="pass the folder to write into")
+    if dest.exists() and not force:
+        raise ConfigError(f"{dest}: already exists", hint="use --force to overwrite it")
+
     target = profiles.default_target()
     tinfo = profiles.target_info(target)
     text = Template((profiles_dir() / "site-template.toml").read_text()).substitute(
@@ -42,43 +64,39 @@ def init(
         subtarget=tinfo["default_subtarget"],
         device=tinfo["default_device"],
     )
-    dest = directory / "owrt-vpn.toml"
-    # Validate before writing: a bad --server-id must not leave a broken file.
-    try:
-        parse_site(text, dest, str(dest))
-    except ConfigError as exc:
-        bad = [p for p in exc.problems if p.path.endswith("server_id")]
-        if bad:
-            raise ConfigError(
-                [Problem("--server-id", "", bad[0].message)],
-                hint="pass a DNS name such as vpn.example.org or an IP address",
-            ) from None
-        raise
-    if dest.exists() and not force:
-        raise ConfigError(
-            f"{dest}: already exists", hint="use --force to overwrite it"
-        )
+    # The template must produce a file `check` accepts; validate before
+    # writing so that nothing broken ever lands on disk.
+    parse_site(text, dest, str(dest))
     write_atomic(dest, text, 0o644)
-    st.emit({"ok": True, "site_file": str(dest)}, f"wrote {dest}\nnext: edit it, then run `owrt-vpn check`")
+    st.emit(
+        {"ok": True, "site_file": str(dest), "server_id": server_id},
+        f"wrote {dest}\nnext: edit it, then run `owrt-vpn check`",
+    )
+
+
+def _checks_module() -> ModuleType | None:
+    """The optional PKI health checks (`owrt_vpn.checks`), if that module exists."""
+    try:
+        return importlib.import_module("owrt_vpn.checks")
+    except ModuleNotFoundError as exc:
+        if exc.name != "owrt_vpn.checks":
+            raise
+        return None
 
 
 def check(ctx: typer.Context) -> None:
     """Validate the site file and report every problem at once."""
     st = state(ctx)
     site = st.load_site()
-    warnings: list[str] = []
-    try:
-        from owrt_vpn import checks
-    except ImportError:  # pragma: no cover - until the PKI checks exist
-        checks = None  # type: ignore[assignment]
-    if checks is not None:
-        warnings = checks.site_warnings(site)
+    checks = _checks_module()
+    warnings: list[str] = list(checks.site_warnings(site)) if checks is not None else []
     for w in warnings:
         st.warn(w)
     st.emit(
         {
             "ok": True,
             "site": site.name,
+            "site_file": st.site_display,
             "routers": [r.name for r in site.routers],
             "users": [u.name for u in site.users],
             "warnings": warnings,

@@ -1,0 +1,522 @@
+"""The bad-input corpus: one site file or command line per failure mode.
+
+Every case runs the real CLI and asserts: exit status 2, the exact
+``<file>: <key.path>: `` prefix (plus a fragment of the problem), no
+traceback, and no new or changed files in the working folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import CliRunner
+
+# A valid site: alice (pubkey, iphone + windows laptop), bob (EAP, android).
+BASE = """\
+[site]
+name = "home"
+crypto = "compat"
+
+[[routers]]
+name = "gw"
+server_id = "vpn.example.org"
+release = "24.10.2"
+target = "bcm53xx"
+subtarget = "generic"
+device = "phicomm_k3"
+lan = ["192.168.1.0/24"]
+pool = "10.10.10.0/24"
+dns = ["192.168.1.1"]
+tunnel = "full"
+
+[routers.management]
+address = "192.168.1.1"
+port = 22
+
+[[users]]
+name = "alice"
+auth = "pubkey"
+
+[[users.devices]]
+name = "phone"
+platform = "ios"
+
+[[users.devices]]
+name = "laptop"
+platform = "windows"
+
+[[users]]
+name = "bob"
+auth = "eap-mschapv2"
+
+[[users.devices]]
+name = "tablet"
+platform = "android"
+"""
+
+SECOND_ROUTER = """
+[[routers]]
+name = "gw"
+server_id = "vpn2.example.org"
+release = "24.10.2"
+target = "bcm53xx"
+device = "phicomm_k3"
+pool = "10.10.20.0/24"
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    """A site file made from BASE by text replacements, and what check must say."""
+
+    id: str
+    path: str
+    fragment: str
+    replace: tuple[tuple[str, str], ...] = ()
+    append: str = ""
+    text: str | None = None
+    also: tuple[str, ...] = field(default=())
+
+    def render(self) -> str:
+        """The site file text (each replacement must apply: no silent no-op case)."""
+        if self.text is not None:
+            return self.text
+        out = BASE
+        for old, new in self.replace:
+            assert out.count(old) >= 1, f"{self.id}: {old!r} not in the base site"
+            out = out.replace(old, new, 1)
+        return out + self.append
+
+
+def _line_of(text: str, needle: str) -> int:
+    return text.splitlines().index(needle) + 1
+
+
+_TOML_BAD_VALUE = BASE.replace("port = 22", "port = ")
+_TOML_DUP_KEY = BASE.replace('crypto = "compat"', 'crypto = "compat"\ncrypto = "modern"')
+
+CASES = [
+    # --- malformed TOML: the line is reported
+    Case(
+        "toml-missing-value",
+        f"line {_line_of(_TOML_BAD_VALUE, 'port = ')}",
+        "malformed TOML",
+        text=_TOML_BAD_VALUE,
+    ),
+    Case(
+        "toml-duplicate-key",
+        f"line {_line_of(_TOML_DUP_KEY, 'crypto = ' + chr(34) + 'modern' + chr(34))}",
+        "malformed TOML",
+        text=_TOML_DUP_KEY,
+    ),
+    Case(
+        "toml-unterminated-string",
+        f"line {BASE.count(chr(10)) + 1}",
+        "malformed TOML",
+        append='note = "never closed',
+    ),
+    # --- unknown keys at every level, with "did you mean"
+    Case("unknown-top-key", "rooters", "did you mean 'routers'", append="[rooters]\nx = 1\n"),
+    Case(
+        "unknown-site-key",
+        "site.crytpo",
+        "did you mean 'crypto'",
+        replace=(('crypto = "compat"', 'crytpo = "modern"'),),
+    ),
+    Case(
+        "unknown-router-key",
+        "routers[0].tunel",
+        "did you mean 'tunnel'",
+        replace=(('tunnel = "full"', 'tunnel = "full"\ntunel = "split"'),),
+    ),
+    Case(
+        "unknown-management-key",
+        "routers[0].management.adress",
+        "did you mean 'address'",
+        replace=(("port = 22", 'port = 22\nadress = "192.168.1.2"'),),
+    ),
+    Case(
+        "unknown-user-key",
+        "users[1].auht",
+        "did you mean 'auth'",
+        replace=(('auth = "eap-mschapv2"', 'auth = "eap-mschapv2"\nauht = "pubkey"'),),
+    ),
+    Case(
+        "unknown-device-key",
+        "users[0].devices[1].shared_identiy",
+        "did you mean 'shared_identity'",
+        replace=(('platform = "windows"', 'platform = "windows"\nshared_identiy = true'),),
+    ),
+    # --- structure
+    Case(
+        "missing-site-table",
+        "site",
+        "missing",
+        replace=(('[site]\nname = "home"\ncrypto = "compat"\n', ""),),
+    ),
+    Case(
+        "missing-site-name",
+        "site.name",
+        "required key is missing",
+        replace=(('name = "home"\n', ""),),
+    ),
+    Case(
+        "routers-not-array",
+        "routers",
+        "array of tables",
+        text='[site]\nname = "home"\n\n[routers]\nname = "gw"\n',
+    ),
+    Case("no-routers", "routers", "at least one", text='[site]\nname = "home"\n'),
+    Case(
+        "management-not-table",
+        "routers[0].management",
+        "must be a table",
+        replace=(
+            ('[routers.management]\naddress = "192.168.1.1"\nport = 22\n', ""),
+            ('tunnel = "full"', 'tunnel = "full"\nmanagement = "192.168.1.1"'),
+        ),
+    ),
+    Case(
+        "user-without-devices",
+        "users[1].devices",
+        "at least one",
+        replace=(
+            (
+                'auth = "eap-mschapv2"\n\n[[users.devices]]\n'
+                'name = "tablet"\nplatform = "android"\n',
+                'auth = "eap-mschapv2"\ndevices = []\n',
+            ),
+        ),
+    ),
+    Case(
+        "wrong-type",
+        "routers[0].management.port",
+        "must be an integer",
+        replace=(("port = 22", 'port = "22"'),),
+    ),
+    Case(
+        "port-out-of-range",
+        "routers[0].management.port",
+        "<= 65535",
+        replace=(("port = 22", "port = 70000"),),
+    ),
+    Case(
+        "lifetime-zero",
+        "site.client_days",
+        ">= 1",
+        replace=(('crypto = "compat"', 'crypto = "compat"\nclient_days = 0'),),
+    ),
+    # --- names
+    Case("site-name-uppercase", "site.name", "not a valid name", replace=(('"home"', '"Home"'),)),
+    Case("router-name-space", "routers[0].name", "not a valid name", replace=(('"gw"', '"gw 1"'),)),
+    Case("user-name-dash", "users[0].name", "not a valid name", replace=(('"alice"', '"-alice"'),)),
+    Case(
+        "device-name-symbol",
+        "users[0].devices[0].name",
+        "not a valid name",
+        replace=(('"phone"', '"phone!"'),),
+    ),
+    Case(
+        "name-too-long", "users[1].name", "at most 63", replace=(('"bob"', '"' + "b" * 64 + '"'),)
+    ),
+    Case("duplicate-router", "routers[1].name", "duplicate name 'gw'", append=SECOND_ROUTER),
+    Case(
+        "duplicate-user", "users[1].name", "duplicate name 'alice'", replace=(('"bob"', '"alice"'),)
+    ),
+    Case(
+        "duplicate-device",
+        "users[0].devices[1].name",
+        "duplicate name 'phone'",
+        replace=(('"laptop"', '"phone"'),),
+    ),
+    # --- server identity, firmware coordinates
+    Case(
+        "server-id-garbage",
+        "routers[0].server_id",
+        "not a DNS name or IP address",
+        replace=(('"vpn.example.org"', '"vpn_example!org"'),),
+    ),
+    Case(
+        "server-id-short-ip",
+        "routers[0].server_id",
+        "not a DNS name or IP address",
+        replace=(('"vpn.example.org"', '"192.168.1"'),),
+    ),
+    Case(
+        "server-id-unspecified",
+        "routers[0].server_id",
+        "not a unicast address",
+        replace=(('"vpn.example.org"', '"0.0.0.0"'),),
+    ),
+    Case(
+        "release-syntax",
+        "routers[0].release",
+        "not an OpenWrt release",
+        replace=(('"24.10.2"', '"24.10"'),),
+    ),
+    Case(
+        "release-unknown-series",
+        "routers[0].release",
+        "unknown OpenWrt release series '18.06'",
+        replace=(('"24.10.2"', '"18.06.9"'),),
+    ),
+    Case(
+        "target-syntax",
+        "routers[0].target",
+        "not an OpenWrt target",
+        replace=(('"bcm53xx"', '"BCM 53xx"'),),
+    ),
+    Case(
+        "subtarget-syntax",
+        "routers[0].subtarget",
+        "not an OpenWrt target",
+        replace=(('"generic"', '"generic/x"'),),
+    ),
+    Case(
+        "device-syntax",
+        "routers[0].device",
+        "not an ImageBuilder profile name",
+        replace=(('"phicomm_k3"', '"Phicomm K3"'),),
+    ),
+    # --- networks
+    Case(
+        "lan-bad-prefix",
+        "routers[0].lan[0]",
+        "not a valid CIDR",
+        replace=(('"192.168.1.0/24"]', '"192.168.1.0/33"]'),),
+    ),
+    Case(
+        "lan-host-bits",
+        "routers[0].lan[1]",
+        "not a valid CIDR",
+        replace=(('"192.168.1.0/24"]', '"192.168.1.0/24", "192.168.2.1/24"]'),),
+    ),
+    Case(
+        "pool-not-ipv4",
+        "routers[0].pool",
+        "not an IPv4 network",
+        replace=(('"10.10.10.0/24"', '"fd00:10::/64"'),),
+    ),
+    Case(
+        "pool6-not-ipv6",
+        "routers[0].pool6",
+        "not an IPv6 network",
+        replace=(('pool = "10.10.10.0/24"', 'pool = "10.10.10.0/24"\npool6 = "10.20.0.0/16"'),),
+    ),
+    Case(
+        "pool-overlaps-lan",
+        "routers[0].pool",
+        "overlaps the LAN 192.168.1.0/24",
+        replace=(('"10.10.10.0/24"', '"192.168.1.128/25"'),),
+    ),
+    Case(
+        "pool6-overlaps-lan",
+        "routers[0].pool6",
+        "overlaps the LAN fd00:1::/64",
+        replace=(
+            ('lan = ["192.168.1.0/24"]', 'lan = ["192.168.1.0/24", "fd00:1::/64"]'),
+            ('pool = "10.10.10.0/24"', 'pool = "10.10.10.0/24"\npool6 = "fd00:1::/96"'),
+        ),
+    ),
+    Case(
+        "pool-too-small",
+        "routers[0].pool",
+        "2 usable addresses but 3 devices",
+        replace=(('"10.10.10.0/24"', '"10.10.10.0/30"'),),
+    ),
+    Case(
+        "dns-not-address",
+        "routers[0].dns[0]",
+        "not a valid IP address",
+        replace=(('dns = ["192.168.1.1"]', 'dns = ["dns.example"]'),),
+    ),
+    Case(
+        "lan-address-outside-lan",
+        "routers[0].management.lan_address",
+        "not inside the router's LAN",
+        replace=(("port = 22", 'port = 22\nlan_address = "192.168.7.1/24"'),),
+    ),
+    Case(
+        "tunnel-typo",
+        "routers[0].tunnel",
+        "did you mean 'split'",
+        replace=(('tunnel = "full"', 'tunnel = "splt"'),),
+    ),
+    # --- vocabulary
+    Case(
+        "unknown-auth",
+        "users[1].auth",
+        "did you mean 'eap-mschapv2'",
+        replace=(('"eap-mschapv2"', '"eap-mschap"'),),
+    ),
+    Case(
+        "unknown-platform",
+        "users[0].devices[0].platform",
+        "'iphone' is not one of",
+        replace=(('platform = "ios"', 'platform = "iphone"'),),
+    ),
+    Case(
+        "unknown-crypto-profile",
+        "site.crypto",
+        "'strong' is not one of",
+        replace=(('crypto = "compat"', 'crypto = "strong"'),),
+    ),
+    Case(
+        "eap-tls-on-android-builtin",
+        "users[1].devices[0].platform",
+        "'android' cannot use auth 'eap-tls'",
+        replace=(('"eap-mschapv2"', '"eap-tls"'),),
+    ),
+    Case(
+        "second-round-on-ios",
+        "users[0].devices[0].platform",
+        "'ios' cannot use auth 'pubkey+eap-mschapv2'",
+        replace=(('auth = "pubkey"', 'auth = "pubkey+eap-mschapv2"'),),
+        also=("users[0].devices[1].platform",),
+    ),
+    Case(
+        "legacy-without-allow-weak",
+        "site.crypto",
+        "needs allow_weak = true",
+        replace=(('crypto = "compat"', 'crypto = "legacy"'),),
+    ),
+    Case(
+        "user-unknown-router",
+        "users[0].routers[0]",
+        "no router named 'gw2' (did you mean 'gw'?)",
+        replace=(('auth = "pubkey"', 'auth = "pubkey"\nrouters = ["gw2"]'),),
+    ),
+    Case(
+        "user-empty-routers",
+        "users[0].routers",
+        "leave the key out",
+        replace=(('auth = "pubkey"', 'auth = "pubkey"\nrouters = []'),),
+    ),
+    Case(
+        "shared-identity-without-site-san",
+        "users[0].devices[0].shared_identity",
+        "needs site.shared_identity",
+        replace=(('platform = "ios"', 'platform = "ios"\nshared_identity = true'),),
+    ),
+]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _assert_refused(proc_stderr: str, rc: int) -> None:
+    assert rc == 2, proc_stderr
+    assert "Traceback" not in proc_stderr
+    assert proc_stderr.startswith("error: "), proc_stderr
+
+
+def test_corpus_is_big_enough() -> None:
+    assert len(CASES) + len(COMMAND_LINES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_base_site_is_valid(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "owrt-vpn.toml").write_text(BASE)
+    proc = cli("check")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_site_file(case: Case, cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "owrt-vpn.toml").write_text(case.render())
+    before = _snapshot(tmp_path)
+    proc = cli("check")
+    _assert_refused(proc.stderr, proc.returncode)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    wanted = f"error: owrt-vpn.toml: {case.path}: "
+    hits = [ln for ln in lines if ln.startswith(wanted)]
+    assert hits, f"no line starting {wanted!r} in:\n{proc.stderr}"
+    assert any(case.fragment in ln for ln in hits), proc.stderr
+    for extra in case.also:
+        assert f"error: owrt-vpn.toml: {extra}: " in proc.stderr
+    # One mistake, one message: a single broken key must not cascade.
+    assert len(lines) == 1 + len(case.also), proc.stderr
+    assert _snapshot(tmp_path) == before
+
+
+def test_every_problem_reported_at_once(cli: CliRunner, tmp_path: Path) -> None:
+    text = (
+        BASE.replace('"home"', '"Home"', 1)
+        .replace('"24.10.2"', '"24.10"')
+        .replace('"10.10.10.0/24"', '"192.168.1.0/25"')
+        .replace('platform = "ios"', 'platform = "iphone"')
+        .replace('"bob"', '"alice"')
+    )
+    (tmp_path / "owrt-vpn.toml").write_text(text)
+    proc = cli("check", "--json")
+    _assert_refused(proc.stderr, proc.returncode)
+    paths = [ln.split(": ")[2] for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert paths == [
+        "site.name",
+        "routers[0].release",
+        "routers[0].pool",
+        "users[0].devices[0].platform",
+        "users[1].name",
+    ]
+
+
+def test_not_utf8(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "owrt-vpn.toml").write_bytes(BASE.encode().replace(b"home", b"h\xff"))
+    before = _snapshot(tmp_path)
+    proc = cli("check")
+    _assert_refused(proc.stderr, proc.returncode)
+    assert "error: owrt-vpn.toml: not UTF-8 text" in proc.stderr
+    assert _snapshot(tmp_path) == before
+
+
+# --- command lines: (id, argv, files to create first, expected stderr fragment)
+COMMAND_LINES = [
+    ("missing-site-file", ["check"], {}, "error: owrt-vpn.toml: site file not found"),
+    (
+        "site-option-missing-file",
+        ["check", "--site", "nope.toml"],
+        {},
+        "nope.toml: site file not found",
+    ),
+    ("site-is-directory", ["--site", "sub", "check"], {"sub/x": ""}, "error: sub: cannot read"),
+    (
+        "env-site-missing",
+        ["check"],
+        {"env:OWRT_VPN_SITE": "other.toml"},
+        "other.toml: site file not found",
+    ),
+    ("unknown-command", ["chekc"], {}, "No such command 'chekc'"),
+    ("unknown-option", ["check", "--jsno"], {}, "No such option: --jsno"),
+    ("extra-argument", ["check", "extra"], {}, "unexpected extra argument"),
+    ("site-without-value", ["check", "--site"], {}, "'--site' requires an argument"),
+    ("init-bad-server-id", ["init", "--server-id", "vpn example"], {}, "error: --server-id: "),
+    ("init-quote-server-id", ["init", "--server-id", 'a"b'], {}, "error: --server-id: "),
+    ("init-server-id-dot", ["init", "--server-id", "vpn.example.org."], {}, "error: --server-id: "),
+    ("init-exists", ["init"], {"owrt-vpn.toml": "# mine\n"}, "owrt-vpn.toml: already exists"),
+    ("init-dir-is-file", ["init", "afile"], {"afile": "x"}, "afile: not a directory"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "files", "fragment"), [c[1:] for c in COMMAND_LINES], ids=[c[0] for c in COMMAND_LINES]
+)
+def test_bad_command_line(
+    argv: list[str], files: dict[str, str], fragment: str, cli: CliRunner, tmp_path: Path
+) -> None:
+    env = {k[4:]: v for k, v in files.items() if k.startswith("env:")}
+    for name, content in files.items():
+        if not name.startswith("env:"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(content)
+    before = _snapshot(tmp_path)
+    dirs_before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = cli(*argv, env=env)
+    _assert_refused(proc.stderr, proc.returncode)
+    assert fragment in proc.stderr
+    assert _snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == dirs_before

@@ -1,0 +1,210 @@
+"""The site model in-process: what a valid file gives, identities, edge rules."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from owrt_vpn import profiles
+from owrt_vpn.errors import ConfigError
+from owrt_vpn.resources import profiles_dir
+from owrt_vpn.site import (
+    AUTH_METHODS,
+    CERT_AUTH,
+    EAP_PASSWORD_AUTH,
+    PLATFORM_AUTH,
+    PLATFORMS,
+    device_identity,
+    eap_identity,
+    load_site,
+    parse_site,
+    validate_server_id,
+)
+from test_bad_input import BASE
+
+
+def _parse(text: str) -> object:
+    return parse_site(text, Path("/srv/sites/owrt-vpn.toml"))
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_site(text, Path("owrt-vpn.toml"))
+    return info.value.lines()
+
+
+def test_base_site_model() -> None:
+    site = parse_site(BASE, Path("/srv/sites/owrt-vpn.toml"))
+    assert site.name == "home"
+    assert site.base_dir == Path("/srv/sites")
+    assert site.pki_path == Path("/srv/sites/pki")
+    assert site.settings.crypto == "compat"
+    assert site.settings.server_key == "rsa3072"
+    assert (site.settings.client_days, site.settings.crl_days) == (825, 365)
+    gw = site.router("gw")
+    assert gw.lan_networks == (ipaddress.ip_network("192.168.1.0/24"),)
+    assert gw.pool_network == ipaddress.IPv4Network("10.10.10.0/24")
+    assert gw.pool6_network is None
+    assert gw.server_id_is_ip is False
+    assert gw.management.port == 22 and gw.management.user == "root"
+    assert gw.management.bakes_access is False
+    alice = site.user("alice")
+    assert [d.name for d in alice.devices] == ["phone", "laptop"]
+    assert [d.platform for d in alice.devices] == ["ios", "windows"]
+    assert site.user("bob").auth == "eap-mschapv2"
+    assert site.user_routers(alice) == (gw,)
+    assert site.router_users(gw) == (alice, site.user("bob"))
+
+
+def test_model_is_frozen() -> None:
+    site = parse_site(BASE, Path("owrt-vpn.toml"))
+    with pytest.raises(pydantic.ValidationError):
+        site.router("gw").pool = "10.0.0.0/8"  # type: ignore[misc]
+    assert isinstance(site.routers, tuple) and isinstance(site.router("gw").lan, tuple)
+
+
+def test_unknown_router_or_user_lookup() -> None:
+    site = parse_site(BASE, Path("owrt-vpn.toml"))
+    with pytest.raises(
+        ConfigError, match=r"routers: no router named 'gw1' \(did you mean 'gw'\?\)"
+    ):
+        site.router("gw1")
+    with pytest.raises(ConfigError, match=r"users: no user named 'alicia' \(did you mean 'alice'"):
+        site.user("alicia")
+
+
+def test_identities() -> None:
+    site = parse_site(BASE, Path("owrt-vpn.toml"))
+    alice = site.user("alice")
+    assert device_identity(site, alice, alice.devices[0]) == "alice+phone@home"
+    assert device_identity("home", "bob", "tablet") == "bob+tablet@home"
+    assert eap_identity(site.user("bob")) == "bob"
+
+
+def test_user_routers_subset() -> None:
+    text = BASE.replace('auth = "pubkey"', 'auth = "pubkey"\nrouters = ["gw2"]') + (
+        '\n[[routers]]\nname = "gw2"\nserver_id = "203.0.113.7"\nrelease = "23.05.5"\n'
+        'target = "ath79"\ndevice = "tplink_archer-c7-v2"\npool = "10.10.20.0/24"\n'
+    )
+    site = parse_site(text, Path("owrt-vpn.toml"))
+    gw, gw2 = site.router("gw"), site.router("gw2")
+    assert gw2.server_id_is_ip is True
+    assert gw2.subtarget is None
+    assert site.user_routers(site.user("alice")) == (gw2,)
+    assert [u.name for u in site.router_users(gw)] == ["bob"]
+    assert [u.name for u in site.router_users(gw2)] == ["alice", "bob"]
+
+
+def test_pool_size_boundary() -> None:
+    # 3 devices: a /30 has 2 usable addresses (too small), a /29 has 6.
+    assert _parse(BASE.replace('"10.10.10.0/24"', '"10.10.10.0/29"'))
+    # A user limited to another router does not count against this pool.
+    text = BASE.replace('"10.10.10.0/24"', '"10.10.10.0/31"').replace(
+        'auth = "pubkey"', 'auth = "pubkey"\nrouters = ["gw2"]'
+    ) + (
+        '\n[[routers]]\nname = "gw2"\nserver_id = "vpn2.example.org"\nrelease = "24.10.2"\n'
+        'target = "bcm53xx"\ndevice = "phicomm_k3"\npool = "10.10.20.0/24"\n'
+    )
+    assert _parse(text)  # 1 device on gw, a /31 has 2 addresses
+
+
+def test_pool6_too_small() -> None:
+    text = BASE.replace('pool = "10.10.10.0/24"', 'pool = "10.10.10.0/24"\npool6 = "fd00::/127"')
+    assert _problems(text) == [
+        "owrt-vpn.toml: routers[0].pool6: fd00::/127 has 1 usable addresses but 3 devices may "
+        "connect"
+    ]
+
+
+def test_misspelt_platform_still_counts_for_pool_size() -> None:
+    text = BASE.replace('"10.10.10.0/24"', '"10.10.10.0/30"').replace('"ios"', '"iphone"')
+    lines = _problems(text)
+    assert lines[0].startswith("owrt-vpn.toml: routers[0].pool: 10.10.10.0/30 has 2 usable")
+    assert lines[1].startswith("owrt-vpn.toml: users[0].devices[0].platform: 'iphone'")
+
+
+def test_broken_lan_does_not_fake_an_overlap() -> None:
+    # With `lan` unusable, its default (192.168.1.0/24) must not be compared
+    # with the pool: only the real problem is reported.
+    text = BASE.replace('lan = ["192.168.1.0/24"]', 'lan = "192.168.1.0/24"').replace(
+        '"10.10.10.0/24"', '"192.168.1.0/25"'
+    )
+    assert _problems(text) == [
+        "owrt-vpn.toml: routers[0].lan: must be a list, not str '192.168.1.0/24'"
+    ]
+
+
+def test_legacy_with_allow_weak_is_accepted() -> None:
+    text = BASE.replace('crypto = "compat"', 'crypto = "legacy"\nallow_weak = true')
+    assert parse_site(text, Path("x.toml")).settings.crypto == "legacy"
+
+
+@pytest.mark.parametrize(
+    "value", ["vpn.example.org", "gw", "203.0.113.5", "2001:db8::1", "a-b.example"]
+)
+def test_server_id_accepted(value: str) -> None:
+    assert validate_server_id(value) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "vpn example",
+        "vpn.example.org.",
+        "-vpn.example",
+        "10.0.0",
+        "ff02::1",
+        "fe80::1%eth0",
+        "::",
+        'a"b',
+        "x" * 64 + ".example",
+    ],
+)
+def test_server_id_rejected(value: str) -> None:
+    with pytest.raises(ValueError):
+        validate_server_id(value)
+
+
+def test_platform_auth_matrix() -> None:
+    assert set(PLATFORM_AUTH) == set(PLATFORMS)
+    assert all(PLATFORM_AUTH[p] <= set(AUTH_METHODS) for p in PLATFORMS)
+    # The rules of issue 2: no EAP-TLS on Android's built-in client; the
+    # second round only on the strongSwan app and Linux.
+    assert "eap-tls" not in PLATFORM_AUTH["android"]
+    second = {p for p in PLATFORMS if "pubkey+eap-mschapv2" in PLATFORM_AUTH[p]}
+    assert second == {"android-strongswan", "linux"}
+    assert {"pubkey", "eap-tls", "pubkey+eap-mschapv2"} == CERT_AUTH
+    assert {"eap-mschapv2", "pubkey+eap-mschapv2"} == EAP_PASSWORD_AUTH
+
+
+def test_shipped_template_is_valid() -> None:
+    from string import Template
+
+    target = profiles.default_target()
+    info = profiles.target_info(target)
+    text = Template((profiles_dir() / "site-template.toml").read_text()).substitute(
+        server_id="vpn.example.org",
+        release=profiles.default_release(),
+        target=target,
+        subtarget=info["default_subtarget"],
+        device=info["default_device"],
+    )
+    site = parse_site(text, Path("owrt-vpn.toml"))
+    assert [r.name for r in site.routers] == ["gw"]
+    assert site.routers[0].release == profiles.default_release()
+
+
+def test_load_site_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"shown\.toml: site file not found"):
+        load_site(tmp_path / "missing.toml", "shown.toml")
+    (tmp_path / "s.toml").write_text(BASE.replace("port = 22", "port = 0"))
+    with pytest.raises(ConfigError) as info:
+        load_site(tmp_path / "s.toml")
+    assert info.value.lines() == [
+        f"{tmp_path / 's.toml'}: routers[0].management.port: must be >= 1, not 0"
+    ]
+    assert info.value.exit_code == 2
