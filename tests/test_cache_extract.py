@@ -1,0 +1,183 @@
+"""Safe extraction: malicious archives are refused on every Python 3.11.x, good ones kept intact."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from owrt_vpn.cache import Cache, sha256_file
+from owrt_vpn.errors import EXIT_INTEGRITY, IntegrityError
+from owrt_vpn.extract import UnsafeArchiveError, safe_extract
+
+Member = tuple[str, str, object]  # (kind, name, data-or-link-target)
+
+
+def make_tar(path: Path, members: list[tuple[str, str, object]], mode: int = 0o644) -> Path:
+    """Write a tar with members: ("file", name, bytes), ("dir", name, None),
+    ("sym", name, target), ("hard", name, target), ("chr"/"fifo", name, None)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for kind, name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.mtime = 1700000000
+            ti.mode = mode
+            if kind == "file":
+                assert isinstance(data, bytes)
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+                continue
+            if kind == "dir":
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            elif kind == "sym":
+                ti.type, ti.linkname = tarfile.SYMTYPE, str(data)
+            elif kind == "hard":
+                ti.type, ti.linkname = tarfile.LNKTYPE, str(data)
+            elif kind == "chr":
+                ti.type, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 1, 3
+            elif kind == "fifo":
+                ti.type = tarfile.FIFOTYPE
+            tf.addfile(ti)
+    raw = buf.getvalue()
+    if path.name.endswith(".zst"):
+        raw = zstandard.ZstdCompressor().compress(raw)
+        path.write_bytes(raw)
+    elif path.name.endswith(".xz"):
+        import lzma
+
+        path.write_bytes(lzma.compress(raw))
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    d = tmp_path / "root" / "dest"
+    d.mkdir(parents=True)
+    return d
+
+
+def outside_files(tmp_path: Path, dest: Path) -> list[str]:
+    """Every path under tmp_path that is not inside dest or an input archive."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(tmp_path):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            if p == dest or dest in p.parents or p.suffix in (".zst", ".xz", ".tar"):
+                continue
+            if p == dest.parent:
+                continue
+            out.append(str(p.relative_to(tmp_path)))
+    return out
+
+
+GOOD = [
+    ("dir", "ib", None),
+    ("dir", "ib/bin", None),
+    ("file", "ib/Makefile", b"all:\n"),
+    ("file", "ib/bin/tool", b"#!/bin/sh\n"),
+    ("sym", "ib/bin/tool2", "tool"),
+    ("sym", "ib/lib", "bin"),
+    ("sym", "ib/bin/up", "../Makefile"),
+    ("hard", "ib/bin/tool-hard", "ib/bin/tool"),
+    ("file", "./ib/./bin/../bin/dotted", b"x"),
+]
+
+
+@pytest.mark.parametrize("suffix", [".tar.zst", ".tar.xz", ".tar"])
+def test_good_archive_extracts_with_links_and_times(
+    tmp_path: Path, dest: Path, suffix: str
+) -> None:
+    archive = make_tar(tmp_path / f"ib{suffix}", GOOD, mode=0o6777)
+    assert safe_extract(archive, dest) == len(GOOD)
+    ib = dest / "ib"
+    assert (ib / "Makefile").read_bytes() == b"all:\n"
+    assert os.readlink(ib / "bin/tool2") == "tool"
+    assert (ib / "lib/tool").read_bytes() == b"#!/bin/sh\n"
+    assert (ib / "bin/up").read_bytes() == b"all:\n"
+    assert os.stat(ib / "bin/tool-hard").st_ino == os.stat(ib / "bin/tool").st_ino
+    assert (ib / "bin/dotted").read_bytes() == b"x"
+    mode = stat.S_IMODE(os.stat(ib / "bin/tool").st_mode)
+    # setuid/setgid/sticky and group/other write are dropped.
+    assert mode == 0o755
+    assert os.stat(ib / "Makefile").st_mtime == 1700000000
+    assert os.stat(ib / "bin").st_mtime == 1700000000
+    assert os.lstat(ib / "bin/tool2").st_mtime == 1700000000
+
+
+BAD: dict[str, list[tuple[str, str, object]]] = {
+    "absolute path": [("file", "/tmp/owrt-vpn-evil", b"x")],
+    "dotdot": [("file", "../evil", b"x")],
+    "nested dotdot": [("dir", "a", None), ("file", "a/../../evil", b"x")],
+    "absolute symlink": [("sym", "etc", "/etc")],
+    "symlink out": [("sym", "up", "../..")],
+    "symlink out from subdir": [("dir", "a", None), ("sym", "a/up", "../../evil")],
+    "write through symlink": [("sym", "l", "/tmp"), ("file", "l/evil", b"x")],
+    "link via root alias": [("sym", "d", "."), ("sym", "d/l", "../evil")],
+    "hard link absolute": [("hard", "h", "/etc/passwd")],
+    "hard link dotdot": [("hard", "h", "../evil")],
+    "hard link to unknown": [("hard", "h", "never-extracted")],
+    "char device": [("chr", "null", None)],
+    "fifo": [("fifo", "pipe", None)],
+    "file replaces dir": [("dir", "a", None), ("file", "a", b"x")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malicious_archive_is_refused(tmp_path: Path, dest: Path, case: str) -> None:
+    archive = make_tar(tmp_path / "evil.tar.zst", BAD[case])
+    with pytest.raises(UnsafeArchiveError) as exc:
+        safe_extract(archive, dest)
+    assert exc.value.exit_code == EXIT_INTEGRITY
+    assert outside_files(tmp_path, dest) == []
+    assert not Path("/tmp/owrt-vpn-evil").exists()
+
+
+def test_later_member_replaces_a_symlink_instead_of_writing_through_it(
+    tmp_path: Path, dest: Path
+) -> None:
+    archive = make_tar(
+        tmp_path / "a.tar.zst",
+        [
+            ("dir", "sub", None),
+            ("file", "sub/f", b"original"),
+            ("sym", "l", "sub/f"),
+            ("file", "l", b"replacement"),
+        ],
+    )
+    safe_extract(archive, dest)
+    assert (dest / "sub/f").read_bytes() == b"original"
+    assert not (dest / "l").is_symlink()
+    assert (dest / "l").read_bytes() == b"replacement"
+
+
+def test_corrupt_stream_is_an_integrity_error(tmp_path: Path, dest: Path) -> None:
+    archive = make_tar(tmp_path / "a.tar.zst", GOOD)
+    archive.write_bytes(archive.read_bytes()[:-30])
+    with pytest.raises(IntegrityError, match="cannot extract"):
+        safe_extract(archive, dest)
+
+
+def test_cache_tree_is_made_once_and_never_half(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    good = make_tar(tmp_path / "ib.tar.zst", GOOD)
+    sha = sha256_file(good)
+    top = cache.tree(good, sha)
+    assert top.name == "ib" and (top / "Makefile").is_file()
+    assert cache.has_tree(sha)
+    (top / "marker-of-first-extraction").write_text("x")
+    assert cache.tree(good, sha) == top
+    assert (top / "marker-of-first-extraction").exists()
+
+    evil = make_tar(tmp_path / "evil.tar.zst", [("dir", "ib", None), ("sym", "ib/x", "/etc")])
+    evil_sha = sha256_file(evil)
+    with pytest.raises(UnsafeArchiveError):
+        cache.tree(evil, evil_sha)
+    assert not cache.has_tree(evil_sha)
+    assert sorted(p.name for p in (cache.root / "trees").iterdir()) == [sha]
