@@ -1,0 +1,468 @@
+"""The PKI directory on disk: the index of issued certificates, file modes, locking.
+
+Layout (see HACKING.md)::
+
+    <pki_dir>/ca.crt  ca.key  index.json  crl.pem
+    <pki_dir>/servers/<router>.crt .key
+    <pki_dir>/clients/<user>/<device>.crt .key .p12 .p12.password
+    <pki_dir>/eap/<user>.password
+
+``index.json`` is deterministic (sorted keys, records in a fixed order) and
+only rewritten when its content changes, so that running a command twice
+leaves the directory byte-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from owrt_vpn import pki_certs as pc
+from owrt_vpn.errors import PkiError
+from owrt_vpn.fsutil import write_atomic
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+INDEX_VERSION = 1
+PASSPHRASE_ENV = "OWRT_VPN_CA_PASSPHRASE"  # noqa: S105 - a variable name
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+DIR_MODE = 0o700
+_KIND_ORDER = {"ca": 0, "server": 1, "client": 2}
+
+
+@dataclass
+class CertRecord:
+    """One issued certificate as the index records it."""
+
+    serial: int
+    kind: str  # ca | server | client
+    subject: str
+    not_before: str
+    not_after: str
+    ca: str  # key id (SKI hex) of the CA key that signed it
+    key_type: str
+    status: str = "valid"  # valid | revoked
+    current: bool = True  # False once renewed, re-issued or its user removed
+    revoked_at: str | None = None
+    router: str | None = None
+    server_id: str | None = None
+    user: str | None = None
+    device: str | None = None
+    identity: str | None = None
+    shared_identity: str | None = None
+
+    @property
+    def serial_hex(self) -> str:
+        """The serial as lowercase hex (what index.json stores)."""
+        return f"{self.serial:x}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (None values left out, serial as hex)."""
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        data["serial"] = self.serial_hex
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CertRecord:
+        """Parse one index record (KeyError/ValueError/TypeError when malformed)."""
+        values = dict(data)
+        values["serial"] = int(str(values["serial"]), 16)
+        return cls(**values)
+
+    def sort_key(self) -> tuple[int, str, str, str, str, int]:
+        """A total order for index.json: kind, owner, issue date, serial."""
+        return (
+            _KIND_ORDER.get(self.kind, 9),
+            self.router or self.user or "",
+            self.device or "",
+            self.not_before,
+            self.status,
+            self.serial,
+        )
+
+
+@dataclass
+class Index:
+    """The parsed ``index.json``."""
+
+    certs: list[CertRecord] = field(default_factory=list)
+    ca_encrypted: bool = True
+    crl: dict[str, Any] | None = None  # number, this_update, next_update, ca
+    eap: dict[str, str] = field(default_factory=dict)  # user -> active | revoked
+    _current: dict[tuple[str, ...], CertRecord] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._current = {}
+        for rec in self.certs:
+            if rec.current:
+                self._current[self.key_of(rec)] = rec
+
+    @staticmethod
+    def key_of(rec: CertRecord) -> tuple[str, ...]:
+        """The lookup key of a record: ("ca",), ("server", router) or ("client", user, device)."""
+        if rec.kind == "server":
+            return ("server", rec.router or "")
+        if rec.kind == "client":
+            return ("client", rec.user or "", rec.device or "")
+        return ("ca",)
+
+    def current(self, *key: str) -> CertRecord | None:
+        """The current record for ``key`` (see :meth:`key_of`), or None."""
+        return self._current.get(tuple(key))
+
+    def add(self, rec: CertRecord) -> None:
+        """Record a newly issued certificate; the one it replaces stops being current."""
+        old = self._current.get(self.key_of(rec))
+        if old is not None:
+            old.current = False
+        rec.current = True
+        self.certs.append(rec)
+        self._current[self.key_of(rec)] = rec
+
+    def retire(self, rec: CertRecord) -> None:
+        """Mark ``rec`` as no longer current (its owner was removed)."""
+        rec.current = False
+        key = self.key_of(rec)
+        if self._current.get(key) is rec:
+            del self._current[key]
+
+    def to_bytes(self) -> bytes:
+        """Deterministic JSON bytes."""
+        data = {
+            "version": INDEX_VERSION,
+            "ca_encrypted": self.ca_encrypted,
+            "certs": [r.to_json() for r in sorted(self.certs, key=CertRecord.sort_key)],
+            "crl": self.crl,
+            "eap": dict(sorted(self.eap.items())),
+        }
+        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Index:
+        """Parse ``index.json`` (PkiError naming ``where`` when it is damaged)."""
+        try:
+            raw = json.loads(data)
+            if raw.get("version") != INDEX_VERSION:
+                raise ValueError(f"unsupported version {raw.get('version')!r}")
+            certs = [CertRecord.from_json(r) for r in raw["certs"]]
+            crl = raw.get("crl")
+            eap = {str(k): str(v) for k, v in raw.get("eap", {}).items()}
+            return cls(certs=certs, ca_encrypted=bool(raw["ca_encrypted"]), crl=crl, eap=eap)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PkiError(
+                f"{where}: damaged PKI index: {exc}",
+                hint="restore the PKI directory from a backup",
+            ) from None
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700; fix the mode if it differs."""
+    if not path.is_dir():
+        if not path.parent.is_dir():
+            ensure_dir(path.parent)
+        path.mkdir(mode=DIR_MODE, exist_ok=True)
+    if path.stat().st_mode & 0o777 != DIR_MODE:
+        path.chmod(DIR_MODE)
+
+
+def put(path: Path, data: bytes, mode: int) -> bool:
+    """Write ``data`` atomically unless the file already holds it with ``mode``.
+
+    Returns True when the file was (re)written. Skipping identical writes is
+    what keeps a second run byte- and mtime-identical.
+    """
+    try:
+        st = path.stat()
+        if st.st_mode & 0o777 == mode and st.st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    ensure_dir(path.parent)
+    write_atomic(path, data, mode)
+    return True
+
+
+def read(path: Path, hint: str) -> bytes:
+    """The bytes of a PKI file, or PkiError naming it with ``hint``."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise PkiError(f"{path}: missing", hint=hint) from None
+    except OSError as exc:
+        raise PkiError(f"{path}: cannot read: {exc.strerror}", hint=hint) from None
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the PKI directory (one writer at a time).
+
+    The lock is taken on the directory itself, so that no lock file appears in
+    it; a directory that does not exist yet has nothing to protect.
+    """
+    if not root.is_dir():
+        yield
+        return
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def passphrase(*, new: bool = False) -> bytes:
+    """The CA passphrase: ``$OWRT_VPN_CA_PASSPHRASE``, else a prompt when stdin is a terminal.
+
+    ``new`` asks twice (creating a CA). Raises PkiError when neither is available.
+    """
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is not None:
+        if not value:
+            raise PkiError(f"{PASSPHRASE_ENV} is set but empty", hint="set it to the CA passphrase")
+        return value.encode()
+    if sys.stdin.isatty():
+        first = getpass.getpass("CA passphrase: ")
+        if new:
+            if len(first) < 8:
+                raise PkiError("the CA passphrase must have at least 8 characters")
+            if getpass.getpass("CA passphrase (again): ") != first:
+                raise PkiError("the two passphrases differ")
+        if not first:
+            raise PkiError("no CA passphrase given")
+        return first.encode()
+    if new:
+        raise PkiError(
+            f"no CA passphrase: set {PASSPHRASE_ENV}",
+            hint="the CA key is stored encrypted with it; "
+            "for a throwaway setup pass --insecure-unencrypted-ca",
+        )
+    raise PkiError(
+        f"the CA key is encrypted: set {PASSPHRASE_ENV}",
+        hint="or run the command in a terminal to be asked for it",
+    )
+
+
+INIT_HINT = "run `owrt-vpn pki init` first"
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A revoked client certificate (listed in the CRL)."""
+
+    serial: int
+    user: str
+    device: str
+    identity: str
+    revoked_at: str
+
+
+class PkiReader:
+    """Read access to the PKI directory: certificates, keys, PKCS#12, passwords, CRL.
+
+    Reading never needs the CA passphrase. :class:`owrt_vpn.pki.Pki` adds issuing.
+    """
+
+    def __init__(self, root: Path, index: Index) -> None:
+        self.root = root
+        self._index = index
+        self._ca_cert: x509.Certificate | None = None
+
+    @staticmethod
+    def load_index(root: Path) -> Index:
+        """Read ``<root>/index.json`` (an empty index when there is none yet)."""
+        path = root / "index.json"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return Index()
+        except OSError as exc:
+            raise PkiError(f"{path}: cannot read: {exc.strerror}") from None
+        return Index.from_bytes(data, str(path))
+
+    @property
+    def exists(self) -> bool:
+        """True when the CA exists."""
+        return (self.root / "ca.crt").is_file() and self._index.current("ca") is not None
+
+    @property
+    def ca_encrypted(self) -> bool:
+        """False when the CA key was stored unencrypted (``--insecure-unencrypted-ca``)."""
+        return self._index.ca_encrypted
+
+    def _ca_kid(self) -> str:
+        rec = self._index.current("ca")
+        if rec is None or not (self.root / "ca.crt").is_file():
+            raise PkiError(f"{self.root}: no CA", hint=INIT_HINT)
+        return rec.ca
+
+    def ca_record(self) -> CertRecord | None:
+        """The index record of the current CA certificate."""
+        return self._index.current("ca")
+
+    def ca_certificate(self) -> x509.Certificate:
+        """The CA certificate object."""
+        if self._ca_cert is None:
+            self._ca_kid()
+            self._ca_cert = pc.load_cert(read(self.root / "ca.crt", INIT_HINT))
+        return self._ca_cert
+
+    def _server_path(self, router: str, ext: str) -> Path:
+        return self.root / "servers" / f"{router}.{ext}"
+
+    def _client_path(self, user: str, device: str, ext: str) -> Path:
+        return self.root / "clients" / user / f"{device}.{ext}"
+
+    def _eap_path(self, user: str) -> Path:
+        return self.root / "eap" / f"{user}.password"
+
+    # ------------------------------------------------------------------ reading
+
+    def ca_cert_pem(self) -> bytes:
+        """The CA certificate (PEM)."""
+        return pc.cert_pem(self.ca_certificate())
+
+    def ca_cert_der(self) -> bytes:
+        """The CA certificate (DER), for Android/Windows imports."""
+        from cryptography.hazmat.primitives import serialization
+
+        return self.ca_certificate().public_bytes(serialization.Encoding.DER)
+
+    def _server_rec(self, router: str) -> CertRecord:
+        rec = self._index.current("server", router)
+        if rec is None:
+            raise PkiError(
+                f"{self.root}: no server certificate for router {router!r}", hint=INIT_HINT
+            )
+        return rec
+
+    def server_cert_pem(self, router: str) -> bytes:
+        """The router's server certificate (PEM)."""
+        self._server_rec(router)
+        return read(self._server_path(router, "crt"), INIT_HINT)
+
+    def server_key_pem(self, router: str) -> bytes:
+        """The router's private key: unencrypted PKCS#8 PEM (it goes onto the router)."""
+        self._server_rec(router)
+        return read(self._server_path(router, "key"), INIT_HINT)
+
+    def client_status(self, user: str, device: str) -> str:
+        """``valid``, ``revoked`` or ``missing`` for the device's current certificate."""
+        rec = self._index.current("client", user, device)
+        if rec is None:
+            return "missing"
+        return rec.status
+
+    def client_record(self, user: str, device: str) -> CertRecord | None:
+        """The index record of the device's current certificate."""
+        return self._index.current("client", user, device)
+
+    def _client_rec(self, user: str, device: str) -> CertRecord:
+        rec = self._index.current("client", user, device)
+        if rec is None:
+            raise PkiError(
+                f"{self.root}: no certificate for {user}/{device}",
+                hint="run `owrt-vpn pki init` (or any build) to issue it",
+            )
+        if rec.status == "revoked":
+            raise PkiError(
+                f"the certificate of {user}/{device} is revoked",
+                hint=f"issue a new one with `owrt-vpn pki renew --user {user} --device {device}`",
+            )
+        return rec
+
+    def client_cert_pem(self, user: str, device: str) -> bytes:
+        """The device certificate (PEM); PkiError when missing or revoked."""
+        self._client_rec(user, device)
+        return read(self._client_path(user, device, "crt"), INIT_HINT)
+
+    def client_key_pem(self, user: str, device: str) -> bytes:
+        """The device's private key (unencrypted PKCS#8 PEM)."""
+        self._client_rec(user, device)
+        return read(self._client_path(user, device, "key"), INIT_HINT)
+
+    def client_key_type(self, user: str, device: str) -> str:
+        """``ecdsa-p256`` or ``rsa3072``."""
+        return self._client_rec(user, device).key_type
+
+    def p12(self, user: str, device: str) -> bytes:
+        """The device's PKCS#12 (legacy 3DES/SHA-1 form, CA included)."""
+        self._client_rec(user, device)
+        return read(self._client_path(user, device, "p12"), INIT_HINT)
+
+    def p12_password(self, user: str, device: str) -> str:
+        """The password of the device's PKCS#12."""
+        self._client_rec(user, device)
+        return read(self._client_path(user, device, "p12.password"), INIT_HINT).decode().strip()
+
+    def eap_status(self, user: str) -> str:
+        """``active``, ``revoked`` or ``missing``."""
+        status = self._index.eap.get(user)
+        if status == "active" and not self._eap_path(user).is_file():
+            return "missing"
+        return status or "missing"
+
+    def eap_password(self, user: str) -> str:
+        """The user's EAP-MSCHAPv2 password; PkiError when missing or revoked."""
+        if self._index.eap.get(user) == "revoked":
+            raise PkiError(
+                f"the EAP password of {user} is revoked",
+                hint=f"set a new one with `owrt-vpn user passwd {user}`",
+            )
+        hint = f"run `owrt-vpn user passwd {user}` to set one"
+        return read(self._eap_path(user), hint).decode().rstrip("\n")
+
+    def crl_pem(self) -> bytes | None:
+        """The CRL (PEM), or None when nothing was ever revoked."""
+        path = self.root / "crl.pem"
+        if self._index.crl is None or not path.is_file():
+            return None
+        return path.read_bytes()
+
+    def crl_info(self) -> dict[str, object] | None:
+        """The CRL's number and dates as recorded in the index."""
+        return dict(self._index.crl) if self._index.crl else None
+
+    def revoked(self) -> list[Revoked]:
+        """The revoked client certificates of the current CA (what the CRL lists)."""
+        if self._index.current("ca") is None:
+            return []
+        kid = self._ca_kid()
+        return [
+            Revoked(r.serial, r.user or "", r.device or "", r.identity or "", r.revoked_at or "")
+            for r in sorted(self._index.certs, key=CertRecord.sort_key)
+            if r.kind == "client" and r.status == "revoked" and r.ca == kid
+        ]
+
+    def records(self, *, all_records: bool = False) -> list[CertRecord]:
+        """Index records (current ones unless ``all_records``), in index order."""
+        return [
+            r
+            for r in sorted(self._index.certs, key=CertRecord.sort_key)
+            if all_records or r.current
+        ]
+
+    def digest(self) -> str:
+        """sha256 over the PKI files builds use (CA, CRL, server certs/keys, EAP passwords)."""
+        files: dict[str, str] = {}
+        candidates = [self.root / "ca.crt", self.root / "crl.pem"]
+        for sub, pattern in (("servers", "*"), ("eap", "*.password")):
+            if (self.root / sub).is_dir():
+                candidates += sorted((self.root / sub).glob(pattern))
+        for path in candidates:
+            if path.is_file() and not path.name.startswith("."):
+                rel = path.relative_to(self.root).as_posix()
+                files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        from owrt_vpn.repro import digest
+
+        return digest(files)
