@@ -1,0 +1,219 @@
+"""The CLI's common behaviour: options anywhere, --json, exit codes, init/check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import CliRunner, _cli_env
+from test_bad_input import BASE
+
+BAD = BASE.replace('"home"', '"Home"', 1)
+
+
+@pytest.fixture
+def site_dir(tmp_path: Path) -> Path:
+    """A folder holding a valid `owrt-vpn.toml` and a broken `bad.toml`."""
+    (tmp_path / "owrt-vpn.toml").write_text(BASE)
+    (tmp_path / "bad.toml").write_text(BAD)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--site", "bad.toml", "check"],
+        ["check", "--site", "bad.toml"],
+        ["check", "--site=bad.toml"],
+        ["--site=bad.toml", "check"],
+    ],
+)
+def test_site_option_before_or_after(argv: list[str], cli: CliRunner, site_dir: Path) -> None:
+    proc = cli(*argv)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: bad.toml: site.name: 'Home' is not a valid name")
+
+
+def test_site_default_and_env(cli: CliRunner, site_dir: Path) -> None:
+    ok = cli("check")
+    assert (ok.returncode, ok.stdout) == (0, "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n")
+    env = cli("check", env={"OWRT_VPN_SITE": "bad.toml"})
+    assert env.returncode == 2 and env.stderr.startswith("error: bad.toml: site.name: ")
+    # --site wins over the environment.
+    both = cli("check", "--site", "owrt-vpn.toml", env={"OWRT_VPN_SITE": "bad.toml"})
+    assert both.returncode == 0, both.stderr
+
+
+def test_site_in_another_folder(
+    cli: CliRunner, site_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    proc = cli("check", "--site", site_dir / "owrt-vpn.toml", "--json", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["site_file"] == str(site_dir / "owrt-vpn.toml")
+
+
+@pytest.mark.parametrize("argv", [["--json", "check"], ["check", "--json"]])
+def test_json_before_or_after(argv: list[str], cli: CliRunner, site_dir: Path) -> None:
+    proc = cli(*argv)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "ok": True,
+        "site": "home",
+        "site_file": "owrt-vpn.toml",
+        "routers": ["gw"],
+        "users": ["alice", "bob"],
+        "warnings": [],
+    }
+
+
+def test_json_error_payload(cli: CliRunner, site_dir: Path) -> None:
+    proc = cli("check", "--site", "bad.toml", "--json")
+    assert proc.returncode == 2
+    payload = json.loads(proc.stdout)
+    assert payload["ok"] is False and payload["exit_code"] == 2
+    assert payload["errors"][0].startswith("bad.toml: site.name: 'Home'")
+    assert "owrt-vpn check" in payload["hint"]
+    usage = cli("--json", "check", "--frobnicate")
+    assert usage.returncode == 2
+    assert json.loads(usage.stdout)["errors"] == ["owrt-vpn check: No such option: --frobnicate"]
+
+
+@pytest.mark.parametrize("argv", [["--quiet", "check"], ["check", "-q"]])
+def test_quiet(argv: list[str], cli: CliRunner, site_dir: Path) -> None:
+    proc = cli(*argv)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    # Errors still show under --quiet.
+    bad = cli(*argv, "--site", "bad.toml")
+    assert bad.returncode == 2 and "error: bad.toml: site.name" in bad.stderr
+
+
+@pytest.mark.parametrize("argv", [["--verbose", "check"], ["check", "-v"], ["check", "--debug"]])
+def test_verbose_and_debug_accepted(argv: list[str], cli: CliRunner, site_dir: Path) -> None:
+    proc = cli(*argv)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n"
+
+
+@pytest.mark.parametrize("argv", [["--debug", "check"], ["check", "--debug"]])
+def test_debug_shows_traceback(argv: list[str], cli: CliRunner, site_dir: Path) -> None:
+    proc = cli(*argv, "--site", "bad.toml")
+    assert proc.returncode == 2
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "ConfigError" in proc.stderr
+    assert "error: bad.toml: site.name: " in proc.stderr
+    plain = cli("check", "--site", "bad.toml")
+    assert "Traceback" not in plain.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["frobnicate"], "error: owrt-vpn: No such command 'frobnicate'."),
+        (["--frobnicate", "check"], "error: owrt-vpn: No such option: --frobnicate"),
+        (["check", "--frobnicate"], "error: owrt-vpn check: No such option: --frobnicate"),
+        (["init", "a", "b"], "error: owrt-vpn init: Got unexpected extra argument(s) (b)"),
+        ([], "error: owrt-vpn: missing command"),
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], message: str, cli: CliRunner) -> None:
+    proc = cli(*argv)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == message
+    assert proc.stderr.splitlines()[1].startswith("hint: see `owrt-vpn")
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_and_version(cli: CliRunner) -> None:
+    top = cli("--help")
+    assert top.returncode == 0
+    for word in ("init", "check", "--site", "--json", "--quiet", "--verbose", "--debug"):
+        assert word in top.stdout
+    sub = cli("init", "--help")
+    assert sub.returncode == 0 and "--server-id" in sub.stdout and "--force" in sub.stdout
+    version = cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("owrt-vpn 0.")
+
+
+def test_console_script_and_module(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "owrt-vpn"
+    for argv in ([str(script), "--version"], [sys.executable, "-m", "owrt_vpn", "--version"]):
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=False)
+        assert (proc.returncode, proc.stdout.split()[0]) == (0, "owrt-vpn"), proc.stderr
+
+
+def test_help_imports_no_heavy_libraries(tmp_path: Path) -> None:
+    # `--help` must stay fast: heavy libraries are imported inside commands.
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "owrt_vpn", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_cli_env(),
+        check=False,
+    )
+    assert proc.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    heavy = {"pydantic", "cryptography", "jinja2", "requests", "tomlkit", "zstandard", "docker"}
+    assert imported & heavy == set()
+    assert "typer" in imported  # the probe works
+
+
+# --- init
+
+
+def test_init_writes_a_file_check_accepts(cli: CliRunner, tmp_path: Path) -> None:
+    proc = cli("init")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("wrote owrt-vpn.toml\n")
+    text = (tmp_path / "owrt-vpn.toml").read_text()
+    assert text.startswith("# owrt-vpn site file")
+    data = tomllib.loads(text)
+    assert data["routers"][0]["server_id"] == "vpn.example.org"
+    check = cli("check")
+    assert check.returncode == 0, check.stderr
+    assert check.stdout == "owrt-vpn.toml: ok (1 router(s), 1 user(s))\n"
+
+
+def test_init_refuses_to_overwrite(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "owrt-vpn.toml").write_text("# my own site\n")
+    proc = cli("init")
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: owrt-vpn.toml: already exists\nhint: use --force to overwrite it\n"
+    )
+    assert (tmp_path / "owrt-vpn.toml").read_text() == "# my own site\n"
+    forced = cli("init", "--force", "--server-id", "vpn.example.net")
+    assert forced.returncode == 0, forced.stderr
+    assert 'server_id = "vpn.example.net"' in (tmp_path / "owrt-vpn.toml").read_text()
+
+
+@pytest.mark.parametrize("server_id", ["203.0.113.5", "2001:db8::5"])
+def test_init_with_ip_server_id(server_id: str, cli: CliRunner, tmp_path: Path) -> None:
+    proc = cli("init", "--server-id", server_id, "site-a", "--json")
+    assert proc.returncode == 0, proc.stderr
+    dest = tmp_path / "site-a" / "owrt-vpn.toml"
+    assert json.loads(proc.stdout) == {
+        "ok": True,
+        "site_file": str(Path("site-a", "owrt-vpn.toml")),
+        "server_id": server_id,
+    }
+    assert tomllib.loads(dest.read_text())["routers"][0]["server_id"] == server_id
+    check = cli("--json", "--site", dest, "check")
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["routers"] == ["gw"]
+
+
+@pytest.mark.parametrize("server_id", ["not a host", "vpn..example.org", "300.1.2.3.4", "x\ny"])
+def test_init_with_garbage_server_id(server_id: str, cli: CliRunner, tmp_path: Path) -> None:
+    proc = cli("init", "--server-id", server_id, "out")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --server-id: ")
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
