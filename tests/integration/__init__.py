@@ -1,0 +1,1 @@
+"""Integration tests: real daemons in network namespaces (need root)."""
