@@ -2,20 +2,26 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Only folders that exist (bench/ may not be there yet in every checkout).
+LINT_PATHS := $(wildcard builder tests bench)
 
 .PHONY: install test lint unit demo bench clean
 
+# The venv is (re)built when pyproject.toml changes; the console script is
+# the stamp. Python 3.11+ is required (Debian 12's python3 is 3.11).
 $(BIN)/owrt-vpn: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+		"owrt-vpn needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
 install: $(BIN)/owrt-vpn
 
 lint: install
-	$(BIN)/ruff check builder tests bench
-	$(BIN)/ruff format --check builder tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 # Everything: lint, types, unit and integration tests (integration needs root).
