@@ -208,3 +208,26 @@ def test_load_site_errors(tmp_path: Path) -> None:
         f"{tmp_path / 's.toml'}: routers[0].management.port: must be >= 1, not 0"
     ]
     assert info.value.exit_code == 2
+
+
+def test_readme_documents_every_key() -> None:
+    """The README's site-file reference lists exactly the model's keys, per table."""
+    import re
+
+    from owrt_vpn.site import Device, Management, Router, SiteSettings, User
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section: site-file -->")[1].split("<!-- /section: site-file -->")[
+        0
+    ]
+    tables = {}
+    for block in re.split(r"^### ", section, flags=re.M)[1:]:
+        heading = block.splitlines()[0]
+        tables[heading.split("`")[1]] = re.findall(r"^\| `(\w+)` \|", block, flags=re.M)
+    assert tables == {
+        "[site]": list(SiteSettings.model_fields),
+        "[[routers]]": [k for k in Router.model_fields if k != "management"],
+        "[routers.management]": list(Management.model_fields),
+        "[[users]]": list(User.model_fields),
+        "[[users.devices]]": list(Device.model_fields),
+    }
