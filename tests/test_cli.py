@@ -136,6 +136,8 @@ def test_help_and_version(cli: CliRunner) -> None:
         assert word in top.stdout
     sub = cli("init", "--help")
     assert sub.returncode == 0 and "--server-id" in sub.stdout and "--force" in sub.stdout
+    bare = cli()  # no command: the help on stdout, exit 2
+    assert bare.returncode == 2 and bare.stdout.startswith("Usage: owrt-vpn [OPTIONS] COMMAND")
     version = cli("--version")
     assert version.returncode == 0
     assert version.stdout.startswith("owrt-vpn 0.")

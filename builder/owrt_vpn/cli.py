@@ -67,6 +67,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich's help formatter (rich + markdown-it) costs ~90 ms
+    # of imports on every `--help` and usage error.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -213,8 +216,10 @@ def _print_usage_error(exc: Exception, json_mode: bool) -> None:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "owrt-vpn"
     message = str(exc.format_message()).strip()  # type: ignore[attr-defined]
-    if not message:
-        # no_args_is_help: the help was already printed on stdout.
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # A group run without a command: its help on stdout, a short error.
+        if message:
+            sys.stdout.write(message + "\n")
         message = "missing command"
     error = UsageError(f"{path}: {message}", hint=f"see `{path} --help`")
     _print_error(error, json_mode)
