@@ -1,0 +1,416 @@
+"""The ImageBuilder double behaves like reference/imagebuilder.md says the real one does."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from imagebuilder_double import (
+    Variant,
+    archive_name,
+    cached_imagebuilder,
+    extract_imagebuilder,
+    make_imagebuilder,
+)
+from imagebuilder_double.mirror_tree import (
+    corrupt_signature,
+    make_mirror,
+    make_signing_key,
+    sign_with_other_key,
+    tamper_archive,
+    wrong_sha256_line,
+)
+from integration.mirror import MirrorServer, mirror_server  # noqa: F401
+
+K3 = "openwrt-24.10.2-bcm53xx-generic-phicomm_k3"
+
+
+def ib(
+    tmp_path: Path,
+    release: str = "24.10.2",
+    target: str = "bcm53xx",
+    subtarget: str = "generic",
+    variant: Variant | None = None,
+) -> Path:
+    """A fresh extracted ImageBuilder tree (each build gets its own, like the driver's)."""
+    archive = cached_imagebuilder(release, target, subtarget, variant)
+    return extract_imagebuilder(archive, tmp_path / "ib")
+
+
+def make(tree: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``make ARGS`` in the ImageBuilder tree."""
+    e = {k: v for k, v in os.environ.items() if k not in ("PROFILE", "PACKAGES", "FILES")}
+    e.update(env)
+    return subprocess.run(
+        ["make", *args], cwd=tree, capture_output=True, text=True, env=e, timeout=120
+    )
+
+
+def listing(image: Path) -> dict[str, str]:
+    """``unsquashfs -lls``: path (without squashfs-root) -> mode string."""
+    out = subprocess.run(
+        ["unsquashfs", "-lls", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    entries = {}
+    for line in out.splitlines():
+        parts = line.split(" -> ")[0].split()
+        if len(parts) >= 6 and parts[-1].startswith("squashfs-root"):
+            entries[parts[-1].removeprefix("squashfs-root")] = parts[0]
+    return entries
+
+
+def cat(image: Path, path: str) -> str:
+    """One file's content from a squashfs image."""
+    return subprocess.run(
+        ["unsquashfs", "-cat", str(image), path], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def overlay(tmp_path: Path) -> Path:
+    files = tmp_path / "files"
+    (files / "etc/swanctl/conf.d").mkdir(parents=True)
+    (files / "etc/swanctl/private").mkdir(parents=True)
+    (files / "etc/uci-defaults").mkdir(parents=True)
+    (files / "etc/swanctl/conf.d/owrt-vpn.conf").write_text("connections {}\n")
+    key = files / "etc/swanctl/private/server.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    script = files / "etc/uci-defaults/90-owrt-vpn"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    return files
+
+
+def test_make_info_lists_real_profiles(tmp_path: Path) -> None:
+    res = make(ib(tmp_path), "info")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == 'Current Target: "bcm53xx/generic"'
+    assert lines[1] == 'Current Architecture: "arm"'
+    assert lines[2] == 'Current Revision: "r28739-d9340319c6"'
+    assert lines[3].startswith("Default Packages: ") and " dnsmasq " in lines[3]
+    assert "Available Profiles:" in lines
+    i = lines.index("phicomm_k3:")
+    assert lines[i + 1] == "    Phicomm K3"
+    assert lines[i + 2].startswith("    Packages: kmod-brcmfmac ")
+    assert lines[i + 3] == "    hasImageMetadata: 1"
+    assert lines[i + 4] == "    SupportedDevices: phicomm,k3"
+    for prof in ("dlink_dir-885l:", "netgear_r7000:", "asus_rt-ac68u:", "tenda_ac9:"):
+        assert prof in lines
+
+
+def test_image_phicomm_k3(tmp_path: Path) -> None:
+    tree, bin_dir = ib(tmp_path), tmp_path / "bin"
+    res = make(
+        tree,
+        "image",
+        "PROFILE=phicomm_k3",
+        "PACKAGES=strongswan-default strongswan-mod-openssl strongswan-ipsec -ppp -ppp-mod-pppoe",
+        f"FILES={overlay(tmp_path)}",
+        f"BIN_DIR={bin_dir}",
+        "DISABLED_SERVICES=ipsec",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Building images for bcm53xx - Phicomm K3" in res.stdout
+    image = bin_dir / f"{K3}-squashfs.trx"
+    names = sorted(p.name for p in bin_dir.iterdir())
+    assert names == sorted([image.name, f"{K3}.manifest", "profiles.json", "sha256sums"])
+
+    files = listing(image)
+    assert files["/etc/swanctl/conf.d/owrt-vpn.conf"].startswith("-rw-r--r--")
+    assert files["/etc/swanctl/private/server.key"] == "-rw-------"
+    assert files["/etc/uci-defaults/90-owrt-vpn"] == "-rwxr-xr-x"
+    assert "/usr/lib/ipsec/plugins/libstrongswan-openssl.so" in files
+    assert "/usr/lib/ipsec/plugins/libstrongswan-md4.so" not in files  # not in -default
+    assert "/etc/rc.d/S90swanctl" in files and "/etc/rc.d/S19dnsmasq" in files
+    assert "/etc/init.d/ipsec" in files and "/etc/rc.d/S90ipsec" not in files
+    release = cat(image, "/etc/openwrt_release")
+    assert "DISTRIB_RELEASE='24.10.2'" in release
+    assert "DISTRIB_REVISION='r28739-d9340319c6'" in release
+    assert "DISTRIB_TARGET='bcm53xx/generic'" in release
+    status = cat(image, "/usr/lib/opkg/status")
+    assert "Package: strongswan-mod-openssl\nVersion: 5.9.14-r1\n" in status
+    assert "Package: libopenssl3\n" in status  # pulled in through Provides: libopenssl
+    assert "include /var/swanctl/swanctl.conf" in cat(image, "/etc/swanctl/swanctl.conf")
+
+    manifest = (bin_dir / f"{K3}.manifest").read_text().splitlines()
+    assert (
+        "strongswan-swanctl - 5.9.14-r1" in manifest
+        and "strongswan-mod-vici - 5.9.14-r1" in manifest
+    )
+    assert not any(m.startswith("ppp ") or m.startswith("ppp-mod-pppoe ") for m in manifest)
+    assert manifest == sorted(manifest)
+
+    sums = (bin_dir / "sha256sums").read_text().splitlines()
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    assert f"{digest} *{image.name}" in sums
+    prof = json.loads((bin_dir / "profiles.json").read_text())
+    assert prof["target"] == "bcm53xx/generic" and prof["version_number"] == "24.10.2"
+    assert prof["version_code"] == "r28739-d9340319c6" and prof["metadata_version"] == 1
+    k3 = prof["profiles"]["phicomm_k3"]
+    assert k3["supported_devices"] == ["phicomm,k3"]
+    assert k3["titles"] == [{"vendor": "Phicomm", "model": "K3"}]
+    assert k3["images"] == [
+        {
+            "type": "trx",
+            "name": image.name,
+            "sha256": digest,
+            "sha256_unsigned": digest,
+            "filesystem": "squashfs",
+        }
+    ]
+    # written inside the tree, like the real one
+    assert (tree / "build_dir").is_dir() and (tree / "staging_dir").is_dir()
+
+
+def test_image_is_reproducible_and_ignores_env_epoch(tmp_path: Path) -> None:
+    digests = []
+    for i, epoch in enumerate(("1", "1700000000")):
+        tree, bin_dir = ib(tmp_path / str(i)), tmp_path / f"bin{i}"
+        res = make(
+            tree,
+            "image",
+            "PROFILE=phicomm_k3",
+            f"BIN_DIR={bin_dir}",
+            "EXTRA_IMAGE_NAME=Home_Site",
+            SOURCE_DATE_EPOCH=epoch,
+        )
+        assert res.returncode == 0, res.stderr
+        image = bin_dir / "openwrt-24.10.2-home-site-bcm53xx-generic-phicomm_k3-squashfs.trx"
+        digests.append(hashlib.sha256(image.read_bytes()).hexdigest())
+        assert (bin_dir / "openwrt-24.10.2-home-site-bcm53xx-generic-phicomm_k3.manifest").exists()
+    assert digests[0] == digests[1]
+
+
+def test_unknown_package_opkg_wording(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    res = make(
+        ib(tmp_path),
+        "image",
+        "PROFILE=phicomm_k3",
+        "PACKAGES=strongswan-mod-nosuch",
+        f"BIN_DIR={bin_dir}",
+    )
+    assert res.returncode == 2
+    assert "Unknown package 'strongswan-mod-nosuch'." in res.stderr
+    assert (
+        "Collected errors:\n * opkg_install_cmd: Cannot install package strongswan-mod-nosuch."
+        in res.stderr
+    )
+    assert not list(bin_dir.glob("*.trx"))
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    res = make(ib(tmp_path), "image", "PROFILE=phicomm_k4")
+    assert res.returncode == 2
+    assert 'Profile "phicomm_k4" does not exist!' in res.stdout
+    assert 'Use "make info" to get a list of available profile names.' in res.stdout
+
+
+def test_conflict_and_removal(tmp_path: Path) -> None:
+    tree = ib(tmp_path)
+    res = make(
+        tree, "image", "PROFILE=phicomm_k3", "PACKAGES=dnsmasq-full", f"BIN_DIR={tmp_path / 'a'}"
+    )
+    assert res.returncode == 2
+    assert (
+        " * check_conflicts_for: The following packages conflict with dnsmasq-full:" in res.stderr
+    )
+    res = make(tree, "manifest", "PROFILE=phicomm_k3", "PACKAGES=dnsmasq-full -dnsmasq")
+    assert res.returncode == 0, res.stderr
+    names = [line.split(" - ")[0] for line in res.stdout.splitlines()]
+    assert "dnsmasq-full" in names and "dnsmasq" not in names
+
+
+def test_manifest_strip_abi(tmp_path: Path) -> None:
+    tree = ib(tmp_path)
+    plain = make(tree, "manifest", "PROFILE=phicomm_k3", "PACKAGES=strongswan-mod-openssl")
+    stripped = make(
+        tree, "manifest", "PROFILE=phicomm_k3", "PACKAGES=strongswan-mod-openssl", "STRIP_ABI=1"
+    )
+    assert "libopenssl3 - 3.0.16-r1" in plain.stdout.splitlines()
+    assert "libopenssl - 3.0.16-r1" in stripped.stdout.splitlines()
+
+
+def test_too_big_deletes_image_but_exits_zero(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    res = make(
+        ib(tmp_path),
+        "image",
+        "PROFILE=phicomm_k3",
+        "PACKAGES=double-test-bloat",
+        f"BIN_DIR={bin_dir}",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "WARNING: Image file " in res.stderr and f"{K3}-squashfs.trx is too big" in res.stderr
+    assert not (bin_dir / f"{K3}-squashfs.trx").exists()
+    assert (bin_dir / f"{K3}.manifest").exists()
+    assert ".trx" not in (bin_dir / "sha256sums").read_text()
+
+
+def test_too_big_by_flash_size_variant(tmp_path: Path) -> None:
+    tree = ib(tmp_path, variant=Variant(flash_kib={"phicomm_k3": 2048}))
+    res = make(tree, "image", "PROFILE=phicomm_k3", f"BIN_DIR={tmp_path / 'bin'}")
+    assert res.returncode == 0 and "is too big" in res.stderr
+    assert not list((tmp_path / "bin").glob("*.trx"))
+
+
+def test_ath79_sysupgrade_and_factory(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    res = make(
+        ib(tmp_path, target="ath79"),
+        "image",
+        "PROFILE=tplink_archer-c7-v2",
+        "PACKAGES=strongswan-minimal strongswan-mod-openssl",
+        f"BIN_DIR={bin_dir}",
+    )
+    assert res.returncode == 0, res.stderr
+    prefix = "openwrt-24.10.2-ath79-generic-tplink_archer-c7-v2-squashfs"
+    sysupgrade, factory = bin_dir / f"{prefix}-sysupgrade.bin", bin_dir / f"{prefix}-factory.bin"
+    assert sysupgrade.exists() and factory.exists()
+    assert "/usr/lib/ipsec/plugins/libstrongswan-stroke.so" in listing(sysupgrade)
+    prof = json.loads((bin_dir / "profiles.json").read_text())["profiles"]["tplink_archer-c7-v2"]
+    assert sorted(i["type"] for i in prof["images"]) == ["factory", "sysupgrade"]
+    assert prof["titles"] == [{"vendor": "TP-Link", "model": "Archer C7", "variant": "v2"}]
+
+
+def test_2305_is_tar_xz_with_old_versions(tmp_path: Path) -> None:
+    archive = cached_imagebuilder("23.05.5", "bcm53xx", "generic")
+    assert archive.name == "openwrt-imagebuilder-23.05.5-bcm53xx-generic.Linux-x86_64.tar.xz"
+    assert archive.read_bytes()[:6] == b"\xfd7zXZ\x00"
+    res = make(
+        ib(tmp_path, "23.05.5"), "manifest", "PROFILE=phicomm_k3", "PACKAGES=strongswan-full"
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "strongswan-mod-eap-mschapv2 - 5.9.11-1" in lines
+    plugins = [x for x in lines if x.startswith("strongswan-mod-")]
+    assert len(plugins) == 79
+
+
+def test_apk_flavour_2512(tmp_path: Path) -> None:
+    tree = ib(tmp_path, "25.12.0")
+    assert (tree / "repositories").exists() and not (tree / "repositories.conf").exists()
+    res = make(tree, "image", "PROFILE=phicomm_k3", "PACKAGES=nosuch")
+    assert res.returncode == 2
+    wording = "ERROR: unable to select packages:\n  nosuch (no such package):\n"
+    assert wording + "    required by: world[nosuch]" in res.stderr
+    bin_dir = tmp_path / "bin"
+    res = make(
+        tree,
+        "image",
+        "PROFILE=phicomm_k3",
+        "PACKAGES=strongswan-default strongswan-mod-openssl",
+        f"BIN_DIR={bin_dir}",
+    )
+    assert res.returncode == 0, res.stderr
+    image = bin_dir / "openwrt-25.12.0-bcm53xx-generic-phicomm_k3-squashfs.trx"
+    files = listing(image)
+    assert "/lib/apk/db/installed" in files and "/usr/lib/opkg/status" not in files
+    assert "P:strongswan-swanctl\nV:6.0.2-r1\n" in cat(image, "/lib/apk/db/installed")
+    assert "strongswan-default" in cat(image, "/etc/apk/world").split()
+    res = make(tree, "manifest", "PROFILE=phicomm_k3")
+    assert "base-files 1630-r1" in res.stdout.splitlines()  # apk list --manifest form
+
+
+def test_archive_is_deterministic(tmp_path: Path) -> None:
+    a = make_imagebuilder("24.10.2", "bcm53xx", "generic", tmp_path / "a")
+    b = make_imagebuilder("24.10.2", "bcm53xx", "generic", tmp_path / "b")
+    assert a.name == "openwrt-imagebuilder-24.10.2-bcm53xx-generic.Linux-x86_64.tar.zst"
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
+    top = extract_imagebuilder(a, tmp_path / "x")
+    assert top.name == "openwrt-imagebuilder-24.10.2-bcm53xx-generic.Linux-x86_64"
+    assert (top / "Makefile").exists() and (top / "repositories.conf").exists()
+
+
+def _verify(pub: Path, sums: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["signify-openbsd", "-V", "-p", str(pub), "-m", str(sums), "-x", f"{sums}.sig"],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_mirror_tree_signed_and_faults(tmp_path: Path) -> None:
+    key = make_signing_key(tmp_path / "keys")
+    m = make_mirror(
+        tmp_path / "mirror",
+        key,
+        [("24.10.2", "bcm53xx", "generic"), ("24.10.2", "ath79", "generic")],
+    )
+    versions = json.loads((m.base / ".versions.json").read_text())
+    assert versions["stable_version"] == "24.10.2" and "24.10.2" in versions["versions_list"]
+    targets = json.loads((m.base / "releases/24.10.2/.targets.json").read_text())
+    assert targets == {"ath79/generic": "mips_24kc", "bcm53xx/generic": "arm_cortex-a9"}
+    tdir = m.target_dir("24.10.2", "bcm53xx", "generic")
+    sums = tdir / "sha256sums"
+    assert _verify(key.public, sums).returncode == 0
+    # the signature's key number is the key's
+    sig_raw = base64.b64decode((tdir / "sha256sums.sig").read_text().splitlines()[1])
+    assert len(sig_raw) == 74 and sig_raw[:2] == b"Ed" and sig_raw[2:10] == key.keynum
+    name = archive_name("24.10.2", "bcm53xx", "generic")
+    digest = hashlib.sha256((tdir / name).read_bytes()).hexdigest()
+    assert f"{digest} *{name}" in sums.read_text().splitlines()
+    site = json.loads((tdir / "profiles.json").read_text())
+    assert site["profiles"]["netgear_r7000"]["supported_devices"] == ["netgear,r7000"]
+    assert (tdir / "version.buildinfo").read_text().strip() == "r28739-d9340319c6"
+
+    corrupt_signature(tdir / "sha256sums.sig")
+    assert _verify(key.public, sums).returncode != 0
+    m.resign("24.10.2", "bcm53xx", "generic")
+    other = sign_with_other_key(m, "24.10.2", "bcm53xx", "generic", tmp_path / "other")
+    assert other.keynum != key.keynum and _verify(key.public, sums).returncode != 0
+    m.resign("24.10.2", "bcm53xx", "generic")
+    wrong_sha256_line(m, "24.10.2", "bcm53xx", "generic")
+    assert _verify(key.public, sums).returncode == 0
+    assert f"{digest} *{name}" not in sums.read_text()
+    m.resign("24.10.2", "bcm53xx", "generic")
+    tamper_archive(m, "24.10.2", "bcm53xx", "generic")
+    assert hashlib.sha256((tdir / name).read_bytes()).hexdigest() != digest
+
+
+def test_mirror_server_ranges_and_faults(mirror_server: MirrorServer) -> None:  # noqa: F811
+    blob = bytes(range(256)) * 1024  # 256 KiB
+    (mirror_server.root / "dir").mkdir()
+    (mirror_server.root / "dir/blob.bin").write_bytes(blob)
+    url = f"{mirror_server.url}/dir/blob.bin"
+
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == blob
+    r = requests.get(url, headers={"Range": "bytes=1000-"}, timeout=10)
+    assert r.status_code == 206 and r.content == blob[1000:]
+    assert r.headers["Content-Range"] == f"bytes 1000-{len(blob) - 1}/{len(blob)}"
+    r = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert r.status_code == 206 and r.content == blob[10:20]
+    r = requests.get(url, headers={"Range": f"bytes={len(blob)}-"}, timeout=10)
+    assert r.status_code == 416
+    assert requests.get(f"{mirror_server.url}/nope", timeout=10).status_code == 404
+    assert requests.get(f"{mirror_server.url}/../etc/passwd", timeout=10).status_code == 404
+
+    mirror_server.fail("/dir/blob.bin", 500, times=2)
+    codes = [requests.get(url, timeout=10).status_code for _ in range(3)]
+    assert codes == [500, 500, 200]
+    mirror_server.not_found("/dir/blob.bin")
+    assert requests.get(url, timeout=10).status_code == 404
+    mirror_server.clear_faults()
+
+    mirror_server.cut("/dir/blob.bin", after=50_000)
+    with pytest.raises(requests.exceptions.RequestException):
+        requests.get(url, timeout=10).raise_for_status()
+    cut = mirror_server.requests_for("/dir/blob.bin")[-1]
+    assert cut.bytes_sent == 50_000 and not cut.complete
+    r = requests.get(url, headers={"Range": "bytes=50000-"}, timeout=10)  # resume works
+    assert r.status_code == 206 and r.content == blob[50_000:]
+
+    mirror_server.reset_log()
+    assert mirror_server.count("blob.bin") == 0
+    requests.head(url, timeout=10)
+    assert [(q.method, q.status, q.bytes_sent) for q in mirror_server.log] == [("HEAD", 200, 0)]
