@@ -1,0 +1,340 @@
+"""`owrt-vpn flash` against real SSH routers (dropbear in namespaces, see sshrouter.py).
+
+The flasher runs as the real CLI inside the management namespace; every
+router is a separate dropbear with OpenWrt stand-ins whose upgrades really
+drop the session, reboot and come back running the uploaded image's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .sshrouter import RouterSpec, SshLab, TestRouter, openwrt_release
+
+pytestmark = pytest.mark.integration
+Proc = subprocess.CompletedProcess[str]
+
+NEW_RELEASE = "24.10.2"
+NEW_REVISION = "r28739-d9340319c6"
+SWANCTL_CONF = """\
+# rendered by owrt-vpn (test stand-in)
+connections {
+    rw-pubkey {
+        version = 2
+        local_addrs = %any
+        pools = rw-pool
+        local { auth = pubkey
+            certs = server.crt }
+        children { rw-pubkey { local_ts = 0.0.0.0/0 } }
+    }
+    rw-eap {
+        version = 2
+        children {
+            rw-eap { local_ts = 0.0.0.0/0 }
+        }
+    }
+}
+pools { rw-pool { addrs = 10.10.10.0/24 } }
+"""
+
+
+def make_build(
+    tmp: Path, build_dir: Path, *, router: str, baked_keys: str | None = None
+) -> dict[str, Any]:
+    """A router build in the shape `owrt-vpn build` leaves: a squashfs image of the root fs."""
+    info: dict[str, Any] = {
+        "site": "lab",
+        "router": router,
+        "release": NEW_RELEASE,
+        "revision": NEW_REVISION,
+        "target": "bcm53xx/generic",
+        "device": "phicomm_k3",
+    }
+    root = tmp / f"rootfs-{router}"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/openwrt_release").write_text(openwrt_release(NEW_RELEASE, NEW_REVISION))
+    ours = root / "usr/share/owrt-vpn"
+    (ours / "files/etc/swanctl/conf.d").mkdir(parents=True)
+    (ours / "files/etc/swanctl/conf.d/owrt-vpn.conf").write_text(SWANCTL_CONF)
+    (ours / "build-info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    if baked_keys is not None:
+        (root / "etc/dropbear").mkdir()
+        (root / "etc/dropbear/authorized_keys").write_text(baked_keys + "\n")
+    build_dir.mkdir(parents=True)
+    name = "openwrt-24.10.2-bcm53xx-generic-phicomm_k3-squashfs.trx"
+    image = build_dir / name
+    subprocess.run(
+        ["mksquashfs", root, image, "-quiet", "-noappend", "-all-root", "-no-progress"],
+        check=True,
+        capture_output=True,
+    )
+    sha = hashlib.sha256(image.read_bytes()).hexdigest()
+    info["images"] = [{"name": name, "type": "trx", "sha256": sha}]
+    profile = {
+        "image_prefix": "openwrt-24.10.2-bcm53xx-generic-phicomm_k3",
+        "images": [{"type": "trx", "name": name, "sha256": sha, "filesystem": "squashfs"}],
+        "supported_devices": ["phicomm,k3"],
+        "titles": [{"vendor": "Phicomm", "model": "K3"}],
+    }
+    (build_dir / "profile.json").write_text(json.dumps(profile))
+    (build_dir / "build-info.json").write_text(json.dumps(info))
+    (build_dir / "sha256sums").write_text(f"{sha} *{name}\n")
+    with tarfile.open(build_dir / "overlay.tar", "w") as tar:
+        data = SWANCTL_CONF.encode()
+        member = tarfile.TarInfo("usr/share/owrt-vpn/files/etc/swanctl/conf.d/owrt-vpn.conf")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    return info
+
+
+@dataclass
+class Fleet:
+    """A site whose routers are the lab's routers, plus a runner for the CLI."""
+
+    lab: SshLab
+    dir: Path
+
+    @property
+    def site(self) -> Path:
+        return self.dir / "owrt-vpn.toml"
+
+    def write_site(self, routers: list[TestRouter], *, baked_access: bool = False) -> None:
+        text = '[site]\nname = "lab"\n'
+        for r in routers:
+            text += (
+                f'\n[[routers]]\nname = "{r.spec.name}"\nserver_id = "vpn.example.org"\n'
+                f'release = "{NEW_RELEASE}"\ntarget = "bcm53xx"\nsubtarget = "generic"\n'
+                'device = "phicomm_k3"\nlan = ["192.168.1.0/24"]\n'
+                f'\n[routers.management]\naddress = "{r.address}"\n'
+                f'identity_file = "{self.lab.client_key}"\nknown_hosts = "known_hosts"\n'
+            )
+            if baked_access:
+                text += f'authorized_keys = ["{self.lab.client_pubkey()}"]\n'
+                text += 'lan_address = "192.168.1.1/24"\n'
+            make_build(
+                self.dir,
+                self.dir / "dist/lab/routers" / r.spec.name,
+                router=r.spec.name,
+                baked_keys=self.lab.client_pubkey() if baked_access else None,
+            )
+        self.site.write_text(text)
+
+    def flash(self, *args: str, timeout: float = 180) -> tuple[Proc, Any]:
+        """Run `owrt-vpn --json flash ARGS` in the management namespace; (process, JSON)."""
+        env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+        env.pop("OWRT_VPN_SITE", None)
+        argv = [sys.executable, "-m", "owrt_vpn", "--site", str(self.site), "--json", "flash"]
+        proc = self.lab.run_in_mgmt([*argv, *args], env=env, cwd=self.dir, timeout=timeout)
+        try:
+            data = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            msg = f"no JSON from flash (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            raise AssertionError(msg) from None
+        return proc, data
+
+
+def by_name(data: Any) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in data["routers"]}
+
+
+def sysupgrades(router: TestRouter) -> list[str]:
+    """The argv of every real (not -T) sysupgrade call the router saw."""
+    return [e["argv"] for e in router.events("sysupgrade-called") if not e["argv"].startswith("-T")]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Any:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network, mount and pid namespaces")
+    lab = SshLab(tmp_path / "lab")
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture
+def fleet(lab: SshLab, tmp_path: Path) -> Fleet:
+    (tmp_path / "site").mkdir()
+    return Fleet(lab, tmp_path / "site")
+
+
+def test_flash_end_to_end_marker_then_skip(lab: SshLab, fleet: Fleet) -> None:
+    r = lab.add_router(RouterSpec("gw"))
+    fleet.write_site([r])
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+
+    proc, data = fleet.flash("--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    rep = by_name(data)["gw"]
+    assert rep["status"] == "would-flash"
+    assert "23.05.5 r24106-10cc5fcd00 -> 24.10.2 r28739-d9340319c6" in rep["message"]
+    assert r.events("upload") == [] and r.events("sysupgrade-called") == []
+
+    proc, data = fleet.flash("--timeout", "30")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert rep["status"] == "flashed", rep
+    assert rep["before"] == {"version": "23.05.5", "revision": "r24106-10cc5fcd00"}
+    assert rep["after"] == {"version": NEW_RELEASE, "revision": NEW_REVISION}
+    assert rep["board_name"] == "phicomm,k3"
+    # One upload, one real upgrade keeping settings, never forced.
+    assert len(r.events("upload")) == 1
+    assert sysupgrades(r) == [f"/tmp/{rep['image']}"]
+    boots = r.events("boot")
+    assert len(boots) == 2 and boots[-1]["revision"] == NEW_REVISION
+    marker = json.loads(r.etc_file("owrt-vpn/flashed.json").read_text())
+    image = fleet.dir / "dist/lab/routers/gw" / rep["image"]
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    assert marker["image_sha256"] == digest == rep["image_sha256"]
+    assert marker["revision"] == NEW_REVISION
+
+    proc, data = fleet.flash("--timeout", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert by_name(data)["gw"]["status"] == "skipped"
+    assert len(r.events("upload")) == 1 and len(r.events("boot")) == 2
+
+
+def test_refusals_leave_routers_untouched_and_others_flash(lab: SshLab, fleet: Fleet) -> None:
+    wrong_board = lab.add_router(RouterSpec("wrongboard", board_name="netgear,r7000"))
+    low_mem = lab.add_router(RouterSpec("lowmem", mem_available_kb=3000))
+    corrupt = lab.add_router(RouterSpec("corrupt", faults=frozenset({"corrupt-upload"})))
+    good = lab.add_router(RouterSpec("good"))
+    fleet.write_site([wrong_board, low_mem, corrupt, good])
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+
+    proc, data = fleet.flash("--timeout", "30")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    reps = by_name(data)
+    assert reps["wrongboard"]["status"] == "refused"
+    assert "'netgear,r7000' is not one this image supports" in reps["wrongboard"]["message"]
+    assert wrong_board.events("upload") == [] and wrong_board.events("sysupgrade-called") == []
+
+    assert reps["lowmem"]["status"] == "refused"
+    assert "not enough free memory" in reps["lowmem"]["message"]
+    assert low_mem.events("upload") == []
+
+    assert reps["corrupt"]["status"] == "refused"
+    assert "uploaded image is damaged" in reps["corrupt"]["message"]
+    assert len(corrupt.events("upload")) == 1
+    assert corrupt.events("sysupgrade-called") == []  # not even -T
+    assert len(corrupt.events("boot")) == 1
+
+    assert reps["good"]["status"] == "flashed"
+    assert good.events("boot")[-1]["revision"] == NEW_REVISION
+    assert data["counts"] == {"flashed": 1, "refused": 3}
+
+
+def test_router_lost_or_booting_old_firmware_fails(lab: SshLab, fleet: Fleet) -> None:
+    lost = lab.add_router(RouterSpec("lost", faults=frozenset({"never-return"})))
+    old = lab.add_router(RouterSpec("old", faults=frozenset({"boot-old-firmware"})))
+    good = lab.add_router(RouterSpec("good"))
+    fleet.write_site([lost, old, good])
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+
+    proc, data = fleet.flash("--timeout", "6", "--connect-timeout", "2")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    reps = by_name(data)
+    assert reps["lost"]["status"] == "failed"
+    assert "did not come back within 6 s" in reps["lost"]["message"]
+    assert reps["lost"]["stage"] == "waiting for reboot"
+    assert lost.events("down-forever")
+
+    assert reps["old"]["status"] == "failed"
+    assert "came back running 23.05.5 r24106-10cc5fcd00, not 24.10.2" in reps["old"]["message"]
+    assert len(old.events("boot")) == 2  # it did reboot
+    assert not old.etc_file("owrt-vpn/flashed.json").exists()
+
+    assert reps["good"]["status"] == "flashed"
+    assert good.etc_file("owrt-vpn/flashed.json").exists()
+
+
+def test_unknown_host_key_needs_the_flag(lab: SshLab, fleet: Fleet) -> None:
+    r = lab.add_router(RouterSpec("gw"))
+    fleet.write_site([r])
+    known = fleet.dir / "known_hosts"
+    known.write_text("")
+
+    proc, data = fleet.flash("--timeout", "30")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert rep["status"] == "refused"
+    assert "host key not known" in rep["message"]
+    assert "--accept-new-host-keys" in rep["hint"]
+    assert r.events("upload") == []
+    assert known.read_text() == ""
+
+    proc, data = fleet.flash("--timeout", "30", "--accept-new-host-keys")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert by_name(data)["gw"]["status"] == "flashed"
+    assert r.host_key in known.read_text()
+
+
+def test_reset_settings_needs_baked_access(lab: SshLab, fleet: Fleet) -> None:
+    r = lab.add_router(RouterSpec("gw"))
+    fleet.write_site([r])
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+
+    proc, data = fleet.flash("--reset-settings", "--timeout", "30")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert rep["status"] == "refused"
+    assert "does not bake management access" in rep["message"]
+    assert r.events("upload") == [] and r.events("sysupgrade-called") == []
+
+
+def test_reset_settings_with_baked_access(lab: SshLab, fleet: Fleet) -> None:
+    r = lab.add_router(RouterSpec("gw"))
+    fleet.write_site([r], baked_access=True)
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+    old_key = r.host_key
+
+    proc, data = fleet.flash("--reset-settings", "--timeout", "30")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert rep["status"] == "flashed", rep
+    assert sysupgrades(r) == [f"-n /tmp/{rep['image']}"]
+    # The reset router made a new host key; the report names it, known_hosts is untouched.
+    assert rep["new_host_key"] and old_key.split()[1] not in rep["new_host_key"]
+    assert "new host key" in proc.stderr
+    assert (fleet.dir / "known_hosts").read_text() == lab.known_hosts()
+
+
+def test_ten_routers_four_jobs_overlap(lab: SshLab, fleet: Fleet) -> None:
+    routers = [lab.add_router(RouterSpec(f"shop{i}")) for i in range(10)]
+    fleet.write_site(routers[:1])  # one site router ("shop0"): its build goes to every shop
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+    inventory = fleet.dir / "fleet.toml"
+    inventory.write_text(
+        f'[defaults]\nidentity_file = "{lab.client_key}"\nknown_hosts = "known_hosts"\n'
+        + "".join(
+            f'\n[[routers]]\nname = "{r.spec.name}"\nrouter = "shop0"\naddress = "{r.address}"\n'
+            for r in routers
+        )
+    )
+
+    args = ("--inventory", str(inventory), "--jobs", "4", "--timeout", "60")
+    proc, data = fleet.flash(*args, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [r["status"] for r in data["routers"]] == ["flashed"] * 10
+    spans = []
+    for r in routers:
+        start = r.events("upgrade-start")[0]["t"]
+        back = r.events("boot")[-1]["t"]
+        assert r.events("boot")[-1]["revision"] == NEW_REVISION
+        spans.append((start, back))
+    # The most upgrades in progress at one moment: some overlap, never more than --jobs.
+    peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert 2 <= peak <= 4, spans
