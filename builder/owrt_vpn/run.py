@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from owrt_vpn.errors import CommandError, OwrtVpnError
@@ -82,3 +82,54 @@ def run(
             tail = stdout_path.read_bytes()[-2000:].decode(errors="replace")
         raise CommandError(args, proc.returncode, tail)
     return proc
+
+
+def run_logged(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    log_path: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    echo: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+) -> tuple[int, str]:
+    """Run ``argv`` with stdout+stderr appended to ``log_path`` (and each line
+    to ``echo``, e.g. the terminal under --verbose); return (status, output).
+
+    Unlike :func:`run` it never raises on a failure status: the caller
+    (a build backend) turns the output into a specific error.
+    """
+    import time
+
+    args = [os.fspath(a) for a in argv]
+    log.debug("+ %s", " ".join(args))
+    lines: list[str] = []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=clean_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except FileNotFoundError as exc:
+        raise OwrtVpnError(
+            f"{args[0]}: command not found",
+            hint="run `owrt-vpn doctor` to see which host tools are missing",
+        ) from exc
+    assert proc.stdout is not None
+    with log_path.open("ab") as out, proc:
+        out.write(("+ " + " ".join(args) + "\n").encode())
+        for raw in proc.stdout:
+            out.write(raw)
+            line = raw.decode(errors="replace").rstrip("\n")
+            lines.append(line)
+            if echo is not None:
+                echo(line)
+            if deadline is not None and time.monotonic() > deadline:
+                proc.kill()
+                raise OwrtVpnError(f"{args[0]} timed out after {timeout:g} s")
+        status = proc.wait()
+    return status, "\n".join(lines)
