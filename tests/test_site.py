@@ -231,3 +231,50 @@ def test_readme_documents_every_key() -> None:
         "[[users]]": list(User.model_fields),
         "[[users.devices]]": list(Device.model_fields),
     }
+
+
+ODD_VALUES = [
+    "1",
+    "-1",
+    "0",
+    "true",
+    "1.5",
+    "[]",
+    '[1, "a"]',
+    "{}",
+    "{a = 1}",
+    '""',
+    '"\\u0000"',
+    "1979-05-27T07:32:00Z",
+    "[[]]",
+    '"' + "x" * 300 + '"',
+    '"::"',
+    '"0.0.0.0/0"',
+    '["0.0.0.0/0"]',
+    '[{name = "x"}]',
+    '"10.10.10.0/24"',
+    '"fe80::/10"',
+    '"a"',
+]
+
+
+def test_odd_values_give_located_problems_never_a_crash() -> None:
+    """Every key of the base site set to every odd value: ConfigError or a valid site."""
+    import re
+
+    lines = BASE.splitlines()
+    tried = 0
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\w+) = ", line)
+        if not m:
+            continue
+        for value in ODD_VALUES:
+            text = "\n".join([*lines[:i], f"{m.group(1)} = {value}", *lines[i + 1 :]])
+            tried += 1
+            try:
+                parse_site(text, Path("x.toml"))
+            except ConfigError as exc:
+                assert exc.lines(), text
+                for problem in exc.lines():
+                    assert re.match(r"^x\.toml: (site|routers|users|line \d+)\S*: \S", problem)
+    assert tried > 400
