@@ -220,3 +220,21 @@ def test_init_with_garbage_server_id(server_id: str, cli: CliRunner, tmp_path: P
     assert proc.stderr.startswith("error: --server-id: ")
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_os_error_is_a_failure_without_traceback(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    proc = cli("init", "afile/sub")
+    assert (proc.returncode, proc.stderr) == (1, "error: Not a directory: afile/sub\n")
+    debug = cli("init", "afile/sub", "--debug")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "NotADirectoryError" in debug.stderr
+    assert debug.stderr.endswith("error: Not a directory: afile/sub\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_debug_keeps_the_usage_exit_status(cli: CliRunner) -> None:
+    proc = cli("--debug", "check", "--frobnicate")
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr
+    assert "error: owrt-vpn check: No such option: --frobnicate" in proc.stderr

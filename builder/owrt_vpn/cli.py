@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:
         if debug:
-            raise
+            traceback.print_exc()
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             # Click-style usage errors (typer vendors click, so match by
             # shape, not by class).
