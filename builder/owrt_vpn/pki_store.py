@@ -346,6 +346,10 @@ class PkiReader:
             )
         return rec
 
+    def server_record(self, router: str) -> CertRecord | None:
+        """The index record of the router's current server certificate."""
+        return self._index.current("server", router)
+
     def server_cert_pem(self, router: str) -> bytes:
         """The router's server certificate (PEM)."""
         self._server_rec(router)
