@@ -13,8 +13,6 @@ place. The lock (``owrt-vpn.lock``) is updated at the end, or checked with
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from owrt_vpn import __version__, build_state, profiles
+from owrt_vpn import build_state, profiles
+from owrt_vpn.build_output import build_info, expected_images, normalise_tree, why_text, write_dist
 from owrt_vpn.build_state import BUILD_INFO, Lock, read_json, sha256_file
 from owrt_vpn.errors import BuildError, ConfigError, OwrtVpnError, Problem, UsageError
-from owrt_vpn.repro import canonical_json, digest, source_date_epoch
+from owrt_vpn.repro import canonical_json, source_date_epoch
 from owrt_vpn.site import DEVICE_RE, RELEASE_RE, TARGET_RE, Router, Site
 
 if TYPE_CHECKING:
@@ -450,7 +449,7 @@ def _make_and_collect(
     for want, path in zip(expected_images(res, extra), result.images, strict=True):
         images.append(dict(want, sha256=sha256_file(path), size=path.stat().st_size))
     full = dict(info, images=images)
-    _write_dist(p, res, full, result.images, result.manifest, overlay_tar)
+    write_dist(p, res, full, result.images, result.manifest, overlay_tar)
     rep.stage(p.name, f"done: {p.out_dir}")
     return RouterResult(
         p.name,
@@ -462,148 +461,8 @@ def _make_and_collect(
     )
 
 
-def why_text(info: dict[str, Any]) -> str:
-    """One line on what was built."""
-    where = f"{info['target']}/{info['subtarget']}"
-    return f"{info['release']['version']} {where} {info['device']['profile']}"
-
-
 def _installed(name: str, installed: dict[str, str]) -> bool:
     # Libraries carry an ABI suffix in opkg manifests (libubox20240329).
     return name in installed or any(
         k.startswith(name) and k[len(name) :].isdigit() for k in installed
     )
-
-
-def expected_images(res: Resolved, extra: str) -> list[dict[str, str]]:
-    """The images ``make image`` must produce for the device, named with EXTRA_IMAGE_NAME.
-
-    From the release's profiles.json entry (what the release build made for
-    this device); initramfs kernels are left out (the ImageBuilder cannot
-    make them).
-    """
-    marker = f"-{res.target}-{res.subtarget}-"
-    out = []
-    for img in res.profile.get("images", []):
-        name = str(img.get("name", ""))
-        if (
-            img.get("filesystem") == "initramfs"
-            or img.get("type") == "kernel"
-            or marker not in name
-        ):
-            continue
-        i = name.index(marker)
-        out.append(
-            {
-                "name": f"{name[:i]}-{extra}{name[i:]}",
-                "type": str(img.get("type", "")),
-                "filesystem": str(img.get("filesystem", "")),
-            }
-        )
-    if not out:
-        raise BuildError(
-            f"profiles.json lists no buildable image for {res.device} in {res.release}",
-            hint="this device may not be supported by this release",
-        )
-    return out
-
-
-def build_info(
-    p: RouterPlan,
-    inp: dict[str, Any],
-    res: Resolved,
-    config_style: str,
-    overlay_sha: str,
-    wanted: tuple[str, ...],
-    disabled: tuple[str, ...],
-    installed: dict[str, str],
-) -> dict[str, Any]:
-    """build-info.json without the image digests (that part is baked into the image)."""
-    return {
-        "format": 1,
-        "tool": {"name": "owrt-vpn", "version": __version__},
-        "input_key": digest(inp),
-        "inputs": inp,
-        "site": {"name": p.site.name, "file": p.site.path.name, "sha256": inp["site"]},
-        "pki": {"sha256": inp["pki"]},
-        "router": p.name,
-        "release": {
-            "version": res.release,
-            "requested": res.requested_release,
-            "revision": res.version_code,
-        },
-        "target": res.target,
-        "subtarget": res.subtarget,
-        "device": {
-            "profile": res.device,
-            "supported_devices": list(res.profile.get("supported_devices", [])),
-            "titles": list(res.profile.get("titles", [])),
-        },
-        "imagebuilder": {
-            "url": res.archive_url,
-            "name": res.archive_name,
-            "sha256": res.archive_sha256,
-            "backend": p.site.settings.backend,
-        },
-        "signature": dataclasses.asdict(res.signature),
-        "packages": {
-            "requested": list(wanted),
-            "disabled_services": list(disabled),
-            "installed": dict(sorted(installed.items())),
-        },
-        "overlay": {"sha256": overlay_sha},
-        "config_style": config_style,
-        "source_date_epoch": {
-            "overlay": source_date_epoch(),
-            "imagebuilder": res.source_date_epoch,
-        },
-    }
-
-
-def normalise_tree(root: Path, epoch: int) -> None:
-    """Fixed mtimes (and root ownership when we can) for the FILES tree."""
-    as_root = os.geteuid() == 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            path = os.path.join(dirpath, n)
-            if as_root:
-                os.lchown(path, 0, 0)
-            os.utime(path, (epoch, epoch), follow_symlinks=False)
-    os.utime(root, (epoch, epoch))
-
-
-def _write_dist(
-    p: RouterPlan,
-    res: Resolved,
-    info: dict[str, Any],
-    images: tuple[Path, ...],
-    manifest: Path | None,
-    overlay_tar: Path,
-) -> None:
-    from owrt_vpn.fsutil import atomic_dir
-
-    with atomic_dir(p.out_dir) as tmp:
-        # The images and the overlay hold the router's private key: owner only.
-        for src in images:
-            shutil.move(src, tmp / src.name)
-            os.chmod(tmp / src.name, 0o600)
-        shutil.move(overlay_tar, tmp / "overlay.tar")
-        os.chmod(tmp / "overlay.tar", 0o600)
-        if manifest is not None:
-            shutil.copyfile(manifest, tmp / manifest.name)
-        profile = dict(res.profile)
-        profile.update(
-            {
-                "id": res.device,
-                "target": f"{res.target}/{res.subtarget}",
-                "version_number": res.release,
-                "version_code": res.version_code,
-                "images": info["images"],
-            }
-        )
-        (tmp / "profile.json").write_bytes(canonical_json(profile) + b"\n")
-        (tmp / BUILD_INFO).write_bytes(canonical_json(info) + b"\n")
-        sums = "".join(
-            f"{sha256_file(f)} *{f.name}\n" for f in sorted(tmp.iterdir()) if f.is_file()
-        )
-        (tmp / "sha256sums").write_text(sums)

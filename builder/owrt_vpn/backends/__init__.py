@@ -245,14 +245,16 @@ def _unknown_packages(output: str) -> list[str]:
 
 
 def _conflicts(output: str) -> str:
-    m = re.search(r"check_conflicts_for: The following packages conflict with (\S+):", output)
+    # opkg: " * check_conflicts_for: The following packages conflict with P:"
+    #       " * check_conflicts_for: \tQ * "
+    m = re.search(r"check_conflicts_for: The following packages conflict with (\S+?):", output)
     if m:
-        rest = output[m.end() :].splitlines()[1:6]
-        others = [ln.strip(" *\t") for ln in rest if ln.strip().startswith("*")]
-        return f"{m.group(1)} conflicts with {', '.join(others) or 'other packages'}"
-    m = re.search(r"^\s+(\S+).*\n\s+conflicts: (.+)$", output, re.M)
+        others = re.findall(r"check_conflicts_for:\s+(?!The following)(\S+)", output[m.end() :])
+        return f"{m.group(1)} conflicts with {', '.join(dict.fromkeys(others)) or 'other packages'}"
+    # apk: "  P-1.0:" / "    conflicts: Q-2.0[Q]"
+    m = re.search(r"^\s+(\S+?):?\n\s+conflicts: (\S+)", output, re.M)
     if m and "unable to select packages" in output:
-        return f"{m.group(1)} conflicts with {m.group(2).strip()}"
+        return f"{m.group(1)} conflicts with {m.group(2)}"
     return ""
 
 

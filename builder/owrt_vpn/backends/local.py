@@ -87,7 +87,8 @@ class LocalSession:
 
     def manifest(self) -> dict[str, str]:
         """Packages and versions ``make image`` will install (``make manifest``)."""
-        status, out = self._make(["manifest", *make_args(self.request, ""), "STRIP_ABI=1"])
+        # No STRIP_ABI: the names must match the image's .manifest (ABI suffixes included).
+        status, out = self._make(["manifest", *make_args(self.request, "")])
         if status != 0:
             raise diagnose(out, self.request, status, "manifest", self.info)
         packages = parse_manifest(out)
