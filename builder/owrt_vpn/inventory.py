@@ -135,14 +135,11 @@ def load_inventory(path: Path, site: Site, dist: Path) -> list[FlashTarget]:
         problems.append(Problem(file, "defaults", "must be a table"))
         defaults = {}
     for key in defaults:
-        if key not in CONNECTION_KEYS or key == "address":
-            problems.append(
-                Problem(
-                    file,
-                    f"defaults.{key}",
-                    _bad_key_message(key, ("port", "user", "identity_file", "known_hosts")),
-                )
-            )
+        if key == "address":
+            problems.append(Problem(file, "defaults.address", "each router has its own address"))
+        elif key not in CONNECTION_KEYS:
+            allowed = ("port", "user", "identity_file", "known_hosts")
+            problems.append(Problem(file, f"defaults.{key}", _bad_key_message(key, allowed)))
     entries = data.get("routers")
     if not isinstance(entries, list) or not entries:
         problems.append(Problem(file, "routers", "at least one [[routers]] entry is needed"))

@@ -52,14 +52,17 @@ pools { rw-pool { addrs = 10.10.10.0/24 } }
 def make_build(
     tmp: Path, build_dir: Path, *, router: str, baked_keys: str | None = None
 ) -> dict[str, Any]:
-    """A router build in the shape `owrt-vpn build` leaves: a squashfs image of the root fs."""
+    """A router build in the shape `owrt-vpn build` leaves (build.py): a squashfs image
+    of the root fs (as the ImageBuilder double makes), build-info baked without digests."""
     info: dict[str, Any] = {
-        "site": "lab",
+        "format": 1,
         "router": router,
-        "release": NEW_RELEASE,
-        "revision": NEW_REVISION,
-        "target": "bcm53xx/generic",
-        "device": "phicomm_k3",
+        "site": {"name": "lab"},
+        "release": {"version": NEW_RELEASE, "requested": NEW_RELEASE, "revision": NEW_REVISION},
+        "target": "bcm53xx",
+        "subtarget": "generic",
+        "device": {"profile": "phicomm_k3", "supported_devices": ["phicomm,k3"]},
+        "config_style": "swanctl",
     }
     root = tmp / f"rootfs-{router}"
     (root / "etc").mkdir(parents=True)
@@ -67,12 +70,12 @@ def make_build(
     ours = root / "usr/share/owrt-vpn"
     (ours / "files/etc/swanctl/conf.d").mkdir(parents=True)
     (ours / "files/etc/swanctl/conf.d/owrt-vpn.conf").write_text(SWANCTL_CONF)
-    (ours / "build-info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    (ours / "build-info.json").write_text(json.dumps(info, sort_keys=True, separators=(",", ":")))
     if baked_keys is not None:
         (root / "etc/dropbear").mkdir()
         (root / "etc/dropbear/authorized_keys").write_text(baked_keys + "\n")
     build_dir.mkdir(parents=True)
-    name = "openwrt-24.10.2-bcm53xx-generic-phicomm_k3-squashfs.trx"
+    name = "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3-squashfs.trx"
     image = build_dir / name
     subprocess.run(
         ["mksquashfs", root, image, "-quiet", "-noappend", "-all-root", "-no-progress"],
@@ -80,21 +83,27 @@ def make_build(
         capture_output=True,
     )
     sha = hashlib.sha256(image.read_bytes()).hexdigest()
-    info["images"] = [{"name": name, "type": "trx", "sha256": sha}]
+    images = [{"name": name, "type": "trx", "filesystem": "squashfs", "sha256": sha}]
+    info["images"] = images
     profile = {
-        "image_prefix": "openwrt-24.10.2-bcm53xx-generic-phicomm_k3",
-        "images": [{"type": "trx", "name": name, "sha256": sha, "filesystem": "squashfs"}],
+        "id": "phicomm_k3",
+        "images": images,
         "supported_devices": ["phicomm,k3"],
         "titles": [{"vendor": "Phicomm", "model": "K3"}],
     }
     (build_dir / "profile.json").write_text(json.dumps(profile))
     (build_dir / "build-info.json").write_text(json.dumps(info))
-    (build_dir / "sha256sums").write_text(f"{sha} *{name}\n")
     with tarfile.open(build_dir / "overlay.tar", "w") as tar:
         data = SWANCTL_CONF.encode()
         member = tarfile.TarInfo("usr/share/owrt-vpn/files/etc/swanctl/conf.d/owrt-vpn.conf")
         member.size = len(data)
         tar.addfile(member, io.BytesIO(data))
+    (build_dir / "sha256sums").write_text(
+        "".join(
+            f"{hashlib.sha256(f.read_bytes()).hexdigest()} *{f.name}\n"
+            for f in sorted(build_dir.iterdir())
+        )
+    )
     return info
 
 
@@ -326,6 +335,7 @@ def test_ten_routers_four_jobs_overlap(lab: SshLab, fleet: Fleet) -> None:
     )
 
     args = ("--inventory", str(inventory), "--jobs", "4", "--timeout", "60")
+    args += ("--out", str(fleet.dir / "dist"))
     proc, data = fleet.flash(*args, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [r["status"] for r in data["routers"]] == ["flashed"] * 10

@@ -60,7 +60,7 @@ def flash(
         typer.Option(
             "--out",
             metavar="DIR",
-            help="Where `build` put the images (default: dist/ beside the site file).",
+            help="The dist root `build` wrote to (default: ./dist, as for build).",
         ),
     ] = None,
 ) -> None:
@@ -70,7 +70,7 @@ def flash(
 
     st = state(ctx)
     site = st.load_site()
-    dist = (out if out is not None else site.base_dir / "dist").resolve()
+    dist = (out if out is not None else Path("dist")).resolve()  # build's default too
     if inventory is not None:
         targets = select(load_inventory(inventory, site, dist), routers or [], str(inventory))
     else:
