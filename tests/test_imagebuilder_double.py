@@ -6,7 +6,9 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -414,3 +416,37 @@ def test_mirror_server_ranges_and_faults(mirror_server: MirrorServer) -> None:  
     assert mirror_server.count("blob.bin") == 0
     requests.head(url, timeout=10)
     assert [(q.method, q.status, q.bytes_sent) for q in mirror_server.log] == [("HEAD", 200, 0)]
+
+
+def test_runs_unprivileged_without_python(tmp_path: Path) -> None:
+    """As the container's buildbot user would: no root, nothing but sh/make/awk/coreutils."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    work = Path(tempfile.mkdtemp(prefix="ibd-nobody-"))
+    try:
+        tree = extract_imagebuilder(cached_imagebuilder("24.10.2", "bcm53xx", "generic"), work)
+        files = overlay(work)
+        subprocess.run(["chown", "-R", "65534:65534", str(work)], check=True)
+        tools = work / "bin"  # a PATH holding only what the double may use
+        tools.mkdir()
+        allowed = "sh make awk sed cat cut tr sort head od base64 date env mkdir rm cp ln chmod "
+        allowed += "touch stat sha256sum mksquashfs"
+        for tool in allowed.split():
+            found = shutil.which(tool)
+            assert found, tool
+            (tools / tool).symlink_to(found)
+        setpriv = shutil.which("setpriv") or "setpriv"
+        res = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+             "make", "image", "PROFILE=phicomm_k3", "PACKAGES=strongswan-default",
+             f"FILES={files}", "BIN_DIR=out"],
+            cwd=tree, capture_output=True, text=True, timeout=120,
+            env={"PATH": str(tools), "HOME": str(work)},
+        )  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
+        image = tree / "out" / f"{K3}-squashfs.trx"
+        owner = image.stat().st_uid
+        assert owner == 65534
+        assert listing(image)["/etc/swanctl/private/server.key"] == "-rw-------"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from . import catalog
-from .catalog import Package, Release, Target, Variant
+from .catalog import Release, Target, Variant
+from .package_data import Package, packages
 
 STATIC = Path(__file__).resolve().parent / "ib"
 
@@ -51,7 +52,7 @@ def _lookup(release: str, target: str, subtarget: str) -> tuple[Release, Target]
 def _index_text(rel: Release, tgt: Target, manager: str, variant: Variant) -> str:
     """The package index in opkg ``Packages`` stanza form (the apk variant reads it too)."""
     out = []
-    for p in catalog.packages(variant.omit_packages, manager):
+    for p in packages(variant.omit_packages, manager):
         out.append(_stanza(p, rel, tgt))
     return "\n".join(out)
 

@@ -48,6 +48,16 @@ class Request:
 
 
 @dataclass
+class _Entry:
+    method: str
+    path: str
+    range: str | None
+    status: int = 0
+    bytes_sent: int = 0
+    complete: bool = False
+
+
+@dataclass
 class _Fault:
     kind: str  # "status", "cut", "slow"
     times: int  # how many requests it still applies to (-1: forever)
@@ -73,23 +83,23 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         rng = self.headers.get("Range")
+        # logged before anything reaches the client, so a test that has its
+        # response also sees the request in the log
+        entry = owner._log(self.command, path, rng)
         fault = owner._take_fault(path)
         if fault is not None and fault.kind == "status":
-            self._empty(fault.status)
-            owner._log(Request(self.command, path, rng, fault.status, 0, True))
+            self._empty(entry, fault.status)
             return
         target = owner._resolve(path)
         if target is None:
-            self._empty(404)
-            owner._log(Request(self.command, path, rng, 404, 0, True))
+            self._empty(entry, 404)
             return
         size = target.stat().st_size
         start, end, status = 0, size - 1, 200
         if rng:
             m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
             if m is None or (m.group(1) == "" and m.group(2) == ""):
-                self._empty(416, {"Content-Range": f"bytes */{size}"})
-                owner._log(Request(self.command, path, rng, 416, 0, True))
+                self._empty(entry, 416, {"Content-Range": f"bytes */{size}"})
                 return
             if m.group(1) == "":  # suffix range: the last N bytes
                 start, end = max(0, size - int(m.group(2))), size - 1
@@ -97,11 +107,11 @@ class _Handler(BaseHTTPRequestHandler):
                 start = int(m.group(1))
                 end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
             if start >= size or start > end:
-                self._empty(416, {"Content-Range": f"bytes */{size}"})
-                owner._log(Request(self.command, path, rng, 416, 0, True))
+                self._empty(entry, 416, {"Content-Range": f"bytes */{size}"})
                 return
             status = 206
         length = end - start + 1
+        owner._update(entry, status=status, complete=head or length == 0)
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length))
@@ -110,42 +120,36 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
-        if head:
-            owner._log(Request(self.command, path, rng, status, 0, True))
-            return
-        sent, complete = self._body(target, start, length, fault)
-        owner._log(Request(self.command, path, rng, status, sent, complete))
+        if not head:
+            self._body(entry, target, start, length, fault)
 
     def _body(
-        self, target: Path, start: int, length: int, fault: _Fault | None
-    ) -> tuple[int, bool]:
-        limit = fault.after if fault is not None and fault.kind == "cut" else None
+        self, entry: _Entry, target: Path, start: int, length: int, fault: _Fault | None
+    ) -> None:
+        owner = self.server.owner
+        limit = fault.after if fault is not None and fault.kind == "cut" else length
         delay = fault.delay if fault is not None and fault.kind == "slow" else 0.0
         sent = 0
         with target.open("rb") as f:
             f.seek(start)
-            while sent < length:
-                want = min(CHUNK, length - sent)
-                if limit is not None:
-                    want = min(want, limit - sent)
-                    if want <= 0:
-                        self._cut()
-                        return sent, False
-                data = f.read(want)
+            while sent < min(length, limit):
+                data = f.read(min(CHUNK, length - sent, limit - sent))
                 if not data:
                     break
+                done = sent + len(data) >= length
+                owner._update(entry, bytes_sent=sent + len(data), complete=done)
                 try:
                     self.wfile.write(data)
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    return sent, False
+                    owner._update(entry, bytes_sent=sent, complete=False)
+                    self.close_connection = True
+                    return
                 sent += len(data)
                 if delay:
                     time.sleep(delay)
-        if limit is not None and sent < length:
+        if sent < length:
             self._cut()
-            return sent, False
-        return sent, True
 
     def _cut(self) -> None:
         """Drop the connection mid-body, as a failing network would."""
@@ -154,7 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _empty(self, status: int, headers: dict[str, str] | None = None) -> None:
+    def _empty(self, entry: _Entry, status: int, headers: dict[str, str] | None = None) -> None:
+        self.server.owner._update(entry, status=status, complete=True)
         body = f"{status}\n".encode()
         self.send_response(status)
         for k, v in (headers or {}).items():
@@ -179,7 +184,7 @@ class MirrorServer:
         self.root = root.resolve()
         self._lock = threading.Lock()
         self._faults: dict[str, list[_Fault]] = {}
-        self._log_entries: list[Request] = []
+        self._log_entries: list[_Entry] = []
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -270,15 +275,25 @@ class MirrorServer:
             return None
         return candidate
 
-    def _log(self, req: Request) -> None:
+    def _log(self, method: str, path: str, rng: str | None) -> _Entry:
+        entry = _Entry(method, path, rng)
         with self._lock:
-            self._log_entries.append(req)
+            self._log_entries.append(entry)
+        return entry
+
+    def _update(self, entry: _Entry, **changes: object) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(entry, k, v)
 
     @property
     def log(self) -> list[Request]:
-        """A copy of the request log, oldest first."""
+        """A snapshot of the request log, oldest first."""
         with self._lock:
-            return list(self._log_entries)
+            return [
+                Request(e.method, e.path, e.range, e.status, e.bytes_sent, e.complete)
+                for e in self._log_entries
+            ]
 
     def requests_for(self, path_or_suffix: str) -> list[Request]:
         """Logged requests whose path equals, or ends with, the argument."""

@@ -37,6 +37,20 @@ profile_line() {
 }
 pfield() { printf '%s\n' "$1" | cut -f "$2"; }
 
+# lines_to CMD ARGS... <list: run CMD ARGS LINE... once, nothing for an empty list
+# (xargs is findutils, not coreutils; our paths hold no newlines).
+lines_to() {
+	n=$#
+	old_ifs=$IFS
+	IFS='
+'
+	# shellcheck disable=SC2046
+	set -- "$@" $(cat)
+	IFS=$old_ifs
+	[ $# -gt "$n" ] || return 0
+	"$@"
+}
+
 cmd_help() {
 	cat "$D/help.txt"
 }
@@ -117,12 +131,12 @@ package_install() {
 	# directories first (one mkdir), then the files' content, then modes
 	cut -f1,2 "$TMP_DIR/double/files.tsv" | awk -F '\t' -v r="$TARGET_DIR" '{
 		p = $1; if ($2 != "d") sub(/\/[^\/]*$/, "", p); if (p != "") print r p }' |
-		sort -u | tr '\n' '\0' | xargs -0 mkdir -p
+		sort -u | lines_to mkdir -p
 	awk -F '\t' -f "$S/stubs.awk" -v r="$TARGET_DIR" -v content="$D/content" \
 		"$TMP_DIR/double/files.tsv"
 	awk -F '\t' -v r="$TARGET_DIR" '$2 == "x" || $2 == "i" { print r $1 }' \
-		"$TMP_DIR/double/files.tsv" | tr '\n' '\0' | xargs -0 -r chmod 0755
-	if grep -qx 'base-files' "$TMP_DIR/double/installed.txt"; then
+		"$TMP_DIR/double/files.tsv" | lines_to chmod 0755
+	if awk 'BEGIN { r = 1 } $0 == "base-files" { r = 0 } END { exit r }' "$TMP_DIR/double/installed.txt"; then
 		write_release_files
 	fi
 }
@@ -193,13 +207,17 @@ prepare_rootfs() {
 		[ -d "$files" ] && cp -fpR "$files/." "$TARGET_DIR/"
 	fi
 	mkdir -p "$TARGET_DIR/etc/rc.d" "$TARGET_DIR/var/lock"
+	disabled=" $(printf '%s' "${DISABLED_SERVICES:-}" | tr -s ' \t\n' '   ') "
 	set +f
 	for script in "$TARGET_DIR"/etc/init.d/*; do
 		[ -f "$script" ] || continue
-		grep -q '#!/bin/sh /etc/rc.common' "$script" || continue
+		first=""
+		IFS= read -r first <"$script" || true
+		case $first in *'#!/bin/sh /etc/rc.common'*) ;; *) continue ;; esac
 		name=${script##*/}
 		rm -f "$TARGET_DIR/etc/rc.d/S"??"$name" "$TARGET_DIR/etc/rc.d/K"??"$name"
-		if ! printf ' %s ' "${DISABLED_SERVICES:-}" | grep -q " $name "; then
+		case $disabled in *" $name "*) enable=0 ;; *) enable=1 ;; esac
+		if [ "$enable" = 1 ]; then
 			start=$(sed -n 's/^START=\([0-9]*\).*/\1/p' "$script" | head -n1)
 			stop=$(sed -n 's/^STOP=\([0-9]*\).*/\1/p' "$script" | head -n1)
 			[ -z "$start" ] || ln -sf "../init.d/$name" "$TARGET_DIR/etc/rc.d/S$start$name"
@@ -303,7 +321,7 @@ cmd_image() {
 		cd "$BIN_DIR"
 		set +f
 		for f in *; do [ -f "$f" ] && [ "$f" != sha256sums ] && printf '%s\n' "$f"; done |
-			sort | tr '\n' '\0' | xargs -0 -r sha256sum | sed -e 's/^\([0-9a-f]*\) [ *]/\1 */' >sha256sums
+			sort | lines_to sha256sum | sed -e 's/^\([0-9a-f]*\) [ *]/\1 */' >sha256sums
 	)
 }
 
