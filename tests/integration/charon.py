@@ -47,37 +47,45 @@ PLUGIN_DIR = Path("/usr/lib/ipsec/plugins")
 # OpenWrt plugin package -> what provides that plugin in Debian's strongSwan.
 #
 # ``packages.charon_plugins(site, router)`` names the plugins our OpenWrt
-# package list installs (``strongswan-mod-<name>``). On Debian most exist under
-# the same name (libstrongswan-<name>.so); this table lists ONLY the
-# differences. A plugin that is neither here nor in /usr/lib/ipsec/plugins
-# fails the test loudly instead of being silently dropped.
+# package list installs (``strongswan-mod-<name>``). On Debian (strongSwan
+# 5.9.8) most exist under the same name (libstrongswan-<name>.so); this table
+# lists ONLY the differences. A plugin that is neither here nor in
+# /usr/lib/ipsec/plugins fails the test loudly instead of being dropped.
 #
-#   OpenWrt plugin  Debian replacement          why
-#   md4             openssl + load_legacy=yes   Debian builds no md4 plugin; OpenSSL 3
-#                                               provides MD4 only from its legacy provider
-#                                               (EAP-MSCHAPv2 needs MD4 for the NT hash)
-#   des             openssl + load_legacy=yes   no des plugin in Debian; DES (MSCHAPv2
-#                                               challenge response) from OpenSSL legacy
-#   uci             (nothing)                   OpenWrt-only plugin reading /etc/config/ipsec;
-#                                               our overlay does not use UCI for strongSwan
-#   socket-dynamic  socket-default              not built by Debian; same role (IKE sockets)
-#   kernel-pfkey    kernel-netlink              not built by Debian; netlink is what OpenWrt
-#                                               uses on Linux anyway
-#   wolfssl         openssl                     Debian has no wolfSSL backend
-#   mbedtls         openssl                     Debian has no mbedTLS backend
-#   sha3            openssl                     no sha3 plugin in Debian 12; OpenSSL has it
-# ``openssl_legacy`` marks entries that need ``openssl { load_legacy = yes }``.
+#   OpenWrt            Debian 12 replacement       why
+#   md4                openssl + load_legacy=yes   Debian builds no md4 plugin; OpenSSL 3
+#                                                  has MD4 only in its legacy provider
+#                                                  (EAP-MSCHAPv2: NT password hash)
+#   des                openssl + load_legacy=yes   no des plugin in Debian; DES (MSCHAPv2
+#                                                  response) from OpenSSL's legacy provider
+#   uci                (nothing)                   OpenWrt-only UCI config backend, unused
+#   socket-dynamic     socket-default              not built by Debian; same role
+#   kernel-pfkey       kernel-netlink              not built by Debian
+#   wolfssl, mbedtls   openssl                     no such crypto backends in Debian
+#   sha3               openssl                     no sha3 plugin in Debian 12
+#   (core, < 5.9.6)    kdf                         strongSwan before 5.9.6 (OpenWrt 19.07-
+#                                                  22.03) has prf+ in libstrongswan itself, so
+#                                                  those releases ship no kdf plugin; 5.9.8
+#                                                  needs the kdf plugin (its openssl plugin
+#                                                  answers "KDF_PRF with PRF_HMAC_SHA2_256
+#                                                  not supported")
+# ``openssl_legacy`` marks entries that need ``openssl { load_legacy = yes }``
+# (Debian's default, stated explicitly so the test does not rely on it).
 # --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PluginMapping:
-    """Replacement for one OpenWrt plugin on Debian."""
+    """Replacement for one OpenWrt plugin (or core feature) on Debian."""
 
     debian: tuple[str, ...]
     openssl_legacy: bool = False
     why: str = ""
+    # For core features: the strongSwan version that moved them into a plugin.
+    core_before: str | None = None
 
+
+CORE_PRF_PLUS = "(core prf+)"
 
 DEBIAN_PLUGIN_MAP: Mapping[str, PluginMapping] = {
     "md4": PluginMapping(("openssl",), True, "MD4 from OpenSSL's legacy provider"),
@@ -88,11 +96,16 @@ DEBIAN_PLUGIN_MAP: Mapping[str, PluginMapping] = {
     "wolfssl": PluginMapping(("openssl",), False, "no wolfSSL backend in Debian"),
     "mbedtls": PluginMapping(("openssl",), False, "no mbedTLS backend in Debian"),
     "sha3": PluginMapping(("openssl",), False, "no sha3 plugin in Debian 12"),
+    CORE_PRF_PLUS: PluginMapping(("kdf",), False, "prf+ left the core in 5.9.6", "5.9.6"),
 }
 
 # Test-only plugins: userspace ESP (no kernel ESP here), inserted before
 # kernel-netlink so that it handles IPsec SAs and netlink handles the rest.
 TEST_ONLY_PLUGINS = ("kernel-libipsec",)
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
 
 
 class PluginMapError(AssertionError):
@@ -107,16 +120,28 @@ class LoadList:
     openssl_legacy: bool
 
 
-def debian_load_list(openwrt_plugins: Iterable[str], *, extra: Sequence[str] = ()) -> LoadList:
+def debian_load_list(
+    openwrt_plugins: Iterable[str],
+    *,
+    strongswan: str | None = None,
+    extra: Sequence[str] = (),
+) -> LoadList:
     """Map OpenWrt plugin names to Debian's and add the test-only userspace ESP.
 
+    ``strongswan`` is the router's strongSwan version (core features of older
+    versions are mapped to the Debian plugins that provide them now).
     ``extra`` adds client-side plugins (``resolve`` ...) for the road warriors.
     Order is kept (first occurrence wins); ``kernel-libipsec`` goes right
     before ``kernel-netlink``.
     """
     out: list[str] = []
     legacy = False
-    for name in [*openwrt_plugins, *extra]:
+    core = [
+        name
+        for name, m in DEBIAN_PLUGIN_MAP.items()
+        if m.core_before and strongswan and _version(strongswan) < _version(m.core_before)
+    ]
+    for name in [*openwrt_plugins, *core, *extra]:
         mapped = DEBIAN_PLUGIN_MAP.get(name)
         if mapped is not None:
             legacy = legacy or mapped.openssl_legacy
