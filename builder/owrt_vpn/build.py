@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from owrt_vpn.mirror import Resolved
 
 DEFAULT_MIRROR = "https://downloads.openwrt.org"
-BAKED_BUILD_INFO = "usr/share/owrt-vpn/build-info.json"
 
 
 @dataclass(frozen=True)
@@ -162,11 +161,18 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
         info = profiles.target_info(target)
         if target != r.target:
             # Another target: the site's device and subtarget belong to the old one.
-            subtarget = options.subtarget or info.get("default_subtarget")
             device = options.device or info.get("default_device")
+            site_subtarget = None
         else:
-            subtarget = options.subtarget or r.subtarget or info.get("default_subtarget")
             device = options.device or r.device
+            site_subtarget = None if options.device else r.subtarget
+        known = info.get("devices", {}).get(device, {})
+        subtarget = (
+            options.subtarget
+            or site_subtarget
+            or known.get("subtarget")
+            or info.get("default_subtarget")
+        )
         if not subtarget or not device:
             missing = "--subtarget" if not subtarget else "--device"
             raise UsageError(
@@ -394,6 +400,8 @@ def _make_and_collect(
         site, router, ctx.pki, work / "overlay", config_style=opts.config_style
     )
     epoch = source_date_epoch()
+    for warning in rendered.warnings:
+        rep.warn(f"{p.name}: {warning}")
     overlay_tar = work / "overlay.tar"
     overlay_sha = overlay.write_tarball(rendered.root, overlay_tar, epoch)
     style = rendered.config_style
@@ -432,9 +440,7 @@ def _make_and_collect(
             p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted
         )
         info["imagebuilder"]["package_manager"] = session.package_manager
-        baked = rendered.root / BAKED_BUILD_INFO
-        baked.parent.mkdir(parents=True, exist_ok=True)
-        baked.write_bytes(canonical_json(info) + b"\n")
+        rendered.add_file(overlay.BUILD_INFO, canonical_json(info) + b"\n", 0o644)
         normalise_tree(rendered.root, epoch)
         rep.stage(p.name, f"make image PROFILE={res.device} (log: {p.log_path})")
         result = session.image(rendered.root)

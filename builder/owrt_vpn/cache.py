@@ -255,16 +255,21 @@ class Transport:
             done = offset
             if progress:
                 progress(done, total)
+            import urllib3
+
             try:
                 with part.open(mode) as fh:
-                    for chunk in resp.iter_content(CHUNK):
+                    # read1: whatever arrived, at most CHUNK bytes; every byte
+                    # received is on disk at once, so a killed run resumes
+                    # from nearly where it stopped even on a slow link.
+                    while chunk := resp.raw.read1(CHUNK):
                         fh.write(chunk)
+                        fh.flush()
                         done += len(chunk)
                         if progress:
                             progress(done, total)
-                    fh.flush()
                     os.fsync(fh.fileno())
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 raise _Transient(f"connection lost at byte {done}: {type(exc).__name__}") from exc
             if total is not None and done < total:
                 raise _Transient(f"connection closed at byte {done} of {total}")
