@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from imagebuilder_double import (
+    RELEASES,
     Variant,
     archive_name,
     cached_imagebuilder,
@@ -29,6 +30,7 @@ from imagebuilder_double.mirror_tree import (
     tamper_archive,
     wrong_sha256_line,
 )
+from imagebuilder_double.package_data import packages
 from integration.mirror import MirrorServer, mirror_server  # noqa: F401
 
 K3 = "openwrt-24.10.2-bcm53xx-generic-phicomm_k3"
@@ -450,3 +452,53 @@ def test_runs_unprivileged_without_python(tmp_path: Path) -> None:
         assert listing(image)["/etc/swanctl/private/server.key"] == "-rw-------"
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_index_is_closed_under_dependencies(release: str) -> None:
+    """Every dependency of every package resolves (by name or Provides), in every release."""
+    rel = RELEASES[release]
+    index = packages((), rel.package_manager, rel.series)
+    have = {p.name for p in index} | {x for p in index for x in p.provides}
+    dangling = {(p.name, d) for p in index for d in p.depends if d not in have}
+    assert dangling == set()
+    names = {p.name for p in index}
+    assert {"strongswan-mod-md4", "strongswan-mod-openssl", "libopenssl-legacy"} <= names
+    assert {"kmod-crypto-gcm", "kmod-crypto-aes", "kmod-ipsec4", "kmod-nft-xfrm"} <= names
+    assert ("opkg" in names) == (rel.package_manager == "opkg")
+
+
+def test_missing_dependency_wording(tmp_path: Path) -> None:
+    tree = ib(tmp_path, variant=Variant(omit_packages=("libopenssl3",)))
+    res = make(tree, "image", "PROFILE=phicomm_k3", "PACKAGES=strongswan-mod-openssl")
+    assert res.returncode == 2
+    assert (
+        " * pkg_hash_check_unresolved: cannot find dependency libopenssl for "
+        "strongswan-mod-openssl" in res.stderr
+    )
+    assert " * opkg_install_cmd: Cannot install package strongswan-mod-openssl." in res.stderr
+
+
+def test_local_key_help_clean_default_profile(tmp_path: Path) -> None:
+    tree = ib(tmp_path)
+    assert "make image PROFILE=" in make(tree, "help").stdout
+    res = make(tree, "image", "ADD_LOCAL_KEY=1", "BIN_DIR=out", "FILES=rel-files")
+    assert res.returncode == 0, res.stderr
+    assert "Generate local signing keys..." in res.stderr
+    # no PROFILE: the first profile; relative BIN_DIR is inside the tree
+    image = tree / "out/openwrt-24.10.2-bcm53xx-generic-asus_rt-ac68u-squashfs.trx"
+    keynum = (tree / "key-build.keynum").read_text().strip()
+    assert f"/etc/opkg/keys/{keynum}" in listing(image)
+    res = make(tree, "clean", "BIN_DIR=out")
+    assert res.returncode == 0 and not (tree / "out").exists() and not (tree / "tmp").exists()
+
+
+def test_virtual_packages_pick_one_provider(tmp_path: Path) -> None:
+    tree = ib(tmp_path)
+    res = make(tree, "manifest", "PROFILE=phicomm_k3", "PACKAGES=strongswan-charon")
+    names = [line.split(" - ")[0] for line in res.stdout.splitlines()]
+    assert "ip-tiny" in names and "ip-full" not in names  # `ip` by its smallest provider
+    res = make(tree, "manifest", "PROFILE=phicomm_k3", "PACKAGES=ip-full strongswan-charon")
+    assert res.returncode == 0, res.stderr
+    names = [line.split(" - ")[0] for line in res.stdout.splitlines()]
+    assert "ip-full" in names and "ip-tiny" not in names  # the chosen provider satisfies `ip`

@@ -52,7 +52,7 @@ def _lookup(release: str, target: str, subtarget: str) -> tuple[Release, Target]
 def _index_text(rel: Release, tgt: Target, manager: str, variant: Variant) -> str:
     """The package index in opkg ``Packages`` stanza form (the apk variant reads it too)."""
     out = []
-    for p in packages(variant.omit_packages, manager):
+    for p in packages(variant.omit_packages, manager, rel.series):
         out.append(_stanza(p, rel, tgt))
     return "\n".join(out)
 

@@ -113,10 +113,37 @@ MINIMAL_PLUGINS = [
     "x509",
     "xcbc",
 ]
-FULL_PLUGINS = sorted(set(STRONGSWAN_PLUGINS) - _NOT_IN_FULL)
+# Plugins packaged from a release series on (strongSwan 5.9.14 in 24.10, 6.0 in
+# 25.12), and those gone with 6.0 (bliss, newhope, ntru were dropped upstream).
+PLUGINS_ADDED: dict[str, dict[str, str]] = {
+    "24.10": {"eap-dynamic": ""},
+    "25.12": {"eap-dynamic": "", "eap-gtc": "", "error-notify": "", "lookip": "", "ml": ""},
+}
+PLUGINS_REMOVED: dict[str, set[str]] = {"25.12": {"bliss", "newhope", "ntru"}}
 
 
-def _strongswan() -> list[Package]:
+def plugins_for(series: str) -> dict[str, str]:
+    """The ``strongswan-mod-*`` plugins of a release series and their extra dependencies."""
+    plugins = dict(STRONGSWAN_PLUGINS)
+    for since, added in PLUGINS_ADDED.items():
+        if series >= since:
+            plugins.update(added)
+    for since, removed in PLUGINS_REMOVED.items():
+        if series >= since:
+            for name in removed:
+                plugins.pop(name, None)
+    return dict(sorted(plugins.items()))
+
+
+def full_plugins(series: str) -> list[str]:
+    """The plugins ``strongswan-full`` depends on in a release series."""
+    return sorted(set(plugins_for(series)) - _NOT_IN_FULL)
+
+
+FULL_PLUGINS = full_plugins("23.05")
+
+
+def _strongswan(series: str) -> list[Package]:
     sw = "strongswan"
     pk: list[Package] = [
         _p(
@@ -194,7 +221,7 @@ def _strongswan() -> list[Package]:
             files=("/usr/bin/gencerts",),
         ),
     ]
-    for name, extra in STRONGSWAN_PLUGINS.items():
+    for name, extra in plugins_for(series).items():
         pk.append(
             _p(f"strongswan-mod-{name}", "%SW%", f"{sw} {extra}".strip(), 9_000,
                files=(f"/etc/strongswan.d/charon/{name}.conf",
@@ -209,7 +236,7 @@ def _strongswan() -> list[Package]:
         meta("strongswan-default", DEFAULT_PLUGINS, "strongswan-charon strongswan-swanctl"),
         meta("strongswan-minimal", MINIMAL_PLUGINS, "strongswan-charon"),
         meta(
-            "strongswan-full", FULL_PLUGINS,
+            "strongswan-full", full_plugins(series),
             "strongswan-charon strongswan-charon-cmd strongswan-ipsec strongswan-libnttfft "
             "strongswan-pki strongswan-swanctl",
         ),
@@ -226,7 +253,8 @@ def _strongswan() -> list[Package]:
 _KMODS = [
     _kmod("kmod-crypto-aead", "kmod-crypto-null kmod-crypto-manager"),
     _kmod("kmod-crypto-authenc", "kmod-crypto-manager kmod-crypto-null"),
-    _kmod("kmod-crypto-cbc"), _kmod("kmod-crypto-ccm", "kmod-crypto-ctr kmod-crypto-aead"),
+    _kmod("kmod-crypto-aes"), _kmod("kmod-crypto-cbc"),
+    _kmod("kmod-crypto-ccm", "kmod-crypto-ctr kmod-crypto-aead"),
     _kmod("kmod-crypto-chacha20poly1305", "kmod-crypto-aead kmod-crypto-manager"),
     _kmod("kmod-crypto-ctr", "kmod-crypto-seqiv"), _kmod("kmod-crypto-des"),
     _kmod("kmod-crypto-echainiv", "kmod-crypto-rng"),
@@ -372,9 +400,11 @@ _BASE = [
 BLOAT = _p("double-test-bloat", "1.0", "libc", 600_000_000)
 
 
-def packages(variant_omit: tuple[str, ...] = (), manager: str = "opkg") -> list[Package]:
+def packages(
+    variant_omit: tuple[str, ...] = (), manager: str = "opkg", series: str = "24.10"
+) -> list[Package]:
     """The package index (sorted by name) for one package manager."""
-    allp = [*_BASE, *_KMODS, *_strongswan(), BLOAT]
+    allp = [*_BASE, *_KMODS, *_strongswan(series), BLOAT]
     return sorted(
         (p for p in allp if p.name not in variant_omit and (not p.only or manager in p.only)),
         key=lambda p: p.name,

@@ -6,10 +6,17 @@
 
 function val(line) { return substr(line, index(line, ": ") + 2) }
 
-function lookup(n) {
+# A name, else a provider: one already chosen, else the smallest (ip-tiny before ip-full).
+function lookup(n,    ps, k, i, best) {
 	if (n in ver) return n
-	if (n in provider) return provider[n]
-	return ""
+	if (!(n in provs)) return ""
+	k = split(provs[n], ps, " ")
+	best = ""
+	for (i = 1; i <= k; i++) {
+		if (ps[i] in inst || ps[i] in busy) return ps[i]
+		if (best == "" || size[ps[i]] < size[best]) best = ps[i]
+	}
+	return best
 }
 
 function dep_name(d) {
@@ -59,7 +66,7 @@ BEGIN { nerr = 0; ninst = 0; cur = "" }
 /^Provides: / {
 	prov[cur] = val($0)
 	np = split(prov[cur], ps, ",")
-	for (i = 1; i <= np; i++) { x = dep_name(ps[i]); if (!(x in provider)) provider[x] = cur }
+	for (i = 1; i <= np; i++) { x = dep_name(ps[i]); provs[x] = provs[x] (x in provs ? " " : "") cur }
 	next
 }
 /^Conflicts: / { conf[cur] = val($0); next }
