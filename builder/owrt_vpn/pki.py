@@ -149,7 +149,8 @@ class Pki(PkiReader):
                 # Saved even when a later step failed: files written so far stay recorded.
                 after = self._index.to_bytes()
                 if after != before:
-                    ps.put(self.root / "index.json", after, ps.PUBLIC_MODE)
+                    ps.sync()  # the files first, then the index that records them
+                    ps.put(self.root / "index.json", after, ps.PUBLIC_MODE, sync=True)
 
     # ------------------------------------------------------------------ the CA
 
