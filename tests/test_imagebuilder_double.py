@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from imagebuilder_double import (
     extract_imagebuilder,
     make_imagebuilder,
 )
+from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
 from imagebuilder_double.mirror_tree import (
     corrupt_signature,
     make_mirror,
@@ -502,3 +504,35 @@ def test_virtual_packages_pick_one_provider(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     names = [line.split(" - ")[0] for line in res.stdout.splitlines()]
     assert "ip-full" in names and "ip-tiny" not in names  # the chosen provider satisfies `ip`
+
+
+def test_served_mirror_fixture(served_mirror: ServedMirror) -> None:  # noqa: F811
+    base = f"{served_mirror.url}/releases/24.10.2/targets/bcm53xx/generic"
+    sums = requests.get(f"{base}/sha256sums", timeout=10).text.splitlines()
+    archive = requests.get(served_mirror.url + served_mirror.archive_path(
+        "24.10.2", "bcm53xx", "generic"), timeout=10)  # fmt: skip
+    assert archive.status_code == 200
+    name = archive_name("24.10.2", "bcm53xx", "generic")
+    assert f"{hashlib.sha256(archive.content).hexdigest()} *{name}" in sums
+    assert served_mirror.server.count(name) == 1
+    kmods = served_mirror.mirror.target_dir("24.10.2", "bcm53xx", "generic") / "kmods"
+    assert [p.name.split("-")[0] for p in kmods.iterdir()] == ["6.6.93"]
+
+
+def test_serve_command_for_make_demo(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagebuilder_double", "serve", str(tmp_path / "demo"),
+         "--build", "24.10.2/bcm53xx/generic"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert info["builds"] == ["24.10.2/bcm53xx/generic"]
+        versions = requests.get(f"{info['url']}/.versions.json", timeout=10).json()
+        assert versions["versions_list"] == ["24.10.2"]
+        assert Path(info["public_key"]).read_text().startswith("untrusted comment: ")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

@@ -7,7 +7,7 @@
     <base>/releases/<ver>/targets/<t>/<s>/sha256sums          "<hex> *<file>" lines
                                          sha256sums.sig      usign/signify signature
                                          profiles.json  version.buildinfo  <archive>
-                                         packages/
+                                         packages/  kmods/<kver>-1-<vermagic>/ (24.10+)
 
 Keys are made with ``signify-openbsd -G -n`` (usign-compatible: the key number
 is in both the public key and the signature). Key files go where the caller
@@ -211,6 +211,10 @@ def make_mirror(
     for ver, t, s in builds:
         tdir = mirror.target_dir(ver, t, s)
         (tdir / "packages").mkdir(parents=True, exist_ok=True)
+        rel = catalog.RELEASES[ver]
+        if rel.series >= "24.10":  # kmods/<kver>-<rel>-<vermagic>/ from 24.10 on
+            vermagic = hashlib.sha256(f"{ver}{t}{s}".encode()).hexdigest()[:32]
+            (tdir / "kmods" / f"{rel.kernel}-1-{vermagic}").mkdir(parents=True, exist_ok=True)
         make_imagebuilder(ver, t, s, tdir, variant)
         (tdir / "profiles.json").write_text(_site_profiles_json(ver, t, s))
         (tdir / "version.buildinfo").write_text(catalog.RELEASES[ver].revision + "\n")
