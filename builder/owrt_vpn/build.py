@@ -407,7 +407,9 @@ def _make_and_collect(
     style = rendered.config_style
     wanted = tuple(packages.package_list(site, router, style))
     disabled = tuple(packages.disabled_services(site, router, style))
-    extra = f"vpn-{router.name}"
+    # The ImageBuilder sanitises EXTRA_IMAGE_NAME (lowercase, "_" and " " to
+    # "-") before putting it in file names; do the same to know the names.
+    extra = f"vpn-{router.name}".lower().replace("_", "-").replace(" ", "-")
     request = BuildRequest(
         imagebuilder=tree,
         imagebuilder_sha256=res.archive_sha256,

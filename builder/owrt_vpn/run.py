@@ -121,7 +121,8 @@ def run_logged(
         ) from exc
     assert proc.stdout is not None
     with log_path.open("ab") as out, proc:
-        out.write(("+ " + " ".join(args) + "\n").encode())
+        where = f"(in {cwd}) " if cwd is not None else ""
+        out.write(f"+ {where}{' '.join(args)}\n".encode())
         for raw in proc.stdout:
             out.write(raw)
             line = raw.decode(errors="replace").rstrip("\n")

@@ -238,7 +238,7 @@ def diagnose(
 def _unknown_packages(output: str) -> list[str]:
     names: list[str] = []
     names += re.findall(r"Unknown package '([^']+)'", output)
-    names += re.findall(r"opkg_install_cmd: Cannot install package (\S+?)\.?$", output, re.M)
+    # (not "Cannot install package X": opkg says that for conflicts too)
     if "unable to select packages" in output:
         names += re.findall(r"^\s+(\S+?)(?:-[0-9][^\s(]*)? \(no such package\)", output, re.M)
     return sorted(dict.fromkeys(names))

@@ -1,0 +1,150 @@
+"""ImageBuilder failures become clear errors: the local backend against the ImageBuilder double.
+
+Each test runs the real ``make`` of a double ImageBuilder (extracted by our
+safe extractor into a content-addressed cache) in a fresh copy, like a
+build does, and checks the error a user would see.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from imagebuilder_double import Variant, cached_imagebuilder
+from owrt_vpn.backends import BuildRequest, parse_info
+from owrt_vpn.backends.local import LocalBackend, detect_package_manager
+from owrt_vpn.cache import Cache, sha256_file
+from owrt_vpn.errors import BuildError
+
+pytestmark = pytest.mark.integration
+
+K3_TRX = "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3-squashfs.trx"
+VPN = ("strongswan-minimal", "strongswan-mod-openssl", "strongswan-swanctl")
+
+
+def ib_tree(tmp_path: Path, release: str = "24.10.2", variant: Variant | None = None) -> Path:
+    archive = cached_imagebuilder(release, "bcm53xx", "generic", variant)
+    return Cache(tmp_path / "cache").tree(archive, sha256_file(archive))
+
+
+def request(
+    tmp_path: Path,
+    tree: Path,
+    packages: tuple[str, ...] = VPN,
+    profile: str = "phicomm_k3",
+    expected: tuple[str, ...] = (K3_TRX,),
+) -> BuildRequest:
+    work = tmp_path / f"work-{len(list(tmp_path.glob('work-*')))}"
+    work.mkdir()
+    return BuildRequest(
+        imagebuilder=tree,
+        imagebuilder_sha256="0" * 64,
+        profile=profile,
+        packages=packages,
+        disabled_services=(),
+        extra_image_name="vpn-gw",
+        expected_images=expected,
+        work_dir=work,
+        log_path=tmp_path / "build.log",
+        target="bcm53xx/generic",
+    )
+
+
+def files_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "files" / "etc"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "hello").write_text("hi\n")
+    return d.parent
+
+
+def test_good_build_in_a_fresh_copy_leaves_the_cached_tree_alone(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path)
+    before = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
+    session = LocalBackend().open(request(tmp_path, tree))
+    assert session.package_manager == "opkg" == detect_package_manager(tree)
+    predicted = session.manifest()
+    result = session.image(files_dir(tmp_path))
+    session.close()
+    assert [p.name for p in result.images] == [K3_TRX]
+    assert result.installed == predicted
+    assert {"strongswan-minimal", "strongswan-mod-openssl"} <= set(result.installed)
+    assert result.identity == {"backend": "local", "imagebuilder_sha256": "0" * 64}
+    # make wrote build_dir/, tmp/... into the copy only.
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*")) == before
+    assert "(in " in (tmp_path / "build.log").read_text()
+
+
+def test_unknown_profile_lists_real_names_from_make_info(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path)
+    session = LocalBackend().open(request(tmp_path, tree, profile="phicomm_k2"))
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert "has no profile 'phicomm_k2'" in exc.value.message
+    assert exc.value.hint is not None and "phicomm_k3" in exc.value.hint
+    info = parse_info(session._make(["info"])[1])  # the names come from the real output
+    assert {"phicomm_k3", "tenda_ac9", "netgear_r7000"} <= set(info.profiles)
+    assert info.profiles["phicomm_k3"] == ("phicomm,k3",)
+    assert info.target == "bcm53xx/generic" and info.revision.startswith("r")
+
+
+def test_unknown_package_opkg_wording(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path)
+    session = LocalBackend().open(request(tmp_path, tree, packages=(*VPN, "strongswan-mod-nope")))
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert exc.value.message.endswith(
+        "unknown package(s) for this release/target: strongswan-mod-nope"
+    )
+    assert "Unknown package 'strongswan-mod-nope'" in (tmp_path / "build.log").read_text()
+
+
+def test_unknown_package_apk_wording(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path, "25.12.0")
+    assert detect_package_manager(tree) == "apk"
+    session = LocalBackend().open(request(tmp_path, tree, packages=(*VPN, "strongswan-mod-nope")))
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert "unknown package(s) for this release/target: strongswan-mod-nope" in exc.value.message
+    assert "no such package" in (tmp_path / "build.log").read_text()
+
+
+@pytest.mark.parametrize("release", ["24.10.2", "25.12.0"])
+def test_package_conflict(tmp_path: Path, release: str) -> None:
+    tree = ib_tree(tmp_path, release)
+    session = LocalBackend().open(request(tmp_path, tree, packages=(*VPN, "dnsmasq-full")))
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert "package conflict: dnsmasq-full" in exc.value.message
+    assert "dnsmasq" in exc.value.message.split("conflicts with")[1]
+
+
+def test_image_too_big_although_make_succeeds(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path, variant=Variant(flash_kib={"phicomm_k3": 2048}))
+    session = LocalBackend().open(request(tmp_path, tree))
+    session.manifest()
+    with pytest.raises(BuildError) as exc:
+        session.image(files_dir(tmp_path))
+    assert "too big for the device's flash" in exc.value.message
+    assert K3_TRX in exc.value.message
+    assert not (session.bin_dir / K3_TRX).exists()
+
+
+def test_missing_expected_image_is_an_error(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path)
+    req = request(tmp_path, tree, expected=(K3_TRX, "openwrt-never-made.bin"))
+    session = LocalBackend().open(req)
+    with pytest.raises(BuildError, match=r"did not produce openwrt-never-made\.bin"):
+        session.image(files_dir(tmp_path))
+
+
+def test_concurrent_sessions_use_separate_copies(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path)
+    a = LocalBackend().open(request(tmp_path, tree))
+    b = LocalBackend().open(request(tmp_path, tree))
+    assert a.tree != b.tree and a.tree.is_dir() and b.tree.is_dir()
+    assert os.stat(a.tree / "Makefile").st_ino != os.stat(b.tree / "Makefile").st_ino
+    a.close()
+    assert not a.tree.exists() and b.tree.is_dir()
+    b.close()
