@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from owrt_vpn.errors import FlashError, IntegrityError
-from owrt_vpn.flash import RouterReport, Status, _listed_conns, _mem_available, batch_exit_code
+from owrt_vpn.flash import RouterReport, Status, batch_exit_code
 from owrt_vpn.flash_build import load_build, pick_image, swanctl_connections
+from owrt_vpn.flash_remote import listed_conns, mem_available
 from owrt_vpn.ssh import SshClient, SshTarget, quote
 
 IMAGE = "openwrt-24.10.2-vpn-gw-ath79-generic-tplink_archer-c7-v2-squashfs-sysupgrade.bin"
@@ -123,27 +124,27 @@ def test_swanctl_connections_only_top_level() -> None:
     assert swanctl_connections("connections {\n}\n") == []
 
 
-def test_listed_conns() -> None:
+def testlisted_conns() -> None:
     swanctl = (
         "rw-cert: IKEv2, no reauthentication, rekeying every 14400s\n"
         "  local:  %any\n"
         "  rw-cert: TUNNEL, rekeying every 3600s\n"
         "rw-eap: IKEv2, no reauthentication\n"
     )
-    assert _listed_conns(swanctl, "swanctl") == {"rw-cert", "rw-eap"}
+    assert listed_conns(swanctl, "swanctl") == {"rw-cert", "rw-eap"}
     ipsec = (
         "Connections:\n"
         "     rw-cert:  %any...%any  IKEv2, dpddelay=30s\n"
         "     rw-cert:   local:  [vpn.example.org] uses public key authentication\n"
     )
-    assert _listed_conns(ipsec, "ipsec") == {"rw-cert"}
-    assert _listed_conns("", "swanctl") == set()
+    assert listed_conns(ipsec, "ipsec") == {"rw-cert"}
+    assert listed_conns("", "swanctl") == set()
 
 
-def test_mem_available() -> None:
-    assert _mem_available(["MemTotal: 100 kB", "MemAvailable:    2048 kB"]) == 2048 * 1024
-    assert _mem_available(["MemFree: 10 kB"]) == 10 * 1024  # kernels before 3.14
-    assert _mem_available([]) is None
+def testmem_available() -> None:
+    assert mem_available(["MemTotal: 100 kB", "MemAvailable:    2048 kB"]) == 2048 * 1024
+    assert mem_available(["MemFree: 10 kB"]) == 10 * 1024  # kernels before 3.14
+    assert mem_available([]) is None
 
 
 def test_batch_exit_code() -> None:

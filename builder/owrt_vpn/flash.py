@@ -22,14 +22,12 @@ the others):
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,18 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from owrt_vpn import __version__
+from owrt_vpn import flash_remote as remote
 from owrt_vpn.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, FlashError, OwrtVpnError
 from owrt_vpn.flash_build import Build, load_build
 from owrt_vpn.inventory import FlashTarget
-from owrt_vpn.ssh import HostKeyError, SshClient, SshError, SshTimeout, quote
+from owrt_vpn.ssh import HostKeyError, SshClient, SshError, quote
 
-MARKER = "/etc/owrt-vpn/flashed.json"
-BAKED_BUILD_INFO = "/usr/share/owrt-vpn/build-info.json"
-BOOT_ID = "/proc/sys/kernel/random/boot_id"
 # RAM the router needs beyond the image while sysupgrade runs (it copies
 # itself and a few tools to a ramdisk before writing flash).
 HEADROOM = 4 * 1024 * 1024
-_SECTION = "@@owrt-vpn@@"
 
 
 class Stage(StrEnum):
@@ -155,30 +150,15 @@ class _Stop(FlashError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class _Facts:
-    """What one probe of a router found."""
-
-    board: dict[str, Any]
-    mem_available: int | None
-    marker: dict[str, Any] | None
-    baked_build_info: dict[str, Any] | None
-    boot_id: str
-
-    @property
-    def board_name(self) -> str:
-        return str(self.board.get("board_name", ""))
-
-    @property
-    def release(self) -> dict[str, str]:
-        rel = self.board.get("release", {})
-        return {"version": str(rel.get("version", "")), "revision": str(rel.get("revision", ""))}
-
-
 def flash_batch(
     targets: Sequence[FlashTarget], options: FlashOptions, progress: Progress | None = None
 ) -> list[RouterReport]:
-    """Flash ``targets`` concurrently (up to ``options.jobs``); one report per target, in order."""
+    """Flash ``targets`` concurrently (up to ``options.jobs``); one report per target, in order.
+
+    On Ctrl-C the routers in flight stop at their next step (a router in the
+    middle of sysupgrade is left to finish on its own) and every unfinished
+    router is reported as failed, so the report still says what was done.
+    """
     reports = [RouterReport(t.name, t.router.name, str(t.ssh)) for t in targets]
     builds: dict[Path, Build | OwrtVpnError] = {}
     for t in targets:  # load (and hash) each build once, before any router is touched
@@ -188,6 +168,7 @@ def flash_batch(
             except OwrtVpnError as exc:
                 builds[t.build_dir] = exc
     lock = threading.Lock()  # serialises progress callbacks and known_hosts appends
+    cancel = threading.Event()
 
     def notify(report: RouterReport) -> None:
         if progress is not None:
@@ -195,10 +176,27 @@ def flash_batch(
                 progress(report)
 
     def work(i: int) -> None:
-        _flash_one(targets[i], builds[targets[i].build_dir], options, reports[i], notify, lock)
+        t = targets[i]
+        _flash_one(t, builds[t.build_dir], options, reports[i], notify, lock, cancel)
 
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-        list(pool.map(work, range(len(targets))))
+    pool = ThreadPoolExecutor(max_workers=max(1, options.jobs), thread_name_prefix="flash")
+    futures = [pool.submit(work, i) for i in range(len(targets))]
+    try:
+        for f in futures:
+            while True:
+                try:
+                    f.result(timeout=0.5)  # a timed wait lets Ctrl-C through
+                    break
+                except FutureTimeout:
+                    continue
+    except KeyboardInterrupt:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for r in reports:
+            if r.status is None:
+                r.status, r.message = Status.FAILED, "interrupted before it started"
+        return reports
+    pool.shutdown()
     return reports
 
 
@@ -217,10 +215,12 @@ def _flash_one(
     report: RouterReport,
     notify: Progress,
     lock: threading.Lock,
+    cancel: threading.Event,
 ) -> None:
     report.started = time.time()
 
     def stage(s: Stage) -> None:
+        remote.check_cancel(cancel)
         report.stage = s
         report.stages.append((str(s), time.time()))
         notify(report)
@@ -229,283 +229,216 @@ def _flash_one(
         if isinstance(build, OwrtVpnError):
             raise build
         report.image, report.image_sha256 = build.image.name, build.image.sha256
-        _run_steps(target, build, opts, report, stage, lock)
+        _Flash(target, build, opts, report, stage, lock, cancel).run()
         report.status = Status.FLASHED
         report.message = f"now runs {build.release} {build.revision}"
-        stage(Stage.DONE)
+        report.stage = Stage.DONE
     except _Stop as exc:
         report.status, report.message, report.hint = exc.status, exc.message, exc.hint
     except HostKeyError as exc:
         report.status, report.message, report.hint = Status.REFUSED, exc.message, exc.hint
     except OwrtVpnError as exc:
         report.status, report.message, report.hint = Status.FAILED, exc.message, exc.hint
+        if cancel.is_set():
+            report.message = f"interrupted while {report.stage} ({exc.message})"
     except Exception as exc:  # a bug must not take the other routers down
         report.status, report.message = Status.FAILED, f"internal error: {exc!r}"
     report.finished = time.time()
     notify(report)
 
 
-def _run_steps(
-    target: FlashTarget,
-    build: Build,
-    opts: FlashOptions,
-    report: RouterReport,
-    stage: Callable[[Stage], None],
-    lock: threading.Lock,
-) -> None:
-    if opts.reset_settings and not target.bakes_access:
-        raise _Stop(
-            Status.REFUSED,
-            "--reset-settings wipes SSH keys, passwords and network settings, and this build "
-            "does not bake management access",
-            hint="set routers.management.authorized_keys and lan_address for "
-            f"{target.router.name!r} in the site file and rebuild, or flash keeping settings",
-        )
-    ssh = SshClient(
-        target.ssh,
-        accept_new_host_keys=opts.accept_new_host_keys,
-        connect_timeout=opts.connect_timeout,
-    )
-    stage(Stage.CONNECTING)
-    if opts.accept_new_host_keys:
-        with lock:  # two ssh processes appending to one known_hosts file could mix lines
-            facts = _probe(ssh, opts)
-    else:
-        facts = _probe(ssh, opts)
-    report.board_name, report.before = facts.board_name, facts.release
+class _Flash:
+    """The steps of one router's flash; each method is one stage."""
 
-    stage(Stage.CHECKING)
-    if facts.board_name not in build.supported_devices:
-        raise _Stop(
-            Status.REFUSED,
-            f"board {facts.board_name!r} is not one this image supports "
-            f"({', '.join(build.supported_devices)})",
-            hint=f"check routers.device of {target.router.name!r}, or the inventory entry's router",
+    def __init__(
+        self,
+        target: FlashTarget,
+        build: Build,
+        opts: FlashOptions,
+        report: RouterReport,
+        stage: Callable[[Stage], None],
+        lock: threading.Lock,
+        cancel: threading.Event,
+    ) -> None:
+        self.t, self.b, self.o, self.r = target, build, opts, report
+        self.stage, self.lock, self.cancel = stage, lock, cancel
+        self.ssh = SshClient(
+            target.ssh,
+            accept_new_host_keys=opts.accept_new_host_keys,
+            connect_timeout=opts.connect_timeout,
         )
-    if _up_to_date(facts, build):
-        raise _Stop(Status.SKIPPED, f"already runs this image ({build.release} {build.revision})")
-    need = build.image.size + HEADROOM
-    if facts.mem_available is None or facts.mem_available < need:
-        have = "unknown" if facts.mem_available is None else f"{facts.mem_available // 1024} KiB"
-        raise _Stop(
-            Status.REFUSED,
-            f"not enough free memory for the image: {have} available, {need // 1024} KiB needed",
-            hint="reboot the router (or stop services) to free RAM, then run flash again",
-        )
-    if opts.dry_run:
-        mode = "erasing settings (-n)" if opts.reset_settings else "keeping settings"
-        raise _Stop(
-            Status.WOULD_FLASH,
-            f"would flash {build.image.name} ({_release_text(facts.release)} -> "
-            f"{build.release} {build.revision}), {mode}",
-        )
+        self.remote_image = f"/tmp/{build.image.name}"  # noqa: S108 - the router's RAM disk
 
-    remote = f"/tmp/{build.image.name}"  # noqa: S108 - the router's RAM disk, as sysupgrade expects
-    stage(Stage.UPLOADING)
-    ssh.upload(build.image.path, remote, timeout=opts.upload_timeout)
-    stage(Stage.VERIFYING_UPLOAD)
-    out = ssh.run(quote(["sha256sum", remote]), timeout=opts.command_timeout).text.split()
-    if not out or out[0].lower() != build.image.sha256:
-        _remove(ssh, remote, opts)
-        raise _Stop(
-            Status.REFUSED,
-            f"the uploaded image is damaged: sha256 {out[0] if out else '?'} on the router, "
-            f"{build.image.sha256} expected; not flashed",
-            hint="check the link to the router and run flash again",
-        )
-    stage(Stage.TESTING)
-    test = ssh.run(quote(["sysupgrade", "-T", remote]), timeout=opts.command_timeout, check=False)
-    if test.returncode != 0:
-        _remove(ssh, remote, opts)
-        detail = (test.stderr or test.text).strip().splitlines()
-        raise _Stop(
-            Status.REFUSED,
-            f"sysupgrade -T rejected the image{': ' + detail[-1] if detail else ''}; not flashed",
-        )
+    def run(self) -> None:
+        if self.o.reset_settings and not self.t.bakes_access:
+            raise _Stop(
+                Status.REFUSED,
+                "--reset-settings wipes SSH keys, passwords and network settings, and this "
+                "build does not bake management access",
+                hint="set routers.management.authorized_keys and lan_address for "
+                f"{self.t.router.name!r} in the site file and rebuild, or flash keeping settings",
+            )
+        facts = self.check()
+        self.upload()
+        deadline = self.upgrade()
+        self.wait_for_boot(facts.boot_id, deadline)
+        self.verify(deadline)
+        self.stage(Stage.MARKING)
+        self.write_marker()
 
-    stage(Stage.UPGRADING)
-    deadline = time.monotonic() + opts.reboot_timeout
-    argv = ["sysupgrade", *(["-n"] if opts.reset_settings else []), remote]
-    try:
-        res = ssh.run(quote(argv), timeout=opts.reboot_timeout, check=False)
-    except (SshError, SshTimeout):
-        res = None  # the session drops when the router goes down: expected
-    if res is not None and res.returncode not in (0,):
-        detail = (res.stderr or res.text).strip().splitlines()
-        raise FlashError(
-            f"sysupgrade failed (status {res.returncode}){': ' + detail[-1] if detail else ''}"
-        )
-
-    stage(Stage.REBOOTING)
-    with tempfile.TemporaryDirectory(prefix="owrt-vpn-flash-") as tmp:
-        if opts.reset_settings:
-            # A reset router makes a new host key at first boot: it can only
-            # be trusted on first use; the report shows it.
-            ssh = SshClient(
-                target.ssh, accept_new_host_keys=True, connect_timeout=opts.connect_timeout,
-                known_hosts=Path(tmp) / "known_hosts",
-            )  # fmt: skip
-        _wait_for_boot(ssh, facts.boot_id, deadline, opts)
-        if opts.reset_settings:
-            report.new_host_key = (Path(tmp) / "known_hosts").read_text().strip() or None
-
-    stage(Stage.VERIFYING)
-    after = _probe(ssh, opts)
-    report.after = after.release
-    want = {"version": build.release, "revision": build.revision}
-    if after.release != want:
-        raise FlashError(
-            f"the router came back running {after.release['version']} {after.release['revision']}, "
-            f"not {build.release} {build.revision}",
-            hint="the upgrade did not take: check the router's console or logs, then flash again",
-        )
-    if not build.baked_info_matches(after.baked_build_info):
-        raise FlashError(f"{BAKED_BUILD_INFO} on the router is not the one of the image we flashed")
-    _wait_for_conns(ssh, build, deadline, opts)
-
-    stage(Stage.MARKING)
-    marker = {
-        "image": build.image.name,
-        "image_sha256": build.image.sha256,
-        "release": build.release,
-        "revision": build.revision,
-        "router": target.router.name,
-        "flashed_at": _iso(time.time()),
-        "tool": f"owrt-vpn {__version__}",
-    }
-    ssh.run(
-        "umask 022 && mkdir -p /etc/owrt-vpn && cat > /etc/owrt-vpn/.flashed.json.new"
-        " && mv -f /etc/owrt-vpn/.flashed.json.new " + MARKER,
-        input=json.dumps(marker, indent=2, sort_keys=True).encode() + b"\n",
-        timeout=opts.command_timeout,
-    )
-
-
-def _probe(ssh: SshClient, opts: FlashOptions) -> _Facts:
-    """Board, memory, marker, baked build-info and boot id in one round trip."""
-    script = "; ".join(
-        [
-            "ubus call system board",
-            f"echo; echo {_SECTION} meminfo",
-            "cat /proc/meminfo",
-            f"echo; echo {_SECTION} marker",
-            f"cat {MARKER} 2>/dev/null",
-            f"echo; echo {_SECTION} build-info",
-            f"cat {BAKED_BUILD_INFO} 2>/dev/null",
-            f"echo; echo {_SECTION} boot-id",
-            f"cat {BOOT_ID} 2>/dev/null",
-            "true",
-        ]
-    )
-    res = ssh.run(script, timeout=opts.command_timeout)
-    sections: dict[str, list[str]] = {"board": []}
-    current = "board"
-    for line in res.text.splitlines():
-        if line.startswith(_SECTION + " "):
-            current = line.split(" ", 1)[1].strip()
-            sections[current] = []
+    def check(self) -> remote.Facts:
+        """Steps 1-3: connect, board and memory checks, skip when already done."""
+        self.stage(Stage.CONNECTING)
+        if self.o.accept_new_host_keys:
+            with self.lock:  # ssh processes appending to one known_hosts could mix lines
+                facts = remote.probe(self.ssh, self.o.command_timeout)
         else:
-            sections[current].append(line)
-    board = _json("\n".join(sections["board"]))
-    if not isinstance(board, dict) or "board_name" not in board:
-        err = res.stderr.strip().splitlines()
-        raise FlashError(
-            "`ubus call system board` gave no board description" + (f": {err[-1]}" if err else ""),
-            hint="is this an OpenWrt router?",
-        )
-    marker = _json("\n".join(sections.get("marker", [])))
-    baked = _json("\n".join(sections.get("build-info", [])))
-    return _Facts(
-        board=board,
-        mem_available=_mem_available(sections.get("meminfo", [])),
-        marker=marker if isinstance(marker, dict) else None,
-        baked_build_info=baked if isinstance(baked, dict) else None,
-        boot_id="".join(sections.get("boot-id", [])).strip(),
-    )
+            facts = remote.probe(self.ssh, self.o.command_timeout)
+        self.r.board_name, self.r.before = facts.board_name, facts.release
+        self.stage(Stage.CHECKING)
+        b = self.b
+        if facts.board_name not in b.supported_devices:
+            raise _Stop(
+                Status.REFUSED,
+                f"board {facts.board_name!r} is not one this image supports "
+                f"({', '.join(b.supported_devices)})",
+                hint=f"check routers.device of {self.t.router.name!r}, "
+                "or the inventory entry's router",
+            )
+        if facts.release == {"version": b.release, "revision": b.revision}:
+            if facts.marker and facts.marker.get("image_sha256") == b.image.sha256:
+                raise _Stop(Status.SKIPPED, f"already runs this image ({b.release} {b.revision})")
+            if b.baked_info_matches(facts.baked_build_info):
+                # Flashed, but the marker never got written (an interrupted run).
+                if not self.o.dry_run:
+                    self.write_marker()
+                raise _Stop(
+                    Status.SKIPPED,
+                    f"already runs this build ({b.release} {b.revision}); marker "
+                    + ("missing" if self.o.dry_run else "written"),
+                )
+        need = b.image.size + HEADROOM
+        have = facts.mem_available
+        if have is None or have < need:
+            shown = "unknown" if have is None else f"{have // 1024} KiB"
+            raise _Stop(
+                Status.REFUSED,
+                f"not enough free memory for the image: {shown} available, "
+                f"{need // 1024} KiB needed",
+                hint="reboot the router (or stop services) to free RAM, then run flash again",
+            )
+        if self.o.dry_run:
+            mode = "erasing settings (-n)" if self.o.reset_settings else "keeping settings"
+            raise _Stop(
+                Status.WOULD_FLASH,
+                f"would flash {b.image.name} ({_release_text(facts.release)} -> "
+                f"{b.release} {b.revision}), {mode}",
+            )
+        return facts
 
+    def upload(self) -> None:
+        """Step 4a: upload, check the digest on the router, sysupgrade -T."""
+        img, timeout = self.remote_image, self.o.command_timeout
+        self.stage(Stage.UPLOADING)
+        self.ssh.upload(self.b.image.path, img, timeout=self.o.upload_timeout)
+        self.stage(Stage.VERIFYING_UPLOAD)
+        out = self.ssh.run(quote(["sha256sum", img]), timeout=timeout).text.split()
+        if not out or out[0].lower() != self.b.image.sha256:
+            remote.remove(self.ssh, img, timeout)
+            raise _Stop(
+                Status.REFUSED,
+                f"the uploaded image is damaged: sha256 {out[0] if out else '?'} on the router, "
+                f"{self.b.image.sha256} expected; not flashed",
+                hint="check the link to the router and run flash again",
+            )
+        self.stage(Stage.TESTING)
+        test = self.ssh.run(quote(["sysupgrade", "-T", img]), timeout=timeout, check=False)
+        if test.returncode != 0:
+            remote.remove(self.ssh, img, timeout)
+            raise _Stop(
+                Status.REFUSED,
+                f"sysupgrade -T rejected the image{_last(test.stderr or test.text)}; not flashed",
+            )
 
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text) if text.strip() else None
-    except json.JSONDecodeError:
-        return None
+    def upgrade(self) -> float:
+        """Step 4b: sysupgrade; the session dropping is the expected outcome.
 
-
-def _mem_available(lines: list[str]) -> int | None:
-    """MemAvailable in bytes (kernels since 3.14 have it; before, MemFree is the safe floor)."""
-    values = {}
-    for line in lines:
-        m = re.match(r"^(\w+):\s+(\d+)\s*kB", line)
-        if m:
-            values[m.group(1)] = int(m.group(2)) * 1024
-    return values.get("MemAvailable", values.get("MemFree"))
-
-
-def _up_to_date(facts: _Facts, build: Build) -> bool:
-    """The marker names this image and the router really runs its release (a marker
-    survives keep-settings upgrades, including someone else's)."""
-    if not facts.marker or facts.marker.get("image_sha256") != build.image.sha256:
-        return False
-    return facts.release == {"version": build.release, "revision": build.revision}
-
-
-def _remove(ssh: SshClient, remote: str, opts: FlashOptions) -> None:
-    """Free the router's RAM after a refused image (best effort)."""
-    with contextlib.suppress(OwrtVpnError):
-        ssh.run(quote(["rm", "-f", remote]), timeout=opts.command_timeout, check=False)
-
-
-def _wait_for_boot(ssh: SshClient, old_boot_id: str, deadline: float, opts: FlashOptions) -> None:
-    """Wait until the router answers SSH from a new boot (its boot id changed)."""
-    saw_down = False
-    last_error = ""
-    while time.monotonic() < deadline:
+        Returns the deadline for the router to be back and verified.
+        """
+        self.stage(Stage.UPGRADING)
+        deadline = time.monotonic() + self.o.reboot_timeout
+        argv = ["sysupgrade", *(["-n"] if self.o.reset_settings else []), self.remote_image]
         try:
-            res = ssh.run(f"cat {BOOT_ID} 2>/dev/null; true", timeout=opts.connect_timeout + 10)
-            boot_id = res.text.strip()
-            if boot_id and old_boot_id and boot_id != old_boot_id:
-                return
-            if not old_boot_id and saw_down:  # no boot id to compare: down-then-up will do
-                return
-        except HostKeyError:
-            raise
-        except (SshError, SshTimeout) as exc:
-            saw_down, last_error = True, exc.message
-        time.sleep(min(opts.poll_interval, max(0.0, deadline - time.monotonic())))
-    # The last SSH error tells "still down" from "back, but refuses our key".
-    raise FlashError(
-        f"the router did not come back within {opts.reboot_timeout:g} s after sysupgrade"
-        + (f" (last attempt: {last_error})" if last_error else ""),
-        hint="it may still be writing flash or booting: check it, then run flash again "
-        "(a router already running the image is skipped)",
-    )
+            res = self.ssh.run(quote(argv), timeout=self.o.reboot_timeout, check=False)
+        except SshError:
+            return deadline  # connection closed by the rebooting router
+        if res.returncode != 0:
+            raise FlashError(
+                f"sysupgrade failed (status {res.returncode}){_last(res.stderr or res.text)}"
+            )
+        return deadline
+
+    def wait_for_boot(self, old_boot_id: str, deadline: float) -> None:
+        """Step 5a: wait for the router to come back from a new boot."""
+        self.stage(Stage.REBOOTING)
+        o = self.o
+        with tempfile.TemporaryDirectory(prefix="owrt-vpn-flash-") as tmp:
+            if o.reset_settings:
+                # A reset router makes a new host key at first boot: it can only be
+                # trusted on first use (for this verification); the report shows it.
+                known = Path(tmp) / "known_hosts"
+                self.ssh = SshClient(
+                    self.t.ssh, accept_new_host_keys=True, connect_timeout=o.connect_timeout,
+                    known_hosts=known,
+                )  # fmt: skip
+            remote.wait_for_boot(
+                self.ssh, old_boot_id, deadline, poll=o.poll_interval,
+                command_timeout=o.connect_timeout + 10, cancel=self.cancel,
+                limit=o.reboot_timeout,
+            )  # fmt: skip
+            if o.reset_settings:
+                self.r.new_host_key = known.read_text().strip() or None
+
+    def verify(self, deadline: float) -> None:
+        """Step 5b: the running release, the baked build-info, the VPN connections."""
+        self.stage(Stage.VERIFYING)
+        b, o = self.b, self.o
+        after = remote.probe(self.ssh, o.command_timeout)
+        self.r.after = after.release
+        if after.release != {"version": b.release, "revision": b.revision}:
+            raise FlashError(
+                f"the router came back running {_release_text(after.release)}, "
+                f"not {b.release} {b.revision}",
+                hint="the upgrade did not take: check the router's console or logs, "
+                "then flash again",
+            )
+        if not b.baked_info_matches(after.baked_build_info):
+            raise FlashError(
+                f"{remote.BAKED_BUILD_INFO} on the router is not the one of the image we flashed"
+            )
+        remote.wait_for_conns(
+            self.ssh, b.expected_conns, b.conn_style, deadline, poll=o.poll_interval,
+            command_timeout=o.command_timeout, cancel=self.cancel,
+        )  # fmt: skip
+
+    def write_marker(self) -> None:
+        """Record the flashed image on the router (read back by the next run's step 3)."""
+        b = self.b
+        marker = {
+            "image": b.image.name,
+            "image_sha256": b.image.sha256,
+            "release": b.release,
+            "revision": b.revision,
+            "router": self.t.router.name,
+            "flashed_at": _iso(time.time()),
+            "tool": f"owrt-vpn {__version__}",
+        }
+        remote.write_marker(self.ssh, marker, self.o.command_timeout)
 
 
-def _wait_for_conns(ssh: SshClient, build: Build, deadline: float, opts: FlashOptions) -> None:
-    """Wait until strongSwan has loaded our connections (it starts late in the boot)."""
-    command = "ipsec statusall" if build.conn_style == "ipsec" else "swanctl --list-conns"
-    missing: list[str] = []
-    while True:
-        res = ssh.run(command + " 2>&1", timeout=opts.command_timeout, check=False)
-        loaded = _listed_conns(res.text, build.conn_style)
-        missing = [c for c in build.expected_conns if c not in loaded]
-        if loaded and not missing:
-            return
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(min(opts.poll_interval, max(0.0, deadline - time.monotonic())))
-    what = f"missing: {', '.join(missing)}" if loaded else "none loaded"
-    raise FlashError(
-        f"the VPN connections are not loaded after the flash (`{command}`: {what})",
-        hint="check the strongSwan log on the router (logread -e charon)",
-    )
-
-
-def _listed_conns(text: str, style: str) -> set[str]:
-    """Connection names from ``swanctl --list-conns`` or ``ipsec statusall`` output."""
-    if style == "ipsec":
-        return set(re.findall(r"^\s+(\S+?):\s+\S+\.\.\.\S+\s+IKEv", text, re.M))
-    return set(re.findall(r"^(\S+): IKEv[12]", text, re.M))
+def _last(text: str) -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return f": {lines[-1]}" if lines else ""
 
 
 def _release_text(release: dict[str, str]) -> str:

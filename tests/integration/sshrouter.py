@@ -223,6 +223,16 @@ class SshLab:
             capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False,
         )  # fmt: skip
 
+    def ssh(self, router: TestRouter, command: str) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` on ``router`` as root (test plumbing, e.g. to damage its state)."""
+        known = self.workdir / "lab_known_hosts"
+        known.write_text(self.known_hosts())
+        return self.run_in_mgmt(
+            ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}",
+             "-i", str(self.client_key), f"root@{router.address}", command],
+            timeout=30,
+        )  # fmt: skip
+
     def close(self) -> None:
         """Kill every router (its whole pid namespace dies with it) and delete the namespaces."""
         for r in self.routers:

@@ -11,9 +11,11 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,20 @@ def test_flash_end_to_end_marker_then_skip(lab: SshLab, fleet: Fleet) -> None:
     proc, data = fleet.flash("--timeout", "30")
     assert proc.returncode == 0, proc.stderr
     assert by_name(data)["gw"]["status"] == "skipped"
+    assert by_name(data)["gw"]["message"].startswith("already runs this image")
+    assert len(r.events("upload")) == 1 and len(r.events("boot")) == 2
+
+    # A run that flashed but died before writing the marker: the router runs the
+    # build (its baked build-info says so), so the next run only writes the marker.
+    assert lab.ssh(r, "rm /etc/owrt-vpn/flashed.json").returncode == 0
+    proc, data = fleet.flash("--dry-run")
+    assert by_name(data)["gw"]["status"] == "skipped"
+    assert by_name(data)["gw"]["message"].endswith("marker missing")
+    assert not r.etc_file("owrt-vpn/flashed.json").exists()
+    proc, data = fleet.flash("--timeout", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert by_name(data)["gw"]["message"].endswith("marker written")
+    assert json.loads(r.etc_file("owrt-vpn/flashed.json").read_text())["image_sha256"] == digest
     assert len(r.events("upload")) == 1 and len(r.events("boot")) == 2
 
 
@@ -348,3 +364,29 @@ def test_ten_routers_four_jobs_overlap(lab: SshLab, fleet: Fleet) -> None:
     # The most upgrades in progress at one moment: some overlap, never more than --jobs.
     peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert 2 <= peak <= 4, spans
+
+
+def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
+    lost = lab.add_router(RouterSpec("lost", faults=frozenset({"never-return"})))
+    fleet.write_site([lost])
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+    argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "--json", "flash"]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "120"],
+        cwd=fleet.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not lost.events("down-forever") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lost.events("down-forever")
+        proc.send_signal(signal.SIGINT)  # ip netns exec execs: this is the flasher itself
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out + err
+    rep = by_name(json.loads(out))["lost"]
+    assert rep["status"] == "failed"
+    assert rep["message"].startswith("interrupted while waiting for reboot")
