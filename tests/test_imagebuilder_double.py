@@ -536,3 +536,22 @@ def test_serve_command_for_make_demo(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_snapshot_layout_and_names(tmp_path: Path) -> None:
+    key = make_signing_key(tmp_path / "keys")
+    m = make_mirror(tmp_path / "mirror", key, [("snapshot", "bcm53xx", "generic")])
+    tdir = m.base / "snapshots/targets/bcm53xx/generic"
+    archive = tdir / "openwrt-imagebuilder-bcm53xx-generic.Linux-x86_64.tar.zst"
+    assert m.archive("snapshot", "bcm53xx", "generic") == archive and archive.exists()
+    assert _verify(key.public, tdir / "sha256sums").returncode == 0
+    assert json.loads((m.base / "snapshots/.targets.json").read_text()) == {
+        "bcm53xx/generic": "arm_cortex-a9"
+    }
+    assert json.loads((tdir / "profiles.json").read_text())["version_number"] == "SNAPSHOT"
+    tree = extract_imagebuilder(archive, tmp_path / "ib")
+    res = make(tree, "image", "PROFILE=phicomm_k3", "BIN_DIR=out")
+    assert res.returncode == 0, res.stderr
+    image = tree / "out/openwrt-bcm53xx-generic-phicomm_k3-squashfs.trx"
+    assert "DISTRIB_RELEASE='SNAPSHOT'" in cat(image, "/etc/openwrt_release")
+    assert (tree / "out/openwrt-bcm53xx-generic-phicomm_k3.manifest").exists()

@@ -27,19 +27,23 @@ STATIC = Path(__file__).resolve().parent / "ib"
 
 
 def archive_basename(release: str, target: str, subtarget: str) -> str:
-    """``openwrt-imagebuilder-<ver>-<target>-<subtarget>.Linux-x86_64`` (no extension)."""
-    return f"openwrt-imagebuilder-{release}-{target}-{subtarget}.Linux-x86_64"
+    """``openwrt-imagebuilder-<ver>-<target>-<subtarget>.Linux-x86_64`` (no extension).
+
+    Snapshots have no version in the name.
+    """
+    ver = catalog.release(release).file_version
+    return f"openwrt-imagebuilder-{ver}{target}-{subtarget}.Linux-x86_64"
 
 
 def archive_name(release: str, target: str, subtarget: str) -> str:
     """The real archive file name: ``.tar.xz`` up to 23.05, ``.tar.zst`` from 24.10."""
-    ext = catalog.RELEASES[release].archive_ext
+    ext = catalog.release(release).archive_ext
     return f"{archive_basename(release, target, subtarget)}.{ext}"
 
 
 def _lookup(release: str, target: str, subtarget: str) -> tuple[Release, Target]:
     try:
-        rel = catalog.RELEASES[release]
+        rel = catalog.release(release)
     except KeyError:
         raise ValueError(f"the double knows no release {release!r}") from None
     try:
@@ -108,6 +112,8 @@ def _profiles_tsv(tgt: Target, variant: Variant) -> str:
 def _target_conf(rel: Release, tgt: Target, manager: str) -> str:
     values = {
         "VERSION": rel.version,
+        "FILE_VERSION": rel.file_version,  # "24.10.2-" in file names, "" for snapshots
+        "DOWNLOAD_DIR": rel.download_dir,
         "REVISION": rel.revision,
         "BOARD": tgt.target,
         "SUBTARGET": tgt.subtarget,
@@ -145,7 +151,7 @@ def _dot_config(rel: Release, tgt: Target, manager: str) -> str:
 
 
 def _repositories(rel: Release, tgt: Target, manager: str) -> tuple[str, str]:
-    base = f"https://downloads.openwrt.org/releases/{rel.version}"
+    base = f"https://downloads.openwrt.org/{rel.download_dir}"
     core = f"{base}/targets/{tgt.target}/{tgt.subtarget}/packages"
     feeds = [f"{base}/packages/{tgt.arch_packages}/{f}" for f in ("base", "luci", "packages")]
     feeds += [f"{base}/packages/{tgt.arch_packages}/{f}" for f in ("routing", "telephony")]

@@ -28,9 +28,26 @@ class Release:
     package_manager: str  # "opkg" or "apk"
 
     @property
+    def is_snapshot(self) -> bool:
+        """The snapshot build (``snapshots/``, no version in file names)."""
+        return self.version == "SNAPSHOT"
+
+    @property
     def series(self) -> str:
-        """``"24.10"`` for ``"24.10.2"``."""
+        """``"24.10"`` for ``"24.10.2"``; snapshots sort after every release."""
+        if self.is_snapshot:
+            return "99.99"
         return ".".join(self.version.split(".")[:2])
+
+    @property
+    def file_version(self) -> str:
+        """``"24.10.2-"`` as it appears in file names; empty for snapshots."""
+        return "" if self.is_snapshot else f"{self.version}-"
+
+    @property
+    def download_dir(self) -> str:
+        """``releases/24.10.2`` or ``snapshots`` (relative to the mirror base)."""
+        return "snapshots" if self.is_snapshot else f"releases/{self.version}"
 
     @property
     def archive_ext(self) -> str:
@@ -51,8 +68,17 @@ RELEASES: dict[str, Release] = {
         Release("24.10.1", "r28597-0425664679", 1744562312, "6.6.86", "5.9.14", "opkg"),
         Release("24.10.2", "r28739-d9340319c6", 1750711236, "6.6.93", "5.9.14", "opkg"),
         Release("25.12.0", "r32162-4ad84ee2b1", 1768435200, "6.12.58", "6.0.2", "apk"),
+        Release("SNAPSHOT", "r32544-0b4e1a0c3d", 1770000000, "6.12.63", "6.0.2", "apk"),
     )
 }
+SNAPSHOT_ALIASES = {"snapshot": "SNAPSHOT", "SNAPSHOT": "SNAPSHOT"}
+
+
+def release(name: str) -> Release:
+    """A release by version (``"snapshot"`` accepted for ``SNAPSHOT``)."""
+    return RELEASES[SNAPSHOT_ALIASES.get(name, name)]
+
+
 STABLE = "24.10.2"
 OLDSTABLE = "23.05.5"
 UPCOMING = "25.12.0"

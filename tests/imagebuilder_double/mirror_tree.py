@@ -5,6 +5,7 @@
     <base>/.versions.json
     <base>/releases/<ver>/.targets.json
     <base>/releases/<ver>/targets/<t>/<s>/sha256sums          "<hex> *<file>" lines
+    (snapshots: <base>/snapshots/.targets.json, <base>/snapshots/targets/<t>/<s>/...)
                                          sha256sums.sig      usign/signify signature
                                          profiles.json  version.buildinfo  <archive>
                                          packages/  kmods/<kver>-1-<vermagic>/ (24.10+)
@@ -102,10 +103,10 @@ def _site_profiles_json(release: str, target: str, subtarget: str) -> str:
 
     Image sha256s stand in for images the mirror does not carry.
     """
-    rel = catalog.RELEASES[release]
+    rel = catalog.release(release)
     tgt = catalog.TARGETS[f"{target}/{subtarget}"]
     manager = rel.package_manager
-    prefix = f"openwrt-{release}-{target}-{subtarget}"
+    prefix = f"openwrt-{rel.file_version}{target}-{subtarget}"
     profiles = {}
     for pr in tgt.profiles:
         title: dict[str, str] = {"vendor": pr.vendor, "model": pr.model}
@@ -139,7 +140,7 @@ def _site_profiles_json(release: str, target: str, subtarget: str) -> str:
         "source_date_epoch": rel.source_date_epoch,
         "target": tgt.id,
         "version_code": rel.revision,
-        "version_number": release,
+        "version_number": rel.version,
     }
     return json.dumps(doc, sort_keys=True, indent=2) + "\n"
 
@@ -153,8 +154,9 @@ class Mirror:
     builds: list[tuple[str, str, str]] = field(default_factory=list)
 
     def target_dir(self, release: str, target: str, subtarget: str) -> Path:
-        """``<base>/releases/<ver>/targets/<t>/<s>``."""
-        return self.base / "releases" / release / "targets" / target / subtarget
+        """``<base>/releases/<ver>/targets/<t>/<s>`` (``<base>/snapshots/targets/...``)."""
+        rel = catalog.release(release).download_dir
+        return self.base / rel / "targets" / target / subtarget
 
     def archive(self, release: str, target: str, subtarget: str) -> Path:
         """Path of the ImageBuilder archive inside the mirror."""
@@ -174,7 +176,19 @@ class Mirror:
 
 
 def _write_indexes(base: Path, builds: list[tuple[str, str, str]]) -> None:
-    versions = sorted({b[0] for b in builds}, key=_version_key, reverse=True)
+    dirs: dict[str, dict[str, str]] = {}
+    for ver, t, s in builds:
+        tgt = catalog.TARGETS[f"{t}/{s}"]
+        dirs.setdefault(catalog.release(ver).download_dir, {})[tgt.id] = tgt.arch_packages
+    for rel_dir, targets in dirs.items():
+        out = base / rel_dir / ".targets.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(targets, sort_keys=True, indent=2) + "\n")
+    versions = sorted(
+        {catalog.release(b[0]).version for b in builds} - {"SNAPSHOT"}, key=_version_key
+    )[::-1]
+    if not versions:
+        return
     stable = catalog.STABLE if catalog.STABLE in versions else versions[0]
     doc = {
         "oldstable_version": catalog.OLDSTABLE,
@@ -183,13 +197,6 @@ def _write_indexes(base: Path, builds: list[tuple[str, str, str]]) -> None:
         "versions_list": versions,
     }
     (base / ".versions.json").write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
-    for ver in versions:
-        targets = {
-            f"{t}/{s}": catalog.TARGETS[f"{t}/{s}"].arch_packages for v, t, s in builds if v == ver
-        }
-        out = base / "releases" / ver / ".targets.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(targets, sort_keys=True, indent=2) + "\n")
 
 
 def _version_key(v: str) -> tuple[int, ...]:
@@ -211,13 +218,13 @@ def make_mirror(
     for ver, t, s in builds:
         tdir = mirror.target_dir(ver, t, s)
         (tdir / "packages").mkdir(parents=True, exist_ok=True)
-        rel = catalog.RELEASES[ver]
+        rel = catalog.release(ver)
         if rel.series >= "24.10":  # kmods/<kver>-<rel>-<vermagic>/ from 24.10 on
             vermagic = hashlib.sha256(f"{ver}{t}{s}".encode()).hexdigest()[:32]
             (tdir / "kmods" / f"{rel.kernel}-1-{vermagic}").mkdir(parents=True, exist_ok=True)
         make_imagebuilder(ver, t, s, tdir, variant)
         (tdir / "profiles.json").write_text(_site_profiles_json(ver, t, s))
-        (tdir / "version.buildinfo").write_text(catalog.RELEASES[ver].revision + "\n")
+        (tdir / "version.buildinfo").write_text(rel.revision + "\n")
         mirror.resign(ver, t, s)
     _write_indexes(base, builds)
     return mirror

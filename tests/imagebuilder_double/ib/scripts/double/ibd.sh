@@ -166,7 +166,7 @@ write_release_files() {
 	OPENWRT_RELEASE="OpenWrt $VERSION $REVISION"
 	EOF
 	ln -sf ../usr/lib/os-release "$TARGET_DIR/etc/os-release"
-	base="https://downloads.openwrt.org/releases/$VERSION"
+	base="https://downloads.openwrt.org/$DOWNLOAD_DIR"
 	if [ "$PKG_MANAGER" = opkg ]; then
 		mkdir -p "$TARGET_DIR/etc/opkg"
 		{
@@ -257,7 +257,7 @@ build_profile() {
 	prof=$(pfield "$line" 1)
 	extra=""
 	[ -z "${EXTRA_IMAGE_NAME:-}" ] || extra="$(sanitize "$EXTRA_IMAGE_NAME")-"
-	img_prefix="openwrt-$VERSION-$extra$BOARD-$SUBTARGET"
+	img_prefix="openwrt-$FILE_VERSION$extra$BOARD-$SUBTARGET"
 	pkgs=$(build_packages "$(pfield "$line" 6)")
 	say "Building images for $BOARD - $(pfield "$line" 2)"
 	say "Packages: $pkgs"
