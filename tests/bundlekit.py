@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from owrt_vpn.pki import Pki
 from owrt_vpn.site import AUTH_METHODS, PLATFORM_AUTH, PLATFORMS, Site, parse_site
@@ -204,3 +206,91 @@ def router_accepts(server: Sequence[str], client: str, kind: str) -> bool:
         if ok:
             return True
     return False
+
+
+# --------------------------------------------------------------------------
+# the vendors' values -> strongSwan proposals (from Apple's and Microsoft's
+# documentation; independent of the generators' tables)
+
+APPLE_ENC = {
+    "AES-128": "aes128",
+    "AES-256": "aes256",
+    "AES-128-GCM": "aes128gcm16",
+    "AES-256-GCM": "aes256gcm16",
+    "ChaCha20Poly1305": "chacha20poly1305",
+    "3DES": "3des",
+}
+APPLE_INTEG = {
+    "SHA1-96": "sha1",
+    "SHA1-160": "sha1",
+    "SHA2-256": "sha256",
+    "SHA2-384": "sha384",
+    "SHA2-512": "sha512",
+}
+APPLE_DH = {2: "modp1024", 5: "modp1536", 14: "modp2048", 15: "modp3072", 16: "modp4096",
+            19: "ecp256", 20: "ecp384", 21: "ecp521", 31: "curve25519"}  # fmt: skip
+
+
+def apple_ike(sa: dict[str, Any]) -> str:
+    """The strongSwan IKE proposal of a profile's IKESecurityAssociationParameters."""
+    enc = APPLE_ENC[sa["EncryptionAlgorithm"]]
+    integ = APPLE_INTEG[sa["IntegrityAlgorithm"]]
+    dh = APPLE_DH[sa["DiffieHellmanGroup"]]
+    aead = "gcm" in enc or "chacha" in enc
+    # With AEAD ciphers Apple uses the integrity setting as the PRF.
+    return f"{enc}-prf{integ}-{dh}" if aead else f"{enc}-{integ}-{dh}"
+
+
+def apple_esp(sa: dict[str, Any], pfs: bool) -> str:
+    """The ESP proposal of ChildSecurityAssociationParameters (+ DH group with EnablePFS)."""
+    enc = APPLE_ENC[sa["EncryptionAlgorithm"]]
+    parts = (
+        [enc] if ("gcm" in enc or "chacha" in enc) else [enc, APPLE_INTEG[sa["IntegrityAlgorithm"]]]
+    )
+    if pfs:
+        parts.append(APPLE_DH[sa["DiffieHellmanGroup"]])
+    return "-".join(parts)
+
+
+WIN_ENCRYPTION = {"DES3": "3des", "AES128": "aes128", "AES192": "aes192", "AES256": "aes256",
+                  "GCMAES128": "aes128gcm16", "GCMAES256": "aes256gcm16"}  # fmt: skip
+WIN_INTEGRITY = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA384": "sha384"}
+WIN_DH = {"Group1": "modp768", "Group2": "modp1024", "Group14": "modp2048", "ECP256": "ecp256",
+          "ECP384": "ecp384", "Group24": "modp2048s256"}  # fmt: skip
+WIN_CIPHER = {"DES3": "3des", "AES128": "aes128", "AES192": "aes192", "AES256": "aes256",
+              "GCMAES128": "aes128gcm16", "GCMAES192": "aes192gcm16",
+              "GCMAES256": "aes256gcm16"}  # fmt: skip
+WIN_AUTH = {"MD596": "md5", "SHA196": "sha1", "SHA256128": "sha256", "GCMAES128": None,
+            "GCMAES192": None, "GCMAES256": None}  # fmt: skip
+WIN_PFS = {"None": None, "PFS1": "modp768", "PFS2": "modp1024", "PFS2048": "modp2048",
+           "ECP256": "ecp256", "ECP384": "ecp384", "PFS24": "modp2048s256"}  # fmt: skip
+
+
+def ps_commands(text: str) -> list[str]:
+    """Logical PowerShell lines (backtick continuations joined)."""
+    return re.sub(r"`\r?\n\s*", " ", text).splitlines()
+
+
+def ps_params(line: str) -> dict[str, str]:
+    """``-Name Value`` pairs of one PowerShell command line."""
+    return dict(re.findall(r"-(\w+)(?::|\s+)(\$\w+|'[^']*'|[^\s-][^\s]*)", line))
+
+
+def windows_proposals(params: dict[str, str]) -> tuple[str, str]:
+    """IKE and ESP proposals of Set-VpnConnectionIPsecConfiguration parameters."""
+    enc = WIN_ENCRYPTION[params["EncryptionMethod"]]
+    integ = WIN_INTEGRITY[params["IntegrityCheckMethod"]]
+    aead = "gcm" in enc
+    ike = (
+        f"{enc}-prf{integ}-{WIN_DH[params['DHGroup']]}"
+        if aead
+        else f"{enc}-{integ}-{WIN_DH[params['DHGroup']]}"
+    )
+    cipher = WIN_CIPHER[params["CipherTransformConstants"]]
+    auth = WIN_AUTH[params["AuthenticationTransformConstants"]]
+    if "gcm" in cipher:
+        assert auth is None, "GCM cipher needs the matching GCM authentication transform"
+        assert params["AuthenticationTransformConstants"] == params["CipherTransformConstants"]
+    parts = [cipher] + ([auth] if auth else [])
+    pfs = WIN_PFS[params["PfsGroup"]]
+    return ike, "-".join(parts + ([pfs] if pfs else []))

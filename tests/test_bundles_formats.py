@@ -29,10 +29,15 @@ from bundlekit import (
     Dev,
     Usr,
     all_combinations,
+    apple_esp,
+    apple_ike,
     make_pki,
     make_site,
+    ps_commands,
+    ps_params,
     rendered_router_proposals,
     router_accepts,
+    windows_proposals,
 )
 from owrt_vpn import bundles
 from owrt_vpn.pki import Pki
@@ -105,44 +110,8 @@ def _p12_cert(data: bytes, password: str | None) -> x509.Certificate:
 
 # ---------------------------------------------------------------- Apple
 
-APPLE_ENC = {
-    "AES-128": "aes128",
-    "AES-256": "aes256",
-    "AES-128-GCM": "aes128gcm16",
-    "AES-256-GCM": "aes256gcm16",
-    "ChaCha20Poly1305": "chacha20poly1305",
-    "3DES": "3des",
-}
-APPLE_INTEG = {
-    "SHA1-96": "sha1",
-    "SHA1-160": "sha1",
-    "SHA2-256": "sha256",
-    "SHA2-384": "sha384",
-    "SHA2-512": "sha512",
-}
-APPLE_DH = {2: "modp1024", 5: "modp1536", 14: "modp2048", 15: "modp3072", 16: "modp4096",
-            19: "ecp256", 20: "ecp384", 21: "ecp521", 31: "curve25519"}  # fmt: skip
 PAYLOAD_KEYS = {"PayloadType", "PayloadVersion", "PayloadIdentifier", "PayloadUUID"}
 SA_KEYS = {"EncryptionAlgorithm", "IntegrityAlgorithm", "DiffieHellmanGroup", "LifeTimeInMinutes"}
-
-
-def apple_ike(sa: dict[str, Any]) -> str:
-    enc = APPLE_ENC[sa["EncryptionAlgorithm"]]
-    integ = APPLE_INTEG[sa["IntegrityAlgorithm"]]
-    dh = APPLE_DH[sa["DiffieHellmanGroup"]]
-    aead = "gcm" in enc or "chacha" in enc
-    # With AEAD ciphers Apple uses the integrity setting as the PRF.
-    return f"{enc}-prf{integ}-{dh}" if aead else f"{enc}-{integ}-{dh}"
-
-
-def apple_esp(sa: dict[str, Any], pfs: bool) -> str:
-    enc = APPLE_ENC[sa["EncryptionAlgorithm"]]
-    parts = (
-        [enc] if ("gcm" in enc or "chacha" in enc) else [enc, APPLE_INTEG[sa["IntegrityAlgorithm"]]]
-    )
-    if pfs:
-        parts.append(APPLE_DH[sa["DiffieHellmanGroup"]])
-    return "-".join(parts)
 
 
 def _mobileconfig(d: bundles.DeviceBundle) -> dict[str, Any]:
@@ -330,47 +299,6 @@ def test_sswan_files_follow_the_documented_format(world: World) -> None:
 
 # ---------------------------------------------------------------- Windows
 
-WIN_ENCRYPTION = {"DES3": "3des", "AES128": "aes128", "AES192": "aes192", "AES256": "aes256",
-                  "GCMAES128": "aes128gcm16", "GCMAES256": "aes256gcm16"}  # fmt: skip
-WIN_INTEGRITY = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA384": "sha384"}
-WIN_DH = {"Group1": "modp768", "Group2": "modp1024", "Group14": "modp2048", "ECP256": "ecp256",
-          "ECP384": "ecp384", "Group24": "modp2048s256"}  # fmt: skip
-WIN_CIPHER = {"DES3": "3des", "AES128": "aes128", "AES192": "aes192", "AES256": "aes256",
-              "GCMAES128": "aes128gcm16", "GCMAES192": "aes192gcm16",
-              "GCMAES256": "aes256gcm16"}  # fmt: skip
-WIN_AUTH = {"MD596": "md5", "SHA196": "sha1", "SHA256128": "sha256", "GCMAES128": None,
-            "GCMAES192": None, "GCMAES256": None}  # fmt: skip
-WIN_PFS = {"None": None, "PFS1": "modp768", "PFS2": "modp1024", "PFS2048": "modp2048",
-           "ECP256": "ecp256", "ECP384": "ecp384", "PFS24": "modp2048s256"}  # fmt: skip
-
-
-def _ps_commands(text: str) -> list[str]:
-    """Logical PowerShell lines (backtick continuations joined)."""
-    return re.sub(r"`\r?\n\s*", " ", text).splitlines()
-
-
-def _params(line: str) -> dict[str, str]:
-    return dict(re.findall(r"-(\w+)(?::|\s+)(\$\w+|'[^']*'|[^\s-][^\s]*)", line))
-
-
-def _windows_proposals(params: dict[str, str]) -> tuple[str, str]:
-    enc = WIN_ENCRYPTION[params["EncryptionMethod"]]
-    integ = WIN_INTEGRITY[params["IntegrityCheckMethod"]]
-    aead = "gcm" in enc
-    ike = (
-        f"{enc}-prf{integ}-{WIN_DH[params['DHGroup']]}"
-        if aead
-        else f"{enc}-{integ}-{WIN_DH[params['DHGroup']]}"
-    )
-    cipher = WIN_CIPHER[params["CipherTransformConstants"]]
-    auth = WIN_AUTH[params["AuthenticationTransformConstants"]]
-    if "gcm" in cipher:
-        assert auth is None, "GCM cipher needs the matching GCM authentication transform"
-        assert params["AuthenticationTransformConstants"] == params["CipherTransformConstants"]
-    parts = [cipher] + ([auth] if auth else [])
-    pfs = WIN_PFS[params["PfsGroup"]]
-    return ike, "-".join(parts + ([pfs] if pfs else []))
-
 
 def test_windows_script_table(world: World) -> None:
     devices = {d.auth: d for d in world.devices("windows")}
@@ -411,7 +339,7 @@ def test_windows_script_table(world: World) -> None:
         if eap:
             assert re.search(rf"^\$eap = {re.escape(eap)}$", text, re.M)
             assert "$vpn.EapConfigXmlStream = $eap.EapConfigXmlStream" in text
-        lines = _ps_commands(text)
+        lines = ps_commands(text)
         # One connection per router: removed first (idempotent), then added and tuned.
         names = re.findall(r"^\$name = '([^']+)'$", text, re.M)
         assert names == ["home VPN (gw)", "home VPN (office)"]
@@ -430,10 +358,10 @@ def test_windows_script_table(world: World) -> None:
             assert splat["SplitTunneling"] == ("$false" if router == "gw" else "$true")
             (ipsec,) = [
                 ln
-                for ln in _ps_commands(block)
+                for ln in ps_commands(block)
                 if ln.startswith("Set-VpnConnectionIPsecConfiguration")
             ]
-            offers.append((router, *_windows_proposals(_params(ipsec))))
+            offers.append((router, *windows_proposals(ps_params(ipsec))))
             routes = re.findall(r"-DestinationPrefix '([^']+)'", block)
             # gw: full tunnel -> IPv6 route; office: split -> its LAN subnets (v4 + v6).
             assert routes == (["2000::/3"] if router == "gw" else ["10.88.0.0/24", "fd00:88::/64"])

@@ -123,6 +123,9 @@ def _conn_block(ctx: DeviceContext, prof: RouterProfile) -> list[str]:
             lines += [
                 "      local-eap {",
                 "         auth = eap-mschapv2",
+                # The second round's identity is the user name too: without
+                # it charon looks the EAP secret up by IP address.
+                f"         id = {_escape(ctx.eap_id or '')}",
                 f"         eap_id = {_escape(ctx.eap_id or '')}",
                 "      }",
             ]
