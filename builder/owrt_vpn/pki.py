@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from owrt_vpn import pki_certs as pc
 from owrt_vpn import pki_store as ps
 from owrt_vpn.errors import ConfigError, PkiError, Problem, UsageError
+from owrt_vpn.pki_pool import ClientSpec, make_clients
 from owrt_vpn.pki_store import INIT_HINT, CertRecord, Index, PkiReader, Revoked
 from owrt_vpn.site import (
     CERT_AUTH,
@@ -269,12 +270,16 @@ class Pki(PkiReader):
             ):
                 self._issue_server(site, r)
                 report.issued.append(f"server {r.name}")
+        todo: list[ClientSpec] = []
         for u in users:
             if clients and u.auth in CERT_AUTH:
                 for d in u.devices:
-                    self._ensure_client(site, u, d, kid, report)
+                    if self._ensure_client(site, u, d, kid, report):
+                        todo.append(self._client_spec(site, u, d))
+                        report.issued.append(f"client {u.name}/{d.name}")
             if u.auth in EAP_PASSWORD_AUTH:
                 self._ensure_eap(u, report)
+        self._issue_clients(todo)
         if needs_ca:
             crl = self._index.crl
             if any(r.status == "revoked" and r.ca == kid for r in self._index.certs) and (
@@ -284,14 +289,15 @@ class Pki(PkiReader):
 
     def _ensure_client(
         self, site: Site, u: User, d: Device, kid: str, report: EnsureReport
-    ) -> None:
+    ) -> bool:
+        """True when the device needs a new certificate (issued in one batch by the caller)."""
         rec = self._index.current("client", u.name, d.name)
         if rec is not None and rec.ca == kid and rec.status == "revoked":
             report.skipped.append(
                 f"{u.name}/{d.name}: certificate revoked, not re-issued "
                 f"(run `owrt-vpn pki renew --user {u.name} --device {d.name}` for a new one)"
             )
-            return
+            return False
 
         def path(ext: str) -> Path:
             return self._client_path(u.name, d.name, ext)
@@ -306,14 +312,14 @@ class Pki(PkiReader):
             or not path("crt").is_file()
             or not path("key").is_file()
         ):
-            self._issue_client(site, u, d)
-            report.issued.append(f"client {u.name}/{d.name}")
-        elif not path("p12").is_file() or not path("p12.password").is_file():
+            return True
+        if not path("p12").is_file() or not path("p12.password").is_file():
             # The certificate is fine, only its PKCS#12 is gone: rebuild it (no CA key needed).
             cert = pc.load_cert(path("crt").read_bytes())
             key = pc.load_key(path("key").read_bytes())
             self._write_p12(u.name, d.name, rec.identity or "", key, cert)
             report.issued.append(f"p12 {u.name}/{d.name}")
+        return False
 
     def _ensure_eap(self, u: User, report: EnsureReport) -> None:
         if self._index.eap.get(u.name) == "revoked":
@@ -352,22 +358,46 @@ class Pki(PkiReader):
         rec.router, rec.server_id = r.name, r.server_id
         self._index.add(rec)
 
-    def _issue_client(self, site: Site, u: User, d: Device) -> None:
-        issuer = self._get_issuer()
-        key_type = client_key_type_for(d)
-        key = pc.generate_key(key_type)
-        identity = device_identity(site, u, d)
-        shared = site.settings.shared_identity if d.shared_identity else None
-        org = site.settings.organization or site.name
-        cert = pc.make_client(issuer, key, identity, org, site.settings.client_days, shared)
-        ps.put(self._client_path(u.name, d.name, "key"), pc.key_pem(key), ps.SECRET_MODE)
-        ps.put(self._client_path(u.name, d.name, "crt"), pc.cert_pem(cert), ps.PUBLIC_MODE)
-        # A new key gets a new PKCS#12 with a new password.
-        self._client_path(u.name, d.name, "p12.password").unlink(missing_ok=True)
-        self._write_p12(u.name, d.name, identity, key, cert)
-        rec = self._record("client", cert, self._ca_kid(), key_type)
-        rec.user, rec.device, rec.identity, rec.shared_identity = u.name, d.name, identity, shared
-        self._index.add(rec)
+    def _client_spec(self, site: Site, u: User, d: Device) -> ClientSpec:
+        return ClientSpec(
+            user=u.name,
+            device=d.name,
+            identity=device_identity(site, u, d),
+            key_type=client_key_type_for(d),
+            organization=site.settings.organization or site.name,
+            days=site.settings.client_days,
+            shared_identity=site.settings.shared_identity if d.shared_identity else None,
+        )
+
+    def _issue_clients(self, specs: Sequence[ClientSpec]) -> None:
+        """Issue new keys, certificates and PKCS#12 files (a new password with each key)."""
+        if not specs:
+            return
+        kid = self._ca_kid()
+        for m in make_clients(self._get_issuer(), specs):
+            s = m.spec
+            for ext, data, mode in (
+                ("key", m.key_pem, ps.SECRET_MODE),
+                ("crt", m.cert_pem, ps.PUBLIC_MODE),
+                ("p12.password", (m.password + "\n").encode(), ps.SECRET_MODE),
+                ("p12", m.p12, ps.SECRET_MODE),
+            ):
+                ps.put(self._client_path(s.user, s.device, ext), data, mode)
+            self._index.add(
+                CertRecord(
+                    serial=m.serial,
+                    kind="client",
+                    subject=m.subject,
+                    not_before=m.not_before,
+                    not_after=m.not_after,
+                    ca=kid,
+                    key_type=s.key_type,
+                    user=s.user,
+                    device=s.device,
+                    identity=s.identity,
+                    shared_identity=s.shared_identity,
+                )
+            )
 
     def _write_p12(
         self, user: str, device: str, identity: str, key: pc.PrivateKey, cert: x509.Certificate
@@ -444,10 +474,9 @@ class Pki(PkiReader):
             for r in rs:
                 self._issue_server(site, r)
                 done.append(f"server {r.name}")
-            for d in ds:
-                assert u is not None
-                self._issue_client(site, u, d)
-                done.append(f"client {u.name}/{d.name}")
+            if u is not None:
+                self._issue_clients([self._client_spec(site, u, d) for d in ds])
+                done += [f"client {u.name}/{d.name}" for d in ds]
             if (crl or ca) and any(r.status == "revoked" for r in self._index.certs):
                 self._sign_crl(site)
                 done.append("crl")

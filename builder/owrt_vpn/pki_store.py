@@ -490,11 +490,16 @@ class PkiReader:
             if all_records or r.current
         ]
 
-    def digest(self) -> str:
-        """sha256 over the PKI files builds use (CA, CRL, server certs/keys, EAP passwords)."""
+    def digest(self, router: str | None = None) -> str:
+        """sha256 over the PKI files builds use: CA, CRL, server certificates/keys, EAP passwords.
+
+        With ``router``, only that router's server files count, so renewing
+        another router's certificate does not change this router's digest.
+        """
         files: dict[str, str] = {}
         candidates = [self.root / "ca.crt", self.root / "crl.pem"]
-        for sub, pattern in (("servers", "*"), ("eap", "*.password")):
+        servers = f"{router}.*" if router is not None else "*"
+        for sub, pattern in (("servers", servers), ("eap", "*.password")):
             if (self.root / sub).is_dir():
                 candidates += sorted((self.root / sub).glob(pattern))
         for path in candidates:
