@@ -555,3 +555,18 @@ def test_snapshot_layout_and_names(tmp_path: Path) -> None:
     image = tree / "out/openwrt-bcm53xx-generic-phicomm_k3-squashfs.trx"
     assert "DISTRIB_RELEASE='SNAPSHOT'" in cat(image, "/etc/openwrt_release")
     assert (tree / "out/openwrt-bcm53xx-generic-phicomm_k3.manifest").exists()
+
+
+def test_flash_sizes_are_plausible(tmp_path: Path) -> None:
+    """An 8 MB ath79 board takes strongswan-default + openssl but not strongswan-full."""
+    tree = ib(tmp_path, target="ath79")
+    fits = make(tree, "image", "PROFILE=tplink_tl-wdr4300-v1", "BIN_DIR=a",
+                "PACKAGES=strongswan-default strongswan-mod-openssl")  # fmt: skip
+    assert fits.returncode == 0 and "too big" not in fits.stderr
+    full = make(tree, "image", "PROFILE=tplink_tl-wdr4300-v1", "PACKAGES=strongswan-full",
+                "BIN_DIR=b")  # fmt: skip
+    assert full.returncode == 0 and "-squashfs-sysupgrade.bin is too big" in full.stderr
+    assert not list((tree / "b").glob("*.bin"))
+    big = make(tree, "image", "PROFILE=tplink_archer-c7-v2", "PACKAGES=strongswan-full",
+               "BIN_DIR=c")  # fmt: skip
+    assert big.returncode == 0 and len(list((tree / "c").glob("*.bin"))) == 2

@@ -332,7 +332,7 @@ _BASE = [
     _p("libsqlite3", "3.49.1", "libc", 450_000), _p("libwolfssl", "5.7.6", "libc", 400_000),
     _p("libmbedtls", "3.6.3", "libc", 250_000),
     _p("libustream-mbedtls", "2024.07.28", "libubox libmbedtls", 8_000),
-    _p("libopenssl3", "3.0.16", "libc", 1_300_000, provides=("libopenssl",), abi="3",
+    _p("libopenssl3", "3.0.16", "libc", 900_000, provides=("libopenssl",), abi="3",
        files=("/usr/lib/libcrypto.so.3", "/usr/lib/libssl.so.3")),
     _p("libopenssl-conf", "3.0.16", "libopenssl", 3_000, files=("/etc/ssl/openssl.cnf",)),
     _p("libopenssl-legacy", "3.0.16", "libopenssl", 40_000,
