@@ -166,6 +166,11 @@ def test_pki_digest_matches_the_pki_module(tmp_path: Path, monkeypatch: pytest.M
     pki = Pki.open(site)
     pki.init(site)
     assert build_state.pki_state_digest(site.pki_path) == pki.digest()
+    assert build_state.pki_state_digest(site.pki_path, "gw") == pki.digest(router="gw")
+    other = site.pki_path / "servers" / "other.crt"
+    other.write_text("another router's certificate")
+    assert build_state.pki_state_digest(site.pki_path, "gw") == pki.digest(router="gw")
+    assert build_state.pki_state_digest(site.pki_path) == pki.digest() != pki.digest(router="gw")
 
 
 def test_parse_manifest_opkg_and_apk() -> None:

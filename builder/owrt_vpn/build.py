@@ -211,7 +211,7 @@ def inputs(p: RouterPlan, options: BuildOptions) -> dict[str, Any]:
     return {
         "tool": build_state.tool_digest(),
         "site": sha256_file(p.site.path),
-        "pki": build_state.pki_state_digest(p.site.pki_path),
+        "pki": build_state.pki_state_digest(p.site.pki_path, p.name),
         "router": p.name,
         "release": p.release,
         "target": p.target,

@@ -84,15 +84,17 @@ def tool_digest() -> dict[str, str]:
     return out
 
 
-def pki_state_digest(pki_dir: Path) -> str:
-    """The PKI files a router build uses (CA cert, CRL, server certs/keys, EAP passwords).
+def pki_state_digest(pki_dir: Path, router: str | None = None) -> str:
+    """The PKI files a router build uses (CA cert, CRL, the router's server cert and
+    key, EAP passwords).
 
-    The same digest as ``owrt_vpn.pki_store.PkiReader.digest()``, computed
-    without importing the PKI code (and cryptography).
+    The same digest as ``owrt_vpn.pki_store.PkiReader.digest(router)``,
+    computed without importing the PKI code (and cryptography).
     """
     files: dict[str, str] = {}
     candidates = [pki_dir / "ca.crt", pki_dir / "crl.pem"]
-    for sub, pattern in (("servers", "*"), ("eap", "*.password")):
+    servers = f"{router}.*" if router is not None else "*"
+    for sub, pattern in (("servers", servers), ("eap", "*.password")):
         if (pki_dir / sub).is_dir():
             candidates += sorted((pki_dir / sub).glob(pattern))
     for path in candidates:
