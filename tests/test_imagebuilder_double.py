@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -324,6 +325,9 @@ def test_apk_flavour_2512(tmp_path: Path) -> None:
     assert "strongswan-default" in cat(image, "/etc/apk/world").split()
     res = make(tree, "manifest", "PROFILE=phicomm_k3")
     assert "base-files 1630-r1" in res.stdout.splitlines()  # apk list --manifest form
+    res = make(tree, "image", "PROFILE=phicomm_k3", "PACKAGES=dnsmasq-full")
+    assert res.returncode == 2
+    assert "  dnsmasq-full-2.90-r1:\n    conflicts: dnsmasq-2.90-r1[dnsmasq]" in res.stderr
 
 
 def test_archive_is_deterministic(tmp_path: Path) -> None:
@@ -570,3 +574,11 @@ def test_flash_sizes_are_plausible(tmp_path: Path) -> None:
     big = make(tree, "image", "PROFILE=tplink_archer-c7-v2", "PACKAGES=strongswan-full",
                "BIN_DIR=c")  # fmt: skip
     assert big.returncode == 0 and len(list((tree / "c").glob("*.bin"))) == 2
+
+
+def test_mirror_server_slow(mirror_server: MirrorServer) -> None:  # noqa: F811
+    (mirror_server.root / "slow.bin").write_bytes(b"x" * 65536)
+    mirror_server.slow("/slow.bin", delay=0.1)
+    started = time.monotonic()
+    r = requests.get(f"{mirror_server.url}/slow.bin", timeout=10)
+    assert r.content == b"x" * 65536 and time.monotonic() - started >= 0.25  # 3 pauses

@@ -307,6 +307,13 @@ def _build_all(
     else:
         keyring = Keyring.load(options.trust_keys)
     pki = Pki.open(site)
+    if not pki.exists:
+        # Like `owrt-vpn bundle`: a first build creates the CA (asks for its
+        # passphrase unless OWRT_VPN_CA_PASSPHRASE is set).
+        created = pki.init(site)
+        rep.stage(site.name, f"created the CA in {pki.root} (keep it private, back it up)")
+        if created.passwords:
+            rep.stage(site.name, f"generated EAP passwords in {pki.root / 'eap'}")
     ctx = _Context(options, rep, backend, keyring, pki, lock, Cache())
     ready: list[tuple[RouterPlan, str]] = []
     for p, _, why in todo:
