@@ -28,6 +28,10 @@ lint: install
 test: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# Offline demo: the real owrt-vpn against the ImageBuilder double on loopback (demo/).
+demo: install
+	PYTHONPATH=tests $(BIN)/python scripts/demo.py
+
 unit: install
 	$(BIN)/pytest -q -m "not integration" $(PYTEST_ARGS)
 
