@@ -13,7 +13,6 @@ from owrt_vpn.site import Site, load_site
 from pki_testlib import (
     CLIENT_DEVICES,
     PASSPHRASE,
-    SITE,
     crl_serials,
     snapshot,
     strongswan_print,
@@ -320,42 +319,3 @@ def test_site_changes_reissue(tmp_path: Path, site: Site, pki: Pki) -> None:
     assert report.issued == ["server gw", "client alice/laptop"]
     assert "DNS:vpn2.example.org" in x509_text(pki.root / "servers" / "gw.crt")
     assert Pki.open(site2).client_key_type("alice", "laptop") == "rsa3072"
-
-
-def test_big_batch_in_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch above MIN_BATCH is made by forked workers: same checks, distinct serials."""
-    from owrt_vpn import pki_pool
-
-    monkeypatch.setenv("OWRT_VPN_CA_PASSPHRASE", PASSPHRASE)
-    if pki_pool._workers(pki_pool.MIN_BATCH) == 0:
-        pytest.skip("one CPU (or threads running): the batch would run in-process")
-    text = SITE.split("# the family")[0]
-    count = pki_pool.MIN_BATCH + 5
-    for i in range(count):
-        text += f'\n[[users]]\nname = "u{i}"\n\n[[users.devices]]\nname = "d"\nplatform = "ios"\n'
-    text = text.replace('"10.10.10.0/24"', '"10.10.0.0/16"').replace(
-        '"10.10.20.0/24"', '"10.20.0.0/16"'
-    )
-    site = load_site(write_site(tmp_path, text))
-    pki = Pki.open(site)
-    report = pki.init(site)
-    assert report.issued[3:] == [f"client u{i}/d" for i in range(count)]
-    crts = [pki.root / "clients" / f"u{i}" / "d.crt" for i in range(count)]
-    out = tool("openssl", "verify", "-CAfile", pki.root / "ca.crt", *crts)
-    assert out.count(": OK\n") == count
-    serials = {pki.client_record(f"u{i}", "d").serial for i in range(count)}  # type: ignore[union-attr]
-    assert len(serials) == count
-    passwords = {pki.p12_password(f"u{i}", "d") for i in range(count)}
-    assert len(passwords) == count
-    for i in (0, count - 1):
-        p12 = pki.root / "clients" / f"u{i}" / "d.p12"
-        password = pki.p12_password(f"u{i}", "d")
-        info = tool(
-            "openssl", "pkcs12", "-legacy", "-info", "-noout", "-passin", f"pass:{password}",
-            "-in", p12,
-        )  # fmt: skip
-        assert "Shrouded Keybag: pbeWithSHA1And3-KeyTripleDES-CBC" in info
-        assert f"email:u{i}+d@home" in x509_text(crts[i])
-    before = snapshot(pki.root)
-    assert not Pki.open(site).ensure(site).changed
-    assert snapshot(pki.root) == before

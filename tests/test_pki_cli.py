@@ -13,6 +13,7 @@ import pytest
 from conftest import CliRunner
 from pki_testlib import (
     CLIENT_DEVICES,
+    SITE,
     crl_serials,
     snapshot,
     tool,
@@ -242,3 +243,39 @@ def test_import_needs_the_p12_password(tmp_path: Path) -> None:
         f"error: {guide / 'ca.p12'}: the file is password-protected: set OWRT_VPN_IMPORT_PASSWORD"
     )
     assert snapshot(tmp_path) == before
+
+
+def test_big_batch_in_worker_processes(cli: CliRunner, tmp_path: Path) -> None:
+    """Above MIN_BATCH devices, forked workers make them: same checks, distinct serials."""
+    from owrt_vpn import pki_pool
+
+    text = SITE.split("# the family")[0]
+    count = pki_pool.MIN_BATCH + 5
+    for i in range(count):
+        text += f'\n[[users]]\nname = "u{i}"\n\n[[users.devices]]\nname = "d"\nplatform = "ios"\n'
+    text = text.replace('"10.10.10.0/24"', '"10.10.0.0/16"')
+    text = text.replace('"10.10.20.0/24"', '"10.20.0.0/16"')
+    write_site(tmp_path, text)
+    proc = _ok(cli("pki", "init", "--json", "--verbose"))
+    if (os.cpu_count() or 1) > 1:
+        assert f"making {count} device certificates in " in proc.stderr
+    assert json.loads(proc.stdout)["issued"][3:] == [f"client u{i}/d" for i in range(count)]
+    pki = tmp_path / "pki"
+    crts = [pki / "clients" / f"u{i}" / "d.crt" for i in range(count)]
+    out = tool("openssl", "verify", "-CAfile", pki / "ca.crt", *crts)
+    assert out.count(": OK\n") == count
+    index = json.loads((pki / "index.json").read_text())
+    assert len({c["serial"] for c in index["certs"]}) == count + 3
+    passwords = {(pki / "clients" / f"u{i}" / "d.p12.password").read_text() for i in range(count)}
+    assert len(passwords) == count
+    for i in (0, count - 1):
+        password = (pki / "clients" / f"u{i}" / "d.p12.password").read_text().strip()
+        info = tool(
+            "openssl", "pkcs12", "-legacy", "-info", "-noout", "-passin", f"pass:{password}",
+            "-in", pki / "clients" / f"u{i}" / "d.p12",
+        )  # fmt: skip
+        assert "Shrouded Keybag: pbeWithSHA1And3-KeyTripleDES-CBC" in info
+        assert f"email:u{i}+d@home" in x509_text(crts[i])
+    before = snapshot(pki)
+    _ok(cli("pki", "init"))
+    assert snapshot(pki) == before

@@ -8,6 +8,7 @@ batches, single-CPU machines and callers with threads run in-process.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -15,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from owrt_vpn import pki_certs as pc
+
+log = logging.getLogger("owrt_vpn.pki")
 
 # Below this many devices the pool's start-up costs more than it saves.
 MIN_BATCH = 48
@@ -99,6 +102,7 @@ def make_clients(issuer: pc.Issuer, specs: Sequence[ClientSpec]) -> Iterator[Cli
         for spec in specs:
             yield make_client(issuer, spec)
         return
+    log.info("making %d device certificates in %d worker processes", len(specs), workers)
     _ISSUER = issuer
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
