@@ -52,6 +52,9 @@ class BuildOptions:
     locked: bool = False
     config_style: str | None = None
     force: bool = False
+    backend: str | None = None  # overrides the site's [site] backend
+    container_image: str | None = None  # docker backend: repository, template or reference
+    container_network: str | None = None  # docker backend: network mode (default: engine's)
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,9 @@ def build(
 ) -> list[RouterResult]:
     """Build the chosen routers; one result per router, in site order."""
     rep = reporter or NullReporter()
+    if options.backend:
+        settings = site.settings.model_copy(update={"backend": options.backend})
+        site = dataclasses.replace(site, settings=settings)
     plans = plan(site, options)
     lock = Lock.load(site.path)
     results: dict[str, RouterResult] = {}
@@ -289,7 +295,11 @@ def _build_all(
     from owrt_vpn.keys import Keyring
     from owrt_vpn.pki import Pki
 
-    backend = get_backend(site.settings.backend)
+    backend = get_backend(
+        site.settings.backend,
+        container_image=options.container_image,
+        container_network=options.container_network,
+    )
     missing = [pr for pr in backend.prerequisites() if not pr.found]
     if missing:
         from owrt_vpn.backends.local import install_hint
@@ -361,14 +371,18 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
         rep.stage(
             p.name, f"sha256sums signed by key {res.signature.key_id} ({res.signature.key_comment})"
         )
-    if opts.locked:
+    # A container backend runs an image that carries the ImageBuilder (issue 9).
+    uses_archive = getattr(ctx.backend, "uses_archive", True)
+    if opts.locked and uses_archive:
         ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name)
     if not DEVICE_RE.match(res.device):
         raise BuildError(f"profiles.json names an unusable profile id {res.device!r}")
     router = p.router.model_copy(update={"release": res.release, "device": res.device})
     site = replace_router(p.site, router)
     cache = ctx.cache
-    if cache.has_tree(res.archive_sha256):
+    if not uses_archive:
+        tree = Path()
+    elif cache.has_tree(res.archive_sha256):
         tree = cache.tree(
             cache.archive_path(res.archive_sha256, res.archive_name), res.archive_sha256
         )
@@ -429,11 +443,18 @@ def _make_and_collect(
         log_path=p.log_path.resolve(),
         echo=(lambda line: rep.output(p.name, line)),
         target=f"{res.target}/{res.subtarget}",
+        release=res.release,
+        stage=(lambda message: rep.stage(p.name, message)),
+        progress=(lambda name: rep.progress(p.name, name)),
     )
     request.work_dir.mkdir()
-    rep.stage(p.name, "copying the ImageBuilder")
+    rep.stage(p.name, f"preparing the ImageBuilder ({ctx.backend.name} backend)")
     session = ctx.backend.open(request)
     try:
+        # Container backends name the image they run (digest), pinned by the lock.
+        identity: dict[str, Any] | None = getattr(session, "identity", None)
+        if identity and opts.locked:
+            ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"])
         rep.stage(p.name, "resolving packages (make manifest)")
         predicted = session.manifest()
         absent = [w for w in wanted if not w.startswith("-") and not _installed(w, predicted)]
@@ -449,6 +470,8 @@ def _make_and_collect(
             p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted
         )
         info["imagebuilder"]["package_manager"] = session.package_manager
+        if identity:  # the image's digest instead of the archive's sha256
+            info["imagebuilder"] = dict(identity, package_manager=session.package_manager)
         rendered.add_file(overlay.BUILD_INFO, canonical_json(info) + b"\n", 0o644)
         normalise_tree(rendered.root, epoch)
         rep.stage(p.name, f"make image PROFILE={res.device} (log: {p.log_path})")

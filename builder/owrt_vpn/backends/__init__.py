@@ -50,6 +50,11 @@ class BuildRequest:
     log_path: Path
     echo: Callable[[str], None] | None = None
     target: str = ""  # "t/s", for messages
+    # For container backends (issue 9): the image tag names the release; a
+    # pull reports a stage and byte progress like a download.
+    release: str = ""
+    stage: Callable[[str], None] | None = None
+    progress: Callable[[str], Callable[[int, int | None], None] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,9 @@ class Backend(Protocol):
         ...
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called ``name`` (``local``; ``docker`` once issue 9 lands)."""
+def get_backend(name: str, **options: Any) -> Backend:
+    """The backend called ``name`` (``local``, ``docker``); ``options`` go to a
+    non-local backend's factory (e.g. ``container_image``)."""
     if name == "local":
         from owrt_vpn.backends.local import LocalBackend
 
@@ -111,7 +117,7 @@ def get_backend(name: str) -> Backend:
             f"build backend {name!r} is not available",
             hint='use backend = "local" in the site file',
         ) from None
-    backend: Backend = module.backend()
+    backend: Backend = module.backend(**options)
     return backend
 
 

@@ -146,6 +146,30 @@ def build(
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild even when nothing changed.")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            metavar="local|docker",
+            help="Where make runs (overrides the site's backend): this host or a container.",
+        ),
+    ] = None,
+    container_image: Annotated[
+        str | None,
+        typer.Option(
+            metavar="IMAGE",
+            envvar="OWRT_VPN_CONTAINER_IMAGE",
+            help="docker backend: image repository, template or reference "
+            "[default: ghcr.io/openwrt/imagebuilder].",
+        ),
+    ] = None,
+    container_network: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODE",
+            envvar="OWRT_VPN_CONTAINER_NETWORK",
+            help="docker backend: container network, e.g. none [default: the engine's].",
+        ),
+    ] = None,
 ) -> None:
     """Build the firmware of every router of the site (or the named ones) into dist/."""
     from owrt_vpn.build import BuildOptions
@@ -157,6 +181,8 @@ def build(
     site = st.load_site()
     if config_style not in (None, "auto", "swanctl", "ipsec"):
         raise ConfigError(f"--config-style: {config_style!r} is not auto, swanctl or ipsec")
+    if backend not in (None, "local", "docker"):
+        raise ConfigError(f"--backend: {backend!r} is not local or docker")
     options = BuildOptions(
         routers=tuple(router or ()),
         target=target,
@@ -171,6 +197,9 @@ def build(
         locked=locked,
         config_style=None if config_style in (None, "auto") else config_style,
         force=force,
+        backend=backend,
+        container_image=container_image,
+        container_network=container_network,
     )
     reporter = _CliReporter(st)
     try:
