@@ -268,7 +268,8 @@ def build(
         res.lock_entry = Lock.entry(info)
         if options.locked:
             try:
-                lock.check_imagebuilder(p.name, res.lock_entry["imagebuilder"]["sha256"], "")
+                ib = res.lock_entry["imagebuilder"]
+                lock.check_imagebuilder(p.name, str(ib["sha256"]), str(ib["name"]))
                 lock.check_packages(p.name, res.lock_entry["packages"])
             except OwrtVpnError as exc:
                 res.status, res.error, res.lock_entry = "failed", exc, None

@@ -13,6 +13,7 @@ ImageBuilder archive's name and sha256 are taken from that list only.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -247,8 +248,6 @@ def resolve(
     archive = find_archive(sums, concrete, target, subtarget)
 
     profiles_bytes = transport.get_bytes(join(dir_url, "profiles.json"), f"{where} profiles.json")
-    import hashlib
-
     want = sums.get("profiles.json")
     got = hashlib.sha256(profiles_bytes).hexdigest()
     if want is None and keyring is not None:

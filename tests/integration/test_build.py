@@ -311,6 +311,8 @@ def test_locked_refuses_another_imagebuilder(lab: Lab) -> None:
     pinned = lock["routers"]["gw"]["imagebuilder"]["sha256"]
     lock["routers"]["gw"]["imagebuilder"]["sha256"] = "0" * 64
     lock_path.write_text(json.dumps(lock))
+    noop = lab.build("--locked")  # nothing to build, but the lock still must match
+    assert noop.returncode == 3 and "pins " + "0" * 64 in noop.stderr
     proc = lab.build("--locked", "--force")
     assert proc.returncode == 3, proc.stderr
     assert f"has sha256 {pinned}" in proc.stderr and "pins " + "0" * 64 in proc.stderr
