@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import tarfile
@@ -95,7 +96,8 @@ def test_good_archive_extracts_with_links_and_times(
     tmp_path: Path, dest: Path, suffix: str
 ) -> None:
     archive = make_tar(tmp_path / f"ib{suffix}", GOOD, mode=0o6777)
-    assert safe_extract(archive, dest) == len(GOOD)
+    result = safe_extract(archive, dest)
+    assert result.members == len(GOOD) and result.skipped_links == {}
     ib = dest / "ib"
     assert (ib / "Makefile").read_bytes() == b"all:\n"
     assert os.readlink(ib / "bin/tool2") == "tool"
@@ -115,10 +117,9 @@ BAD: dict[str, list[tuple[str, str, object]]] = {
     "absolute path": [("file", "/tmp/owrt-vpn-evil", b"x")],
     "dotdot": [("file", "../evil", b"x")],
     "nested dotdot": [("dir", "a", None), ("file", "a/../../evil", b"x")],
-    "absolute symlink": [("sym", "etc", "/etc")],
     "symlink out": [("sym", "up", "../..")],
     "symlink out from subdir": [("dir", "a", None), ("sym", "a/up", "../../evil")],
-    "write through symlink": [("sym", "l", "/tmp"), ("file", "l/evil", b"x")],
+    "write through symlink": [("sym", "l", "sub/../.."), ("file", "l/evil", b"x")],
     "link via root alias": [("sym", "d", "."), ("sym", "d/l", "../evil")],
     "hard link absolute": [("hard", "h", "/etc/passwd")],
     "hard link dotdot": [("hard", "h", "../evil")],
@@ -137,6 +138,36 @@ def test_malicious_archive_is_refused(tmp_path: Path, dest: Path, case: str) -> 
     assert exc.value.exit_code == EXIT_INTEGRITY
     assert outside_files(tmp_path, dest) == []
     assert not Path("/tmp/owrt-vpn-evil").exists()
+
+
+def test_links_to_absolute_paths_are_skipped_not_created(tmp_path: Path, dest: Path) -> None:
+    # Real ImageBuilders hold host-tool links (staging_dir/host/bin/python3 ->
+    # /usr/bin/python3); none may exist in our tree, and nothing is written
+    # through them.
+    archive = make_tar(
+        tmp_path / "ib.tar.zst",
+        [
+            ("dir", "ib", None),
+            ("sym", "ib/python3", "/usr/bin/python3"),
+            ("sym", "ib/etc", "/etc"),
+            ("file", "ib/etc/evil", b"x"),
+            ("file", "ib/tool", b"t"),
+            ("sym", "ib/tool", "/bin/sh"),
+        ],
+    )
+    result = safe_extract(archive, dest)
+    assert result.skipped_links == {
+        "ib/python3": "/usr/bin/python3",
+        "ib/etc": "/etc",
+        "ib/tool": "/bin/sh",
+    }
+    assert not os.path.lexists(dest / "ib/python3")
+    assert not os.path.lexists(dest / "ib/tool")  # the later member wins, as in tar
+    assert (dest / "ib/etc").is_dir() and not (dest / "ib/etc").is_symlink()
+    assert (dest / "ib/etc/evil").read_bytes() == b"x"
+    assert not Path("/etc/evil").exists()
+    links = [p for p in dest.rglob("*") if p.is_symlink()]
+    assert links == []
 
 
 def test_later_member_replaces_a_symlink_instead_of_writing_through_it(
@@ -171,11 +202,13 @@ def test_cache_tree_is_made_once_and_never_half(tmp_path: Path) -> None:
     top = cache.tree(good, sha)
     assert top.name == "ib" and (top / "Makefile").is_file()
     assert cache.has_tree(sha)
+    marker = json.loads((cache.root / "trees" / sha / ".owrt-vpn-tree.json").read_text())
+    assert marker == {"sha256": sha, "top": "ib", "members": len(GOOD), "skipped_links": {}}
     (top / "marker-of-first-extraction").write_text("x")
     assert cache.tree(good, sha) == top
     assert (top / "marker-of-first-extraction").exists()
 
-    evil = make_tar(tmp_path / "evil.tar.zst", [("dir", "ib", None), ("sym", "ib/x", "/etc")])
+    evil = make_tar(tmp_path / "evil.tar.zst", [("dir", "ib", None), ("sym", "ib/x", "../..")])
     evil_sha = sha256_file(evil)
     with pytest.raises(UnsafeArchiveError):
         cache.tree(evil, evil_sha)

@@ -398,10 +398,23 @@ class Cache:
             tmp = self.root / "trees" / f".{sha256}.{uuid.uuid4().hex[:8]}.tmp"
             tmp.mkdir(parents=True)
             try:
-                safe_extract(archive, tmp)
+                extracted = safe_extract(archive, tmp)
                 entries = [p for p in tmp.iterdir()]
                 top_name = entries[0].name if len(entries) == 1 and entries[0].is_dir() else "."
-                _write_json(tmp / TREE_MARKER, {"sha256": sha256, "top": top_name})
+                if extracted.skipped_links:
+                    log.info(
+                        "%s: not created: %d links to absolute paths (host tools; the "
+                        "ImageBuilder's prerequisite check makes them for this host)",
+                        archive.name,
+                        len(extracted.skipped_links),
+                    )
+                marker = {
+                    "sha256": sha256,
+                    "top": top_name,
+                    "members": extracted.members,
+                    "skipped_links": extracted.skipped_links,
+                }
+                _write_json(tmp / TREE_MARKER, marker)
                 os.replace(tmp, base)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

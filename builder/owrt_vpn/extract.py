@@ -4,8 +4,12 @@ tarfile's ``data`` filter only exists from Python 3.11.4, and 3.11 cannot
 read zstd, so the checks are done here, the same on every 3.11.x:
 
 - member names are relative, without ``..``, and stay inside the destination;
-- symbolic links must point inside the tree (relative, no escape), hard
-  links only to regular files already extracted from the same archive;
+- symbolic links must point inside the tree (relative, no escape); links to
+  absolute paths are not created but skipped and reported: real
+  ImageBuilders carry some in ``staging_dir/host/bin`` (host tools such as
+  ``python3 -> /usr/bin/python3`` from the build machine), which the
+  ImageBuilder's own prerequisite check re-creates for this host;
+- hard links only to regular files already extracted from the same archive;
 - device files, FIFOs and other special members are refused;
 - nothing is written through a symbolic link (``O_NOFOLLOW``, and each
   parent directory must resolve inside the destination);
@@ -24,6 +28,7 @@ import os
 import posixpath
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -70,8 +75,16 @@ def _inside(root_real: str, path: str) -> bool:
     return path == root_real or path.startswith(root_real + os.sep)
 
 
-def safe_extract(archive: Path, dest: Path) -> int:
-    """Extract ``archive`` into the existing, empty dir ``dest``; return the member count.
+@dataclass
+class ExtractResult:
+    """What :func:`safe_extract` did."""
+
+    members: int = 0
+    skipped_links: dict[str, str] = field(default_factory=dict)  # path -> absolute target
+
+
+def safe_extract(archive: Path, dest: Path) -> ExtractResult:
+    """Extract ``archive`` into the existing, empty dir ``dest``.
 
     Raises :class:`UnsafeArchiveError` (an IntegrityError) on the first
     unsafe member; the caller removes the partial tree.
@@ -81,11 +94,18 @@ def safe_extract(archive: Path, dest: Path) -> int:
     regular: set[str] = set()
     links: list[str] = []
     dirs: list[tuple[str, int, float]] = []
-    count = 0
+    result = ExtractResult()
     try:
         with open_tar_stream(archive) as tf:
             for member in tf:
-                count += 1
+                result.members += 1
+                if member.issym() and member.linkname.startswith("/"):
+                    rel = _member_path(member.name, what)
+                    full = _safe_parent(dest, rel, root_real, what)
+                    _clear(full, rel, what)  # what an earlier member left there
+                    result.skipped_links[rel] = member.linkname
+                    regular.discard(rel)
+                    continue
                 _extract_member(tf, member, dest, root_real, regular, links, dirs, what)
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, UnsafeArchiveError):
@@ -102,7 +122,7 @@ def safe_extract(archive: Path, dest: Path) -> int:
         path = os.path.join(dest, rel) if rel else str(dest)
         os.chmod(path, mode)
         os.utime(path, (mtime, mtime))
-    return count
+    return result
 
 
 def _safe_parent(dest: Path, rel: str, root_real: str, what: str) -> str:
