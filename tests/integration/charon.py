@@ -527,7 +527,10 @@ class ClientProfile:
         if self.auth == "eap-tls":
             rounds.append({"auth": "eap-tls", "id": self.local_id, "certs": [self.cert_pem]})
         if self.auth == "eap-mschapv2":
-            rounds.append({"auth": "eap-mschapv2", "id": self.local_id, "eap_id": self.eap_id})
+            rnd = {"auth": "eap-mschapv2", "eap_id": self.eap_id}
+            if self.local_id:  # else charon presents its IP address, as Windows does
+                rnd["id"] = self.local_id
+            rounds.append(rnd)
         if self.auth == "pubkey+eap-mschapv2":
             rounds.append({"auth": "eap-mschapv2", "eap_id": self.eap_id})
         if not rounds:

@@ -1,9 +1,8 @@
 """Fixtures for the namespace/daemon integration tests.
 
 Everything created here is torn down in ``finally`` blocks, also when a test
-fails; SIGTERM is turned into KeyboardInterrupt for the run so that a killed
-pytest still unwinds its fixtures (and an ``atexit`` sweep in netns.py
-catches what is left).
+fails; SIGTERM and SIGINT first remove every namespace (and the daemons in
+them) and then interrupt the run; an ``atexit`` sweep catches what is left.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from types import FrameType
 
 import pytest
 
-from .netns import Topology
+from .netns import Topology, sweep_all
 
 OWRT_ENV = {
     "OWRT_VPN_CA_PASSPHRASE": "test-ca-passphrase",
@@ -37,20 +36,31 @@ def _netns_usable() -> str | None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _sigterm_unwinds() -> Iterator[None]:
-    """Let a SIGTERMed run still tear down namespaces and daemons."""
+def _signals_clean_up() -> Iterator[None]:
+    """SIGTERM/SIGINT remove our namespaces and daemons at once, then interrupt the run.
+
+    Cleaning up in the handler itself matters: a KeyboardInterrupt raised
+    inside a library call can be replaced by that library's own error on the
+    way out (the vici client does this), and the run would go on.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        sweep_all()
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, handler)
+    saved = {}
+    for sig, default in (
+        (signal.SIGTERM, signal.SIG_DFL),
+        (signal.SIGINT, signal.default_int_handler),
+    ):
+        if signal.getsignal(sig) is default:
+            saved[sig] = default
+            signal.signal(sig, handler)
     try:
         yield
     finally:
-        if previous is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig, default in saved.items():
+            signal.signal(sig, default)
 
 
 TopologyFactory = Callable[[], Topology]

@@ -15,8 +15,8 @@ side and 10.x only inside the namespaces.
 Cleanup is guaranteed by :meth:`Topology.close` (call it from a fixture's
 ``finally``): it kills the processes still running *inside our namespaces*
 (only those: every one of them was started by this harness) and deletes
-the namespaces. Every live topology is also registered for an ``atexit``
-sweep, for runs that end in an interrupt.
+the namespaces. Every live topology is also registered for
+:func:`sweep_all`, run at exit and by the test run's signal handlers.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ ROUTER_LAN = ipaddress.IPv4Address("10.77.0.1")
 LAN_HOST = ipaddress.IPv4Address("10.77.0.10")
 
 _LIVE: set[Topology] = set()
+_STOPPED = False  # set by sweep_all(): no new topology after an interrupt
 
 
 class NetnsError(RuntimeError):
@@ -208,6 +209,8 @@ class Topology:
 
     def up(self) -> Topology:
         """Create the namespaces and links; returns self. Cleans up on failure."""
+        if _STOPPED:
+            raise KeyboardInterrupt("the run was interrupted: no new namespaces")
         _LIVE.add(self)
         try:
             self._build()
@@ -297,7 +300,10 @@ def _veth(a: Namespace, a_name: str, b: Namespace, b_name: str) -> None:
 
 
 @atexit.register
-def _sweep() -> None:
+def sweep_all() -> None:
+    """Close every live topology (daemons inside included); for exit and signal paths."""
+    global _STOPPED
+    _STOPPED = True
     for topo in list(_LIVE):
         with contextlib.suppress(Exception):
             topo.close()
