@@ -60,7 +60,12 @@ connections {
         children { rw-cert { local_ts = 0.0.0.0/0 } }
     }
     rw-eap { version = 2 }
+    rw-pubkey-alice-phone : owrt-vpn-rw {
+        remote { id = "alice+phone@lab" }
+    }
+    rw-dn:owrt-vpn-rw { }
 }
+owrt-vpn-rw { version = 2 }
 secrets { eap-alice { id = alice } }
 """
 
@@ -72,7 +77,7 @@ def test_load_build_picks_sysupgrade_and_reads_release(tmp_path: Path) -> None:
     assert b.image.size == 8000
     assert (b.release, b.revision) == ("24.10.2", "r28739-d9340319c6")
     assert b.supported_devices == ("tplink,archer-c7-v2",)
-    assert b.expected_conns == ("rw-cert", "rw-eap")
+    assert b.expected_conns == ("rw-cert", "rw-eap", "rw-pubkey-alice-phone", "rw-dn")
     assert b.conn_style == "swanctl"
     baked = {k: v for k, v in b.info.items() if k != "images"}
     assert b.baked_info_matches(baked)
@@ -120,7 +125,7 @@ def test_pick_image_ambiguous() -> None:
 
 
 def test_swanctl_connections_only_top_level() -> None:
-    assert swanctl_connections(SWANCTL) == ["rw-cert", "rw-eap"]
+    assert swanctl_connections(SWANCTL) == ["rw-cert", "rw-eap", "rw-pubkey-alice-phone", "rw-dn"]
     assert swanctl_connections("connections {\n}\n") == []
 
 

@@ -196,24 +196,27 @@ def _expected_conns(overlay: Path) -> tuple[tuple[str, ...], str]:
 
 
 def swanctl_connections(text: str) -> list[str]:
-    """Names of the sections directly inside ``connections { }`` in swanctl.conf syntax."""
+    """Names of the sections directly inside ``connections { }`` in swanctl.conf syntax.
+
+    A section header may name templates it inherits from (``name : base {``).
+    """
     tokens = re.findall(r"[{}]|[^\s{}=]+\s*=[^\n{}]*|[^\s{}]+", re.sub(r"#[^\n]*", "", text))
     names: list[str] = []
     path: list[str] = []
-    pending: str | None = None
+    header: list[str] = []
     for tok in tokens:
         if tok == "{":
-            section = pending or ""
+            section = header[0].split(":", 1)[0] if header else ""
             if path == ["connections"]:
                 names.append(section)
             path.append(section)
-            pending = None
+            header = []
         elif tok == "}":
             if path:
                 path.pop()
-            pending = None
+            header = []
         elif "=" in tok:
-            pending = None
+            header = []
         else:
-            pending = tok
+            header.append(tok)
     return names

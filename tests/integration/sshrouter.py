@@ -9,14 +9,16 @@ pid namespace, inside ``ip netns exec`` + ``unshare --mount``), which
   /tmp, /run, root's home, /proc/meminfo and the boot id, so routers share no files
   with each other or the host; the router's "flash" is its state directory,
   bind-mounted at /srv;
-- puts the stand-ins from ``router_shims/`` (ubus, sysupgrade, swanctl, scp)
-  first on dropbear's PATH (/usr/local/sbin);
+- puts the stand-ins from ``router_shims/`` (ubus, sysupgrade, swanctl, scp,
+  logger) first on dropbear's PATH (/usr/local/sbin); root's keys are in
+  /etc/dropbear/authorized_keys, as on OpenWrt;
 - starts Debian's dropbear (no sftp, like OpenWrt) and, when the sysupgrade
   stand-in asks for it, "reboots": kills every process of the router (the SSH
   sessions drop), waits ``reboot_delay``, applies the uploaded image (a
-  squashfs: its /etc/openwrt_release, /usr/share/owrt-vpn and the VPN files
-  it installs, as the image's uci-defaults installer would) and starts
-  dropbear again with a new boot id.
+  squashfs: its /etc/openwrt_release, /usr/share/owrt-vpn, its uci-defaults
+  scripts, which run at boot like on OpenWrt and install the VPN files) and
+  starts dropbear again with a new boot id; "charon" loads the connections
+  found in /etc/swanctl at each boot.
 
 Faults are files in the state directory (``fault-<name>``), so a test can set
 them before or while it runs: ``corrupt-upload`` (the scp end damages the
@@ -67,6 +69,12 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+def make_client_key(path: Path) -> None:
+    """An SSH key pair for the flasher (``path`` and ``path.pub``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flasher@test", "-f", path)
 
 
 def openwrt_release(version: str, revision: str, target: str = "bcm53xx/generic") -> str:
@@ -135,13 +143,14 @@ class TestRouter:
 class SshLab:
     """A management network with test routers; close() removes every namespace and daemon."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, client_key: Path | None = None) -> None:
         self.workdir = workdir
         self.prefix = "owt" + secrets.token_hex(3)
         self.mgmt = f"{self.prefix}m"
         self.routers: list[TestRouter] = []
         self._netns: list[str] = []
-        self.client_key = workdir / "client_key"
+        # The flasher's key: made here unless given (e.g. baked into a shared build).
+        self.client_key = client_key or workdir / "client_key"
 
     def __enter__(self) -> SshLab:
         self.start()
@@ -160,8 +169,8 @@ class SshLab:
         sh("ip", "-n", self.mgmt, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.mgmt, "addr", "add", f"{MGMT_GATEWAY}/24", "dev", "br0")
         sh("ip", "-n", self.mgmt, "link", "set", "br0", "up")
-        key = self.client_key
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flasher@test", "-f", key)
+        if not self.client_key.exists():
+            make_client_key(self.client_key)
 
     def client_pubkey(self) -> str:
         """The flasher's public key line."""
@@ -255,16 +264,20 @@ def _prepare_state(state: Path, spec: RouterSpec, client_pubkey: str) -> str:
         "share-upper",
         "share-work",
         "tmp",
-        "home/.ssh",
+        "home",
+        "etc-upper/dropbear",
         "shims",
         "run",
     )
     for d in dirs:
         (state / d).mkdir(parents=True, exist_ok=True)
     (state / "home").chmod(0o700)
-    (state / "home/.ssh").chmod(0o700)
-    (state / "home/.ssh/authorized_keys").write_text(client_pubkey + "\n")
-    (state / "home/.ssh/authorized_keys").chmod(0o600)
+    # Like OpenWrt's dropbear, root's keys live in /etc/dropbear/authorized_keys
+    # (a setting: gone after sysupgrade -n unless the image bakes keys).
+    (state / "home/.ssh").symlink_to("/etc/dropbear")
+    (state / "etc-upper/dropbear").chmod(0o700)
+    (state / "etc-upper/dropbear/authorized_keys").write_text(client_pubkey + "\n")
+    (state / "etc-upper/dropbear/authorized_keys").chmod(0o600)
     (state / "tmp").chmod(0o1777)
     release = openwrt_release(spec.release, spec.revision, spec.target)
     (state / "etc-upper/openwrt_release").write_text(release)
@@ -330,6 +343,7 @@ class _Init:
         Path("/tmp/sysinfo").mkdir(exist_ok=True)
         Path("/tmp/sysinfo/board_name").write_text(self.config["board_name"] + "\n")
         Path("/tmp/sysinfo/model").write_text(self.config["model"] + "\n")
+        self.uci_defaults()
         conns = _swanctl_conns(Path("/etc/swanctl"))
         if conns:
             Path("/tmp/.charon").mkdir(exist_ok=True)
@@ -405,33 +419,38 @@ class _Init:
         shutil.rmtree(root, ignore_errors=True)
         sh("unsquashfs", "-q", "-n", "-d", root, image)
         if not keep:
-            # sysupgrade -n: every setting goes, the host key too (dropbear
-            # makes a new one); login then needs keys baked into the image.
+            # sysupgrade -n: every setting goes (authorized keys too), and dropbear
+            # makes a new host key; login then needs keys baked into the image.
             for entry in list((STORE / "etc-upper").iterdir()):
                 if entry.name == "passwd":  # harness plumbing (root's home), not a setting
                     continue
                 _remove(Path("/etc") / entry.name)
             _new_host_key(STORE)
-            baked = root / "etc/dropbear/authorized_keys"
-            keys = baked.read_text() if baked.exists() else ""
-            (STORE / "home/.ssh/authorized_keys").write_text(keys)
+        # What of the new root file system matters here: the release, what runs at
+        # first boot (uci-defaults), baked dropbear files, and our /usr/share part.
         shutil.copyfile(root / "etc/openwrt_release", "/etc/openwrt_release")
+        for sub in ("etc/uci-defaults", "etc/dropbear"):
+            if (root / sub).is_dir():
+                shutil.copytree(root / sub, Path("/") / sub, symlinks=True, dirs_exist_ok=True)
         ours = Path("/usr/share/owrt-vpn")
         if ours.exists():
             shutil.rmtree(ours)
         if (root / "usr/share/owrt-vpn").exists():
             shutil.copytree(root / "usr/share/owrt-vpn", ours, symlinks=True)
-        files = ours / "files"
-        if files.is_dir():  # what the image's uci-defaults installer does at first boot
-            for src in sorted(files.rglob("*")):
-                dest = Path("/") / src.relative_to(files)
-                if src.is_dir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                else:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, dest)
         shutil.rmtree(root)
         self.event("applied", keep=keep)
+
+    def uci_defaults(self) -> None:
+        """Run /etc/uci-defaults/* like OpenWrt's boot: each once, deleted when it exits 0."""
+        d = Path("/etc/uci-defaults")
+        for script in sorted(d.iterdir()) if d.is_dir() else []:
+            proc = subprocess.run(
+                ["sh", script.name], cwd=d, capture_output=True, text=True, check=False
+            )
+            self.event("uci-defaults", script=script.name, status=proc.returncode,
+                       output=(proc.stdout + proc.stderr)[-2000:])  # fmt: skip
+            if proc.returncode == 0:
+                script.unlink()
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -477,6 +496,7 @@ def _swanctl_conns(etc_swanctl: Path) -> list[str]:
                     line = line[1:].strip()
                 elif "{" in line and "=" not in line.split("{", 1)[0]:
                     name, line = (part.strip() for part in line.split("{", 1))
+                    name = name.split(":", 1)[0].strip()  # "name : template {"
                     if stack == ["connections"]:
                         names.append(name)
                     stack.append(name)

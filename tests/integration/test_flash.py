@@ -11,18 +11,20 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .sshrouter import RouterSpec, SshLab, TestRouter, openwrt_release
+from .sshrouter import RouterSpec, SshLab, TestRouter, make_client_key, openwrt_release
 
 pytestmark = pytest.mark.integration
 Proc = subprocess.CompletedProcess[str]
@@ -51,11 +53,11 @@ pools { rw-pool { addrs = 10.10.10.0/24 } }
 """
 
 
-def make_build(
-    tmp: Path, build_dir: Path, *, router: str, baked_keys: str | None = None
-) -> dict[str, Any]:
-    """A router build in the shape `owrt-vpn build` leaves (build.py): a squashfs image
-    of the root fs (as the ImageBuilder double makes), build-info baked without digests."""
+def make_build(tmp: Path, build_dir: Path, *, router: str) -> dict[str, Any]:
+    """A hand-made router build in the shape `owrt-vpn build` leaves (build.py): a squashfs
+    of the root fs (as the ImageBuilder double makes), build-info baked without digests, and
+    a uci-defaults script that installs the VPN files at first boot. Quicker than a real
+    build (no CA, no ImageBuilder) for the tests about the flasher's own decisions."""
     info: dict[str, Any] = {
         "format": 1,
         "router": router,
@@ -67,15 +69,13 @@ def make_build(
         "config_style": "swanctl",
     }
     root = tmp / f"rootfs-{router}"
-    (root / "etc").mkdir(parents=True)
+    (root / "etc/uci-defaults").mkdir(parents=True)
     (root / "etc/openwrt_release").write_text(openwrt_release(NEW_RELEASE, NEW_REVISION))
+    (root / "etc/uci-defaults/90-owrt-vpn").write_text("cp -R /usr/share/owrt-vpn/files/. /\n")
     ours = root / "usr/share/owrt-vpn"
     (ours / "files/etc/swanctl/conf.d").mkdir(parents=True)
     (ours / "files/etc/swanctl/conf.d/owrt-vpn.conf").write_text(SWANCTL_CONF)
     (ours / "build-info.json").write_text(json.dumps(info, sort_keys=True, separators=(",", ":")))
-    if baked_keys is not None:
-        (root / "etc/dropbear").mkdir()
-        (root / "etc/dropbear/authorized_keys").write_text(baked_keys + "\n")
     build_dir.mkdir(parents=True)
     name = "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3-squashfs.trx"
     image = build_dir / name
@@ -120,7 +120,8 @@ class Fleet:
     def site(self) -> Path:
         return self.dir / "owrt-vpn.toml"
 
-    def write_site(self, routers: list[TestRouter], *, baked_access: bool = False) -> None:
+    def write_site(self, routers: list[TestRouter]) -> None:
+        """A site file with one site router per test router, each with a hand-made build."""
         text = '[site]\nname = "lab"\n'
         for r in routers:
             text += (
@@ -130,15 +131,7 @@ class Fleet:
                 f'\n[routers.management]\naddress = "{r.address}"\n'
                 f'identity_file = "{self.lab.client_key}"\nknown_hosts = "known_hosts"\n'
             )
-            if baked_access:
-                text += f'authorized_keys = ["{self.lab.client_pubkey()}"]\n'
-                text += 'lan_address = "192.168.1.1/24"\n'
-            make_build(
-                self.dir,
-                self.dir / "dist/lab/routers" / r.spec.name,
-                router=r.spec.name,
-                baked_keys=self.lab.client_pubkey() if baked_access else None,
-            )
+            make_build(self.dir, self.dir / "dist/lab/routers" / r.spec.name, router=r.spec.name)
         self.site.write_text(text)
 
     def flash(self, *args: str, timeout: float = 180) -> tuple[Proc, Any]:
@@ -182,9 +175,101 @@ def fleet(lab: SshLab, tmp_path: Path) -> Fleet:
     return Fleet(lab, tmp_path / "site")
 
 
-def test_flash_end_to_end_marker_then_skip(lab: SshLab, fleet: Fleet) -> None:
+REAL_SITE = """\
+[site]
+name = "lab"
+
+[[routers]]
+name = "gw"
+server_id = "vpn.example.org"
+release = "24.10.2"
+target = "bcm53xx"
+subtarget = "generic"
+device = "phicomm_k3"
+
+[routers.management]
+address = "198.51.100.10"  # the first router of a lab
+identity_file = "{key}"
+known_hosts = "known_hosts"
+authorized_keys = ["{pub}"]
+lan_address = "192.168.1.1/24"
+
+[[users]]
+name = "alice"
+
+[[users.devices]]
+name = "phone"
+platform = "ios"
+"""
+
+
+@dataclass(frozen=True)
+class RealBuild:
+    """A site built by the real `owrt-vpn build`, and the flasher key its image bakes."""
+
+    site_dir: Path
+    client_key: Path
+
+
+@pytest.fixture(scope="module")
+def real_build(tmp_path_factory: pytest.TempPathFactory) -> RealBuild:
+    """`owrt-vpn build` of a one-router site against the ImageBuilder double on a loopback
+    mirror (the images are squashfs file systems with our real overlay and installer)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network, mount and pid namespaces")
+    from imagebuilder_double.fixtures import start_served_mirror
+
+    root = tmp_path_factory.mktemp("real-build")
+    key = root / "client_key"
+    make_client_key(key)
+    site = root / "site"
+    site.mkdir()
+    pub = key.with_suffix(".pub").read_text().strip()
+    (site / "owrt-vpn.toml").write_text(REAL_SITE.format(key=key, pub=pub))
+    served, server = start_served_mirror(root / "double", [("24.10.2", "bcm53xx", "generic")])
+    env = dict(os.environ, OWRT_VPN_CA_PASSPHRASE="test-ca-passphrase")
+    env.update(
+        SOURCE_DATE_EPOCH="1700000000",
+        OWRT_VPN_CACHE=str(root / "cache"),
+        OWRT_VPN_KEYS_DIR=str(root / "keys"),
+    )
+    env.pop("OWRT_VPN_SITE", None)
+    argv = [sys.executable, "-m", "owrt_vpn", "build", "--mirror", served.url]
+    argv += ["--trust-key", str(served.key.public)]
+    try:
+        proc = subprocess.run(
+            argv, cwd=site, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return RealBuild(site, key)
+
+
+@pytest.fixture
+def real(real_build: RealBuild, tmp_path: Path) -> Iterator[tuple[SshLab, Fleet]]:
+    """A lab whose flasher key is the one the real build bakes, and a copy of the built site."""
+    site = tmp_path / "site"
+    shutil.copytree(real_build.site_dir, site)
+    lab = SshLab(tmp_path / "lab", client_key=real_build.client_key)
+    try:
+        lab.start()
+        yield lab, Fleet(lab, site)
+    finally:
+        lab.close()
+
+
+def overlay_file(fleet: Fleet, rel: str) -> bytes:
+    """A file of the VPN file set in the build's overlay.tar."""
+    with tarfile.open(fleet.dir / "dist/lab/routers/gw/overlay.tar") as tar:
+        fh = tar.extractfile(f"usr/share/owrt-vpn/files/{rel}")
+        assert fh is not None
+        return fh.read()
+
+
+def test_real_build_flashed_end_to_end_then_skipped(real: tuple[SshLab, Fleet]) -> None:
+    lab, fleet = real
     r = lab.add_router(RouterSpec("gw"))
-    fleet.write_site([r])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
 
     proc, data = fleet.flash("--dry-run")
@@ -206,11 +291,21 @@ def test_flash_end_to_end_marker_then_skip(lab: SshLab, fleet: Fleet) -> None:
     assert sysupgrades(r) == [f"/tmp/{rep['image']}"]
     boots = r.events("boot")
     assert len(boots) == 2 and boots[-1]["revision"] == NEW_REVISION
+    # The image's own uci-defaults script ran the real installer at first boot...
+    (ran,) = r.events("uci-defaults")
+    assert (ran["script"], ran["status"]) == ("90-owrt-vpn", 0), ran
+    assert not r.etc_file("uci-defaults/90-owrt-vpn").exists()
+    conf = "swanctl/conf.d/owrt-vpn.conf"
+    assert r.etc_file(conf).read_bytes() == overlay_file(fleet, f"etc/{conf}")
+    assert r.etc_file("owrt-vpn/manifest").exists()  # the installer's state, beside our marker
+    # ...and charon loaded the connections of the site's one device.
+    listed = lab.ssh(r, "swanctl --list-conns").stdout
+    assert "rw-pubkey-alice-phone: IKEv2" in listed and "rw-pubkey-alice-phone-dn: IKEv2" in listed
     marker = json.loads(r.etc_file("owrt-vpn/flashed.json").read_text())
     image = fleet.dir / "dist/lab/routers/gw" / rep["image"]
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     assert marker["image_sha256"] == digest == rep["image_sha256"]
-    assert marker["revision"] == NEW_REVISION
+    assert (marker["release"], marker["revision"]) == (NEW_RELEASE, NEW_REVISION)
 
     proc, data = fleet.flash("--timeout", "30")
     assert proc.returncode == 0, proc.stderr
@@ -230,6 +325,28 @@ def test_flash_end_to_end_marker_then_skip(lab: SshLab, fleet: Fleet) -> None:
     assert by_name(data)["gw"]["message"].endswith("marker written")
     assert json.loads(r.etc_file("owrt-vpn/flashed.json").read_text())["image_sha256"] == digest
     assert len(r.events("upload")) == 1 and len(r.events("boot")) == 2
+
+
+def test_real_build_reset_settings_with_baked_access(real: tuple[SshLab, Fleet]) -> None:
+    lab, fleet = real
+    r = lab.add_router(RouterSpec("gw"))
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+    old_key = r.host_key
+
+    proc, data = fleet.flash("--reset-settings", "--timeout", "30")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert rep["status"] == "flashed", rep
+    assert sysupgrades(r) == [f"-n /tmp/{rep['image']}"]
+    # The reset wiped the router's keys: it let us in again only through the
+    # keys the image bakes, which its installer put in place at first boot.
+    keys = r.etc_file("dropbear/authorized_keys").read_text()
+    assert keys.startswith("# owrt-vpn keys: begin")
+    assert lab.client_pubkey() in keys
+    # It made a new host key: the report names it, known_hosts is left alone.
+    assert rep["new_host_key"] and old_key.split()[1] not in rep["new_host_key"]
+    assert "new host key" in proc.stderr
+    assert (fleet.dir / "known_hosts").read_text() == lab.known_hosts()
 
 
 def test_refusals_leave_routers_untouched_and_others_flash(lab: SshLab, fleet: Fleet) -> None:
@@ -318,23 +435,6 @@ def test_reset_settings_needs_baked_access(lab: SshLab, fleet: Fleet) -> None:
     assert rep["status"] == "refused"
     assert "does not bake management access" in rep["message"]
     assert r.events("upload") == [] and r.events("sysupgrade-called") == []
-
-
-def test_reset_settings_with_baked_access(lab: SshLab, fleet: Fleet) -> None:
-    r = lab.add_router(RouterSpec("gw"))
-    fleet.write_site([r], baked_access=True)
-    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
-    old_key = r.host_key
-
-    proc, data = fleet.flash("--reset-settings", "--timeout", "30")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    rep = by_name(data)["gw"]
-    assert rep["status"] == "flashed", rep
-    assert sysupgrades(r) == [f"-n /tmp/{rep['image']}"]
-    # The reset router made a new host key; the report names it, known_hosts is untouched.
-    assert rep["new_host_key"] and old_key.split()[1] not in rep["new_host_key"]
-    assert "new host key" in proc.stderr
-    assert (fleet.dir / "known_hosts").read_text() == lab.known_hosts()
 
 
 def test_ten_routers_four_jobs_overlap(lab: SshLab, fleet: Fleet) -> None:
