@@ -236,7 +236,11 @@ def _flash_one(
     except _Stop as exc:
         report.status, report.message, report.hint = exc.status, exc.message, exc.hint
     except HostKeyError as exc:
-        report.status, report.message, report.hint = Status.REFUSED, exc.message, exc.hint
+        # Before the first login nothing changed: refused. Later (after a reboot) the
+        # router was upgraded, so a key that no longer matches is a failure.
+        first = report.stage in (Stage.QUEUED, Stage.CONNECTING)
+        report.status = Status.REFUSED if first else Status.FAILED
+        report.message, report.hint = exc.message, exc.hint
     except OwrtVpnError as exc:
         report.status, report.message, report.hint = Status.FAILED, exc.message, exc.hint
         if cancel.is_set():
@@ -309,7 +313,12 @@ class _Flash:
             if facts.marker and facts.marker.get("image_sha256") == b.image.sha256:
                 raise _Stop(Status.SKIPPED, f"already runs this image ({b.release} {b.revision})")
             if b.baked_info_matches(facts.baked_build_info):
-                # Flashed, but the marker never got written (an interrupted run).
+                # Flashed, but the marker never got written: an interrupted run, or
+                # one whose verification failed, so check the VPN before marking.
+                remote.wait_for_conns(
+                    self.ssh, b.expected_conns, b.conn_style, time.monotonic(),
+                    poll=0, command_timeout=self.o.command_timeout, cancel=self.cancel,
+                )  # fmt: skip
                 if not self.o.dry_run:
                     self.write_marker()
                 raise _Stop(

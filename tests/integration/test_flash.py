@@ -437,6 +437,24 @@ def test_reset_settings_needs_baked_access(lab: SshLab, fleet: Fleet) -> None:
     assert r.events("upload") == [] and r.events("sysupgrade-called") == []
 
 
+def test_unmarked_router_without_vpn_is_not_marked(lab: SshLab, fleet: Fleet) -> None:
+    r = lab.add_router(RouterSpec("gw"))
+    fleet.write_site([r])
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+    proc, data = fleet.flash("--timeout", "30")
+    assert by_name(data)["gw"]["status"] == "flashed", proc.stdout + proc.stderr
+    # It runs the build, but strongSwan lost its connections and the marker is gone:
+    # resuming must not paper over that with a marker.
+    assert lab.ssh(r, "rm /etc/owrt-vpn/flashed.json /tmp/.charon/conns").returncode == 0
+    proc, data = fleet.flash("--timeout", "30")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert rep["status"] == "failed"
+    assert "VPN connections are not loaded" in rep["message"]
+    assert not r.etc_file("owrt-vpn/flashed.json").exists()
+    assert len(r.events("upload")) == 1
+
+
 def test_ten_routers_four_jobs_overlap(lab: SshLab, fleet: Fleet) -> None:
     routers = [lab.add_router(RouterSpec(f"shop{i}")) for i in range(10)]
     fleet.write_site(routers[:1])  # one site router ("shop0"): its build goes to every shop
