@@ -9,7 +9,9 @@ the others):
    bcm53xx images carry no metadata, so ``sysupgrade -T`` alone would take
    the wrong device's image) and an image that does not fit in RAM;
 3. skip when the marker of our last flash names this image's sha256 *and*
-   the router runs the build's release and revision;
+   the router runs the build's release and revision (a router that runs the
+   build but lacks the marker, after an interrupted run, gets its VPN checked
+   and the marker written);
 4. upload the image to /tmp, check its sha256 there, ``sysupgrade -T``, then
    ``sysupgrade`` (keeping settings, or ``-n`` when asked and the build
    bakes management access; never ``-F``);
