@@ -103,6 +103,14 @@ platform = "ios"
 shared_identity = true
 
 [[users]]
+name = "iris"
+auth = "eap-tls"
+[[users.devices]]
+name = "ipad"
+platform = "ios"
+shared_identity = true
+
+[[users]]
 name = "erin"
 auth = "eap-tls"
 [[users.devices]]
@@ -461,6 +469,7 @@ AUTH_CELLS = {
     "eap-mschapv2": ("bob", None, "eap-mschapv2", None),
     "pubkey+eap-mschapv2": ("carol", "tablet", "pubkey+eap-mschapv2", None),
     "ios-shared-identity": ("ivy", "phone", "pubkey", SHARED_ID),
+    "ios-shared-identity-eap-tls": ("iris", "ipad", "eap-tls", SHARED_ID),
     # Windows' and Android's built-in clients send their IP address as IKE
     # identity and the user name only as EAP identity ("" = no id configured).
     "eap-mschapv2-ip-identity": ("bob", None, "eap-mschapv2", ""),
