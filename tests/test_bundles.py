@@ -312,3 +312,33 @@ def test_bundle_command_password_file(cli, tmp_path: Path) -> None:  # type: ign
     assert inside.returncode == 2 and "inside the bundles" in inside.stderr
     unknown = cli("bundle", "nobody")
     assert unknown.returncode == 2 and "no user named 'nobody'" in unknown.stderr
+
+
+def test_router_without_common_proposal_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from owrt_vpn import packages
+
+    real = packages.esp_proposals
+    # Pretend the office router's kernel could only do ChaCha20 for ESP:
+    # Windows (AES only) cannot reach it, the strongSwan app can.
+    monkeypatch.setattr(
+        packages,
+        "esp_proposals",
+        lambda site, router: (
+            ("chacha20poly1305",) if router.name == "office" else real(site, router)
+        ),
+    )
+    users = [Usr("alice", "pubkey", (Dev("pc", "windows"), Dev("tab", "android-strongswan")))]
+    site = make_site(tmp_path / "s", users, routers=(ROUTER_GW, ROUTER_OFFICE))
+    report = bundles.build(site, make_pki(site), tmp_path / "d")
+    assert report.skipped == [
+        "alice/pc: windows has no proposal in common with router(s) office "
+        "(crypto 'compat'; see `owrt-vpn check`)"
+    ]
+    pc = next(d for d in report.devices if d.device == "pc")
+    script = (pc.folder / "pc-windows.ps1").read_text(encoding="utf-8-sig")
+    assert "home VPN (gw)" in script and "home VPN (office)" not in script
+    tab = next(d for d in report.devices if d.device == "tab")
+    office = json.loads((tab.folder / "tab-office.sswan").read_text())
+    assert "chacha20poly1305" in office["esp-proposal"]

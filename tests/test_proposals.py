@@ -205,3 +205,42 @@ def test_advice_names_the_way_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setattr(P, "server_esp", real_esp)
     (warning,) = P.site_warnings(_site("modern", ["android"], tmp_path))
     assert 'set site.crypto = "compat"' in warning and "android-strongswan" in warning
+
+
+def test_warnings_are_per_router(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from owrt_vpn import packages
+
+    real = packages.esp_proposals
+    # Router "old" pretends its kernel could only do ChaCha20 for ESP.
+    two = parse_site(
+        """
+[site]
+name = "t"
+[[routers]]
+name = "gw"
+server_id = "vpn.example.org"
+release = "24.10.2"
+target = "bcm53xx"
+device = "phicomm_k3"
+[[routers]]
+name = "old"
+server_id = "old.example.org"
+release = "24.10.2"
+target = "bcm53xx"
+device = "phicomm_k3"
+pool = "10.10.20.0/24"
+[[users]]
+name = "w"
+[[users.devices]]
+name = "pc"
+platform = "windows"
+""",
+        tmp_path / "two.toml",
+    )
+    monkeypatch.setattr(
+        packages,
+        "esp_proposals",
+        lambda s, r: ("chacha20poly1305",) if r.name == "old" else real(s, r),
+    )
+    (warning,) = P.site_warnings(two)
+    assert "router old" in warning and "w/pc" in warning and "router gw" not in warning

@@ -319,35 +319,42 @@ def manual_setup_works(name: str, crypto: str) -> bool:
 
 
 def site_warnings(site: Any) -> list[str]:
-    """`check` warnings: declared platforms without a common proposal with the router.
+    """`check` warnings: declared platforms without a common proposal with a router.
 
-    ``site`` is an :class:`owrt_vpn.site.Site`. One warning per platform,
-    naming the devices that use it and what to do.
+    ``site`` is an :class:`owrt_vpn.site.Site`. Each router is checked with
+    the lists its overlay renders (the crypto profile's IKE proposals, its
+    release's ESP proposals); one warning per platform and router, naming the
+    devices and what to do.
     """
+    from owrt_vpn import packages
+
     crypto = site.settings.crypto
-    devices: dict[str, list[str]] = {}
-    for user in site.users:
-        for dev in user.devices:
-            devices.setdefault(dev.platform, []).append(f"{user.name}/{dev.name}")
     warnings = []
-    for name in sorted(devices):
-        if for_platform(name, crypto) is not None:
-            continue
-        info = platform(name)
-        who = ", ".join(devices[name])
-        if info.configurable:
-            fix = f"none of the proposals settable via {info.how} is accepted"
-        else:
-            fix = (
-                "it cannot be configured and offers only "
-                f"{_summary(info.offers_ike, 'ike')} for IKE, "
-                f"{_summary(info.offers_esp, 'esp')} for ESP"
+    for router in site.routers:
+        ike = server_ike(crypto)
+        esp = packages.esp_proposals(site, router)
+        devices: dict[str, list[str]] = {}
+        for user in site.router_users(router):
+            for dev in user.devices:
+                devices.setdefault(dev.platform, []).append(f"{user.name}/{dev.name}")
+        for name in sorted(devices):
+            if for_platform(name, crypto, ike, esp) is not None:
+                continue
+            info = platform(name)
+            if info.configurable:
+                fix = f"none of the proposals settable via {info.how} is accepted"
+            else:
+                fix = (
+                    "it cannot be configured and offers only "
+                    f"{_summary(info.offers_ike, 'ike')} for IKE, "
+                    f"{_summary(info.offers_esp, 'esp')} for ESP"
+                )
+            warnings.append(
+                f"{info.label} ({', '.join(devices[name])}): no common IKE/ESP proposal with "
+                f"router {router.name} (crypto profile {crypto!r}): {fix}; these devices will "
+                "fail with NO_PROPOSAL_CHOSEN (Windows: policy match error 13868). "
+                f"{_advice(name, crypto)}"
             )
-        warnings.append(
-            f"{info.label} ({who}): no common IKE/ESP proposal with crypto profile "
-            f"{crypto!r}: {fix}; these devices will fail with NO_PROPOSAL_CHOSEN "
-            f"(Windows: policy match error 13868). {_advice(name, crypto)}"
-        )
     return warnings
 
 

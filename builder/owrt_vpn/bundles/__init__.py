@@ -190,11 +190,14 @@ def _build_user(
                 report.skipped.append(f"{label}: certificate {status}")
                 continue
             ctx = _device_context(sctx, pki, user, device)
-            if not ctx.profiles:
+            missing = sctx.routers_without_proposal(user, device)
+            if missing:
                 report.skipped.append(
-                    f"{label}: {device.platform} has no proposal in common with crypto "
-                    f"profile {sctx.site.settings.crypto!r} (see `owrt-vpn check`)"
+                    f"{label}: {device.platform} has no proposal in common with router(s) "
+                    f"{', '.join(missing)} (crypto {sctx.site.settings.crypto!r}; see "
+                    "`owrt-vpn check`)" + ("" if ctx.profiles else "; no bundle")
                 )
+            if not ctx.profiles:
                 continue
             files = _common_files(ctx) + RENDERERS[device.platform](ctx)
             inside = [f for f in files if not f.beside]

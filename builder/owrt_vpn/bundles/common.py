@@ -189,21 +189,43 @@ class SiteContext:
 
     site: Site
     ca: CaInfo
-    proposals: Mapping[str, proposals.ClientProposal | None]
+    # (platform, router name) -> what that platform's bundle requests from that router
+    proposals: Mapping[tuple[str, str], proposals.ClientProposal | None]
 
     @classmethod
     def create(cls, site: Site, ca_pem: bytes, ca_der: bytes, ca_cn: str) -> SiteContext:
-        """Precompute the CA encodings and each platform's proposal."""
-        crypto = site.settings.crypto
-        chosen = {p: proposals.for_platform(p, crypto) for p in proposals.platforms()}
+        """Precompute the CA encodings and each platform's proposal for each router.
+
+        The router's lists are the ones its overlay renders: the crypto
+        profile's IKE proposals, and its ESP proposals minus what the
+        release's kernel lacks (``packages.esp_proposals``).
+        """
+        from owrt_vpn import packages
+
+        ike = proposals.server_ike(site.settings.crypto)
+        chosen: dict[tuple[str, str], proposals.ClientProposal | None] = {}
+        for router in site.routers:
+            esp = packages.esp_proposals(site, router)
+            for p in proposals.platforms():
+                chosen[(p, router.name)] = proposals.for_platform(p, site.settings.crypto, ike, esp)
         return cls(site=site, ca=CaInfo(ca_pem, ca_der, ca_cn), proposals=chosen)
 
     def profiles_for(self, user: User, device: Device) -> tuple[RouterProfile, ...]:
-        """One profile per router the user may use; empty without a usable proposal."""
-        chosen = self.proposals.get(device.platform)
-        if chosen is None:
-            return ()
-        return tuple(router_profile(self.site, r, chosen) for r in self.site.user_routers(user))
+        """One profile per router the user may use and the platform has a proposal with."""
+        out = []
+        for r in self.site.user_routers(user):
+            chosen = self.proposals.get((device.platform, r.name))
+            if chosen is not None:
+                out.append(router_profile(self.site, r, chosen))
+        return tuple(out)
+
+    def routers_without_proposal(self, user: User, device: Device) -> list[str]:
+        """The user's routers that the device's platform has no common proposal with."""
+        return [
+            r.name
+            for r in self.site.user_routers(user)
+            if self.proposals.get((device.platform, r.name)) is None
+        ]
 
 
 def router_profile(site: Site, router: Router, chosen: proposals.ClientProposal) -> RouterProfile:
