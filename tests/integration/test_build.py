@@ -454,3 +454,18 @@ def test_first_build_creates_the_ca(lab: Lab) -> None:
     assert "created the CA in" in proc.stderr
     assert (lab.site / "pki/ca.crt").is_file() and (lab.site / "pki/servers/gw.key").is_file()
     assert (lab.router_dir / K3_TRX).is_file()
+
+
+def test_one_router_failing_of_two_is_a_partial_failure(lab: Lab) -> None:
+    site_file = lab.site / "owrt-vpn.toml"
+    head, users = site_file.read_text().split("[[users]]", 1)
+    broken = SECOND_ROUTER.replace("tplink_archer-c7-v5", "tplink_archer-c7-v9")
+    site_file.write_text(head + broken + "\n[[users]]" + users)
+    proc = lab.build("--jobs", "2")
+    assert proc.returncode == 4, proc.stderr
+    assert re.search(r"^gw: built ", proc.stdout, re.M)
+    assert "gw2: FAILED" in proc.stdout
+    assert "error: gw2: device 'tplink_archer-c7-v9' is not a profile" in proc.stderr
+    assert (lab.router_dir / K3_TRX).is_file()
+    assert not (lab.site / "dist/home/routers/gw2").exists()
+    assert sorted(json.loads((lab.site / "owrt-vpn.lock").read_text())["routers"]) == ["gw"]
