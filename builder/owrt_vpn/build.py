@@ -407,14 +407,8 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
 def _make_and_collect(
     ctx: _Context, p: RouterPlan, site: Site, router: Router, res: Resolved, tree: Path, work: Path
 ) -> RouterResult:
-    import importlib
-
-    from owrt_vpn import packages
+    from owrt_vpn import overlay, packages
     from owrt_vpn.backends import BuildRequest
-
-    # The overlay renderer is another stage's module (issue 3): looked up at
-    # run time so this module type-checks before it lands.
-    overlay: Any = importlib.import_module("owrt_vpn.overlay")
 
     rep, opts = ctx.reporter, ctx.options
     rep.stage(p.name, "rendering the overlay")
