@@ -180,6 +180,7 @@ class DeviceContext:
             "uses_eap_password": self.uses_eap_password,
             "p12_name": f"{self.stem}.p12",
             "cert_label": device_identity(self.site, self.user, self.device),
+            "connection_names": " / ".join(f"*{p.display}*" for p in self.profiles),
         }
 
 
