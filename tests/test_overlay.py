@@ -835,3 +835,17 @@ def test_render_command(cli: CliRunner, tmp_path: Path) -> None:
     bad = cli("render", "--router", "gw", "--config-style", "strongswan")
     assert bad.returncode == 2
     assert os.environ.get("OWRT_VPN_SITE") is None
+
+
+def test_router_without_users_renders_an_empty_vpn(tmp_path: Path) -> None:
+    text = SITE_TOML.split("[[users]]")[0]
+    lab = make_lab(tmp_path / "site", text)
+    res = render(lab, "gw", tmp_path / "ov")
+    root = _conf(res)
+    assert root["connections"] == {}
+    assert root["pools"]["owrt-vpn-v4"]["addrs"] == "10.10.10.0/24"
+    secrets = parse_settings(
+        (res.file_set / "etc/swanctl/conf.d/owrt-vpn-secrets.conf").read_text()
+    )
+    assert secrets == {"secrets": {}}
+    assert res.warnings == []
