@@ -107,17 +107,28 @@ def connect(timeout: float = 60.0) -> Any:
         return docker.from_env(timeout=timeout)
     except docker.errors.DockerException as exc:
         raise BuildError(
-            f"no container engine reachable at {engine_host()}: {short(exc)}", hint=ENGINE_HINT
+            f"no container engine reachable at {engine_host()}: {_cause(exc)}", hint=ENGINE_HINT
         ) from None
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost useful words of a connection failure."""
+    text = " ".join(str(exc).split()).removeprefix("Error while fetching server API version: ")
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")]+)|Error\(-?\d+, '([^']+)'\)", text)
+    return next((a or b for a, b in reversed(found)), text)[:300]
 
 
 def engine_status(timeout: float = 5.0) -> dict[str, Any]:
     """For ``owrt-vpn doctor``: is an engine reachable, which one, which API version."""
     status: dict[str, Any] = {"host": engine_host(), "reachable": False}
     try:
-        client = connect(timeout)
+        docker = sdk()
+        client = docker.from_env(timeout=timeout)
     except BuildError as exc:
         status["error"] = exc.message
+        return status
+    except Exception as exc:  # any transport failure: not reachable
+        status["error"] = _cause(exc)
         return status
     try:
         version = client.version()

@@ -325,6 +325,11 @@ def doctor(ctx: typer.Context) -> None:
         f"keys     {len(keys.shipped_keys())} OpenWrt, {len(keys.user_keys())} yours "
         f"({keys.user_keys_dir()})"
     )
+    # The docker backend's engine (DOCKER_HOST): informative, never a failure here.
+    from owrt_vpn.backends.engine import describe, engine_status
+
+    engine = engine_status()
+    lines.append(f"engine   {describe(engine)}")
     hint = install_hint(missing) if missing else None
     data = {
         "ok": not missing,
@@ -332,6 +337,7 @@ def doctor(ctx: typer.Context) -> None:
         "missing": [p.command for p in missing],
         "hint": hint,
         "cache": str(cache_root()),
+        "container_engine": engine,
     }
     if missing and st.json:
         st.emit(data)
