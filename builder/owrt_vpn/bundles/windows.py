@@ -116,7 +116,6 @@ def _connection(ctx: DeviceContext, prof: RouterProfile) -> dict[str, Any]:
         "ipsec": ipsec_parameters(prof.proposal.ike, prof.proposal.esp),
         "split": "$false" if prof.full_tunnel else "$true",
         "routes": [ps_quote(r) for r in _routes(prof)],
-        "dns_suffix": None,
         "profile": prof,
     }
 
