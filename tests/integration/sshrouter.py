@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -203,7 +204,7 @@ class SshLab:
                 "--pid", "--fork", "--kill-child", "--mount-proc",
                 sys.executable, __file__, "init", os.fspath(state),
             ],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent,
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + 20
@@ -254,6 +255,12 @@ class SshLab:
         for ns in reversed(self._netns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self._netns.clear()
+
+
+def _die_with_parent() -> None:
+    """Even a SIGKILLed test run takes its routers along (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _prepare_state(state: Path, spec: RouterSpec, client_pubkey: str) -> str:
