@@ -170,6 +170,14 @@ def build(
             help="docker backend: container network, e.g. none [default: the engine's].",
         ),
     ] = None,
+    all_sites: Annotated[
+        Path | None,
+        typer.Option(
+            "--all",
+            metavar="DIR",
+            help="Build every site file under DIR (<DIR>/**/owrt-vpn.toml); --jobs spans sites.",
+        ),
+    ] = None,
 ) -> None:
     """Build the firmware of every router of the site (or the named ones) into dist/."""
     from owrt_vpn.build import BuildOptions
@@ -178,7 +186,7 @@ def build(
     from owrt_vpn.mirror import normalize_mirror
 
     st = state(ctx)
-    site = st.load_site()
+    site = st.load_site() if all_sites is None else None  # --all: the sites under DIR
     if config_style not in (None, "auto", "swanctl", "ipsec"):
         raise ConfigError(f"--config-style: {config_style!r} is not auto, swanctl or ipsec")
     if backend not in (None, "local", "docker"):
@@ -202,6 +210,15 @@ def build(
         container_network=container_network,
     )
     reporter = _CliReporter(st)
+    if all_sites is not None:  # fleet builds (issue 7): commands/verify_cmds.py, fleet.py
+        from owrt_vpn.commands.verify_cmds import build_all
+
+        try:
+            build_all(st, all_sites, options, reporter)
+        finally:
+            reporter.close()
+        return
+    assert site is not None
     try:
         results = run_build(site, options, reporter)
     finally:

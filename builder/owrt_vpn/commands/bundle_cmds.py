@@ -55,6 +55,10 @@ def bundle(
     for item in ensured.issued:
         st.info(f"issued {item}")
     report = bundles.build(site, pki, out, users or None)
+    # What each user's bundles were made from, for `owrt-vpn verify` (issue 7).
+    from owrt_vpn.verify import record_bundle_inputs
+
+    record_bundle_inputs(site, report.clients, users or None)
     for item in report.skipped:
         st.warn(f"skipped {item}")
     for name in report.removed:
