@@ -300,15 +300,13 @@ def build_rootfs_tar(
     return dest
 
 
-def import_image(svc: PodmanService, rootfs_tar: Path, tag: str) -> str:
-    """``podman import`` the root as ``tag`` with the official images' USER/WORKDIR."""
-    svc.podman(
-        "import",
-        "--change", "USER buildbot",
-        "--change", "WORKDIR /builder/",
-        "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-        "--change", 'CMD ["/bin/sh"]',
-        str(rootfs_tar),
-        tag,
-    )  # fmt: skip
+def import_image(
+    svc: PodmanService, rootfs_tar: Path, tag: str, changes: tuple[str, ...] = ()
+) -> str:
+    """``podman import`` the root as ``tag`` with the official images' USER/WORKDIR
+    (and ``changes``, Dockerfile instructions such as ``ENTRYPOINT [...]``)."""
+    base = ("USER buildbot", "WORKDIR /builder/", "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            'CMD ["/bin/sh"]')  # fmt: skip
+    args = [arg for change in (*base, *changes) for arg in ("--change", change)]
+    svc.podman("import", *args, str(rootfs_tar), tag)
     return tag

@@ -205,7 +205,7 @@ class DockerSession:
             return self.client.containers.create(
                 self.image_id,
                 command=argv,
-                entrypoint=[],
+                entrypoint=[""],  # [""] resets an image ENTRYPOINT (Docker and podman)
                 user=self.user,
                 working_dir=self.workdir,
                 environment={"LC_ALL": "C", "LANG": "C"},

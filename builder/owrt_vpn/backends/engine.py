@@ -73,6 +73,7 @@ def image_ref(target: str, subtarget: str, release: str, image: str | None = Non
 
 
 def step_timeout() -> float:
+    """The time limit of one make step in a container (``$OWRT_VPN_CONTAINER_TIMEOUT``)."""
     raw = os.environ.get(TIMEOUT_ENV, "")
     if not raw:
         return DEFAULT_TIMEOUT
@@ -183,9 +184,9 @@ def install_signal_handlers() -> None:
 # ----------------------------------------------------------------- images and archives
 
 PULL_HINT = (
-    "older releases (and some targets) have no official ImageBuilder image; check the tags at "
-    "https://github.com/openwrt/docker/pkgs/container/imagebuilder, point --container-image "
-    "at a mirror that has it, or build with --backend local"
+    "older releases (and some targets) have no official ImageBuilder image: check the tags "
+    "of ghcr.io/openwrt/imagebuilder, point --container-image at a registry or mirror that "
+    "has it, or build with --backend local"
 )
 
 
@@ -209,6 +210,7 @@ def image_identity(ref: str, image: Any) -> dict[str, Any]:
 
 
 def layer_progress(event: dict[str, Any], layers: dict[str, tuple[int, int]]) -> None:
+    """Fold one pull event into ``layers`` (layer id -> (bytes done, bytes total))."""
     layer = str(event.get("id") or "")
     detail = event.get("progressDetail") or {}
     status = str(event.get("status") or "")
@@ -224,6 +226,7 @@ def layer_progress(event: dict[str, Any], layers: dict[str, tuple[int, int]]) ->
 
 
 def read_file(container: Any, path: str) -> str:
+    """The text of one file of a (created, not necessarily started) container."""
     stream, _ = container.get_archive(path)
     data = b"".join(stream)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
