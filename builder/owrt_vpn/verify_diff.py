@@ -134,12 +134,19 @@ def builtin_where(a: Path, b: Path) -> str:
         except UnicodeDecodeError:
             pass
         else:
+            if not (_is_text(ta) and _is_text(tb)):
+                return _first_byte(a, b)
             ta, tb = _pretty_json(ta), _pretty_json(tb)
             lines = difflib.unified_diff(
                 ta.splitlines(), tb.splitlines(), "built", "rebuilt", lineterm="", n=1
             )
             return _cut(list(lines))
     return _first_byte(a, b)
+
+
+def _is_text(text: str) -> bool:
+    # Control characters other than line ends and tabs: binary that happens to be UTF-8.
+    return not any(ord(c) < 32 and c not in "\n\r\t" for c in text)
 
 
 def _pretty_json(text: str) -> str:

@@ -1,0 +1,233 @@
+"""Fleets: the site file rule for --all, duplicate names, the CI matrix, job splitting,
+batch exit codes (no ImageBuilder run: see integration/test_repro.py for builds)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import CliRunner
+from owrt_vpn import fleet
+from owrt_vpn.build import BuildOptions
+from owrt_vpn.errors import ConfigError, UsageError
+
+SITE = """
+[site]
+name = "{name}"
+
+[[routers]]
+name = "gw"
+server_id = "vpn.example.org"
+release = "24.10.2"
+target = "bcm53xx"
+device = "phicomm_k3"
+{extra}
+[[users]]
+name = "alice"
+[[users.devices]]
+name = "phone"
+platform = "ios"
+"""
+
+ATH79 = """
+[[routers]]
+name = "branch"
+server_id = "vpn2.example.org"
+release = "23.05.5"
+target = "ath79"
+device = "tplink_archer-c7-v5"
+pool = "10.10.20.0/24"
+"""
+
+
+def write_site(folder: Path, name: str, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "owrt-vpn.toml"
+    path.write_text(SITE.format(name=name, extra=extra))
+    return path
+
+
+def test_discovery_rule_any_depth_sorted_hidden_and_linked_folders_skipped(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "sites"
+    b = write_site(root / "b", "b")
+    a = write_site(root / "deep" / "er" / "a", "a")
+    top = write_site(root, "top")
+    write_site(root / ".git" / "x", "hidden")
+    write_site(tmp_path / "elsewhere", "linked")
+    os.symlink(tmp_path / "elsewhere", root / "link")
+    (root / "c").mkdir()
+    (root / "c" / "other.toml").write_text("")  # only owrt-vpn.toml counts
+    assert fleet.discover_sites(root) == sorted([b, a, top])
+    with pytest.raises(UsageError, match=r"no owrt-vpn\.toml in it"):
+        fleet.discover_sites(root / "c")
+    with pytest.raises(UsageError, match="not a directory"):
+        fleet.discover_sites(tmp_path / "missing")
+
+
+def test_duplicate_site_names_are_refused_naming_both_files(tmp_path: Path) -> None:
+    write_site(tmp_path / "one", "home")
+    write_site(tmp_path / "two", "home")
+    with pytest.raises(ConfigError) as exc:
+        fleet.load_fleet(tmp_path, strict=False)
+    text = "\n".join(exc.value.lines())
+    assert "site.name: 'home' is also used by" in text
+    assert "one/owrt-vpn.toml" in text and "two/owrt-vpn.toml" in text
+
+
+def test_broken_site_strict_vs_lenient(tmp_path: Path) -> None:
+    write_site(tmp_path / "good", "good")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "owrt-vpn.toml").write_text('[site]\nname = "bad"\nnmae = 1\n')
+    entries = fleet.load_fleet(tmp_path, strict=False)
+    assert [(e.site.name if e.site else None) for e in entries] == [None, "good"]
+    assert entries[0].error is not None and "nmae" in entries[0].error.message
+    assert entries[0].label.endswith("bad/owrt-vpn.toml")
+    with pytest.raises(ConfigError) as exc:
+        fleet.load_fleet(tmp_path, strict=True)
+    assert any("bad/owrt-vpn.toml" in line and "nmae" in line for line in exc.value.lines())
+
+
+def test_matrix_has_the_effective_values_per_router(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_site(tmp_path / "fleet" / "paris", "paris", ATH79)
+    write_site(tmp_path / "fleet" / "lyon", "lyon")
+    entries = fleet.matrix(fleet.load_fleet(Path("fleet"), strict=True))
+    assert entries == [
+        {
+            "name": "lyon/gw",
+            "site_file": "fleet/lyon/owrt-vpn.toml",
+            "site": "lyon",
+            "router": "gw",
+            "release": "24.10.2",
+            "target": "bcm53xx",
+            "subtarget": "generic",  # the target's default, from profiles/
+            "device": "phicomm_k3",
+        },
+        {
+            "name": "paris/gw",
+            "site_file": "fleet/paris/owrt-vpn.toml",
+            "site": "paris",
+            "router": "gw",
+            "release": "24.10.2",
+            "target": "bcm53xx",
+            "subtarget": "generic",
+            "device": "phicomm_k3",
+        },
+        {
+            "name": "paris/branch",
+            "site_file": "fleet/paris/owrt-vpn.toml",
+            "site": "paris",
+            "router": "branch",
+            "release": "23.05.5",
+            "target": "ath79",
+            "subtarget": "generic",
+            "device": "tplink_archer-c7-v5",
+        },
+    ]
+
+
+def test_matrix_cli_single_site_and_all(cli: CliRunner, tmp_path: Path) -> None:
+    write_site(tmp_path / "fleet" / "a", "a", ATH79)
+    write_site(tmp_path / "fleet" / "b", "b")
+    one = cli("--site", "fleet/a/owrt-vpn.toml", "matrix", check=True)
+    data = json.loads(one.stdout)
+    assert [e["name"] for e in data["include"]] == ["a/gw", "a/branch"]
+    assert data["include"][0]["site_file"] == "fleet/a/owrt-vpn.toml"
+    every = json.loads(cli("matrix", "--all", "fleet", "--json", check=True).stdout)
+    assert [e["name"] for e in every["include"]] == ["a/gw", "a/branch", "b/gw"]
+    # An absolute DIR outside the working directory: absolute site file paths.
+    (tmp_path / "ci").mkdir()
+    outside = json.loads(
+        cli("matrix", "--all", str(tmp_path / "fleet"), cwd=tmp_path / "ci").stdout
+    )
+    assert outside["include"][0]["site_file"] == str(tmp_path / "fleet/a/owrt-vpn.toml")
+    missing = cli("matrix", "--all", "nowhere")
+    assert missing.returncode == 2 and "not a directory" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("jobs", "sites", "expected"),
+    [
+        (1, 5, (1, 1)),
+        (2, 2, (2, 1)),
+        (4, 2, (2, 2)),
+        (2, 1, (1, 2)),
+        (5, 2, (2, 2)),
+        (3, 9, (3, 1)),
+    ],
+)
+def test_split_jobs_never_exceeds_jobs(jobs: int, sites: int, expected: tuple[int, int]) -> None:
+    at_once, per_site = fleet.split_jobs(jobs, sites)
+    assert (at_once, per_site) == expected
+    assert at_once * per_site <= jobs
+
+
+@pytest.mark.parametrize(
+    ("failed", "units", "code"), [(0, 3, 0), (1, 3, 4), (2, 3, 4), (3, 3, 1), (1, 1, 1)]
+)
+def test_batch_exit_code_as_for_flash(failed: int, units: int, code: int) -> None:
+    assert fleet.batch_exit_code(failed, units) == code
+
+
+def test_build_all_refuses_per_router_overrides(tmp_path: Path) -> None:
+    entries = fleet.load_fleet(write_site(tmp_path / "a", "a").parent.parent, strict=False)
+    for options in (BuildOptions(routers=("gw",)), BuildOptions(target="ath79")):
+        with pytest.raises(UsageError, match="--all builds every router"):
+            fleet.build_fleet(entries, options, fleet.SiteReporter(Recorder(), "a"))
+
+
+class Recorder:
+    """A build reporter that records what it is told."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def stage(self, router: str, message: str) -> None:
+        self.lines.append(f"stage {router}: {message}")
+
+    def progress(self, router: str, name: str) -> None:
+        self.lines.append(f"progress {router}: {name}")
+
+    def output(self, router: str, line: str) -> None:
+        self.lines.append(f"output {router}: {line}")
+
+    def warn(self, message: str) -> None:
+        self.lines.append(f"warn {message}")
+
+
+def test_site_reporter_names_routers_with_their_site() -> None:
+    rec = Recorder()
+    rep = fleet.SiteReporter(rec, "paris")
+    rep.stage("gw", "building")
+    rep.stage("paris", "created the CA")  # build() reports site-wide stages by site name
+    rep.output("gw", "make ...")
+    assert rep.progress("gw", "archive") is None
+    rep.warn("--insecure-skip-signature")
+    assert rec.lines == [
+        "stage paris/gw: building",
+        "stage paris: created the CA",
+        "output paris/gw: make ...",
+        "progress paris/gw: archive",
+        "warn paris: --insecure-skip-signature",
+    ]
+
+
+def test_a_site_that_fails_to_load_counts_as_one_failed_unit(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "owrt-vpn.toml").write_text("not toml [")
+    [entry] = fleet.load_fleet(tmp_path, strict=False)
+    [outcome] = fleet.build_fleet([entry], BuildOptions(out=tmp_path / "dist"), Recorder())
+    assert (outcome.failed, outcome.units) == (1, 1)
+    data = fleet.fleet_json([outcome])
+    assert data["ok"] is False and data["exit_code"] == 1
+    assert data["sites"][0]["site"] is None and data["sites"][0]["routers"] == []
+    assert data["sites"][0]["error"]
