@@ -53,7 +53,10 @@ def ib(
 
 def make(tree: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``make ARGS`` in the ImageBuilder tree."""
-    e = {k: v for k, v in os.environ.items() if k not in ("PROFILE", "PACKAGES", "FILES")}
+    # Drop the variables of an outer make (`make test`): with MAKELEVEL set, the
+    # inner make prints "Entering directory" lines a top-level run would not.
+    skip = ("PROFILE", "PACKAGES", "FILES", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    e = {k: v for k, v in os.environ.items() if k not in skip}
     e.update(env)
     return subprocess.run(
         ["make", *args], cwd=tree, capture_output=True, text=True, env=e, timeout=120
