@@ -235,21 +235,27 @@ def fleet_json(outcomes: list[SiteOutcome]) -> dict[str, Any]:
                 "site_file": display_path(o.entry.file),
                 "ok": o.failed == 0,
                 "error": error.message if error else None,
-                "routers": [
-                    {
-                        "router": r.router,
-                        "status": r.status,
-                        "dir": str(r.out_dir),
-                        "images": r.images,
-                        "seconds": round(r.seconds, 3),
-                        "error": r.error.message if r.error else None,
-                        "exit_code": r.error.exit_code if r.error else 0,
-                    }
-                    for r in o.results
-                ],
+                "routers": [_router_json(r) for r in o.results],
             }
         )
     return {"ok": failed == 0, "exit_code": batch_exit_code(failed, units), "sites": sites}
+
+
+def _router_json(r: RouterResult) -> dict[str, Any]:
+    """A router's entry, as in ``build --json`` of one site."""
+    data: dict[str, Any] = {
+        "router": r.router,
+        "status": r.status,
+        "dir": str(r.out_dir),
+        "images": r.images,
+        "seconds": round(r.seconds, 3),
+        "error": r.error.message if r.error else None,
+        "exit_code": r.error.exit_code if r.error else 0,
+    }
+    timings = getattr(r, "timings", None)  # make steps, when the build records them
+    if isinstance(timings, dict):
+        data["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    return data
 
 
 def batch_exit_code(failed: int, units: int) -> int:
