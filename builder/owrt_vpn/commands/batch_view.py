@@ -1,0 +1,108 @@
+"""What the router batch commands (flash, push) show: a live line per router, a final table.
+
+No commands here; ``register`` exists because every module in this package
+is asked to register its commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Nothing to add: helpers for the batch commands."""
+
+
+class BatchReport(Protocol):
+    """What a per-router report of a batch offers (flash and push reports do)."""
+
+    name: str
+    address: str
+    message: str
+    hint: str | None
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def status(self) -> Any: ...
+
+    @property
+    def stage(self) -> Any: ...
+
+
+class ProgressView:
+    """One live line per router on stderr (rich on a terminal, plain lines otherwise)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.live: Any = None
+        self.rows: dict[str, tuple[str, str]] = {}
+
+    def __enter__(self) -> ProgressView:
+        if self.enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.__exit__(None, None, None)
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=True, header_style="bold")
+        for col in ("router", "stage", "detail"):
+            table.add_column(col)
+        for name, (stage, detail) in self.rows.items():
+            table.add_row(name, stage, detail)
+        return table
+
+    def update(self, report: BatchReport) -> None:
+        """Called (under a lock) whenever a router changes stage or finishes."""
+        if not self.enabled:
+            return
+        shown = str(report.status) if report.status is not None else str(report.stage)
+        detail = report.message if report.status is not None else ""
+        if self.rows.get(report.name) == (shown, detail):
+            return
+        self.rows[report.name] = (shown, detail)
+        if self.live is not None:
+            self.live.update(self._render())
+        else:
+            sys.stderr.write(f"{report.name}: {shown}{': ' + detail if detail else ''}\n")
+            sys.stderr.flush()
+
+
+def counts(reports: Sequence[BatchReport]) -> dict[str, int]:
+    """How many routers ended in each status."""
+    out: dict[str, int] = {}
+    for r in reports:
+        out[str(r.status)] = out.get(str(r.status), 0) + 1
+    return out
+
+
+def table(reports: Sequence[BatchReport], counted: dict[str, int]) -> str:
+    """ROUTER ADDRESS STATUS DETAIL rows, the hints of failed routers, the counts."""
+    rows = [("ROUTER", "ADDRESS", "STATUS", "DETAIL")]
+    rows += [(r.name, r.address, str(r.status), r.message) for r in reports]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for row in rows:
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        )
+    for r in reports:
+        if r.hint and not r.ok:
+            lines.append(f"hint: {r.name}: {r.hint}")
+    lines.append(", ".join(f"{n} {s}" for s, n in sorted(counted.items())))
+    return "\n".join(lines)

@@ -1,0 +1,611 @@
+"""Live test routers for `push`, `status` and `doctor`: SSH routers running a REAL charon.
+
+Builds on :mod:`sshrouter` (dropbear in its own network, mount and pid
+namespaces). A :class:`LiveLab` turns such a router into one that runs our
+firmware's VPN for real:
+
+- the ``swanctl`` stand-in is removed from the router's shim directory, so
+  the router's ``swanctl`` is Debian's real one; ``/etc/init.d/swanctl``
+  starts Debian's ``charon`` (the process is called ``charon``, as on
+  OpenWrt, so the installer's ``pidof charon`` sees it) inside the router's
+  namespaces, and ``reload`` runs ``swanctl --load-all --noprompt`` like
+  OpenWrt's init script;
+- the router's ``/etc/strongswan.conf`` is test plumbing only (plugin list
+  from our package list mapped to Debian's, userspace ESP, log file); the VPN
+  settings come from the files our installer put in place (the rendered
+  ``/etc/strongswan.d/owrt-vpn.conf`` and ``/etc/swanctl/conf.d``);
+- ``uci`` is a stub in the shim directory with libuci's CLI for what the
+  installer and doctor use (batch, export, commit, revert, show) on real UCI
+  files (written and parsed by :mod:`owrt_vpn.uci`); every call is recorded
+  in the state directory's ``uci.log``;
+- "flashing" copies the image's ``usr/share/owrt-vpn`` (installer, VPN file
+  set, build-info) into the router and runs the image's uci-defaults script
+  over SSH, as the first boot after a flash does;
+- the router's network namespace gets a WAN port (192.0.2.1/24) on a bridge
+  in its own namespace, where road-warrior clients (real strongSwan, as in
+  the handshake tests) join.
+
+:meth:`LiveLab.close` stops every client and removes the WAN and client
+namespaces; the routers themselves (and their charons: they live in the
+routers' pid namespaces) go with :meth:`SshLab.close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from owrt_vpn import uci
+
+from .charon import Charon, ClientProfile, InitiateResult, LoadList, debian_load_list, load_client
+from .charon import strongswan_conf as plumbing_conf
+from .netns import Namespace
+from .sshrouter import SshLab, TestRouter, openwrt_release
+
+ROUTER_WAN = "192.0.2.1"
+BUILDER = Path(__file__).resolve().parents[2] / "builder"
+
+# What the test's road warriors load: full strongSwan clients (stand-ins for
+# phones and laptops, not subject to our package list).
+CLIENT_PLUGINS = [
+    "random", "nonce", "openssl", "pem", "pkcs1", "pkcs8", "x509", "revocation",
+    "constraints", "pubkey", "curve25519", "kdf", "attr", "kernel-netlink",
+    "socket-default", "vici", "eap-identity", "eap-mschapv2", "eap-tls", "md4",
+]  # fmt: skip
+
+UCI_STUB = r'''#!{python}
+"""Test router's uci: libuci's CLI (batch/export/show/commit/revert) on real UCI files."""
+import os, sys
+sys.path.insert(0, {builder!r})
+from owrt_vpn import uci
+
+args = sys.argv[1:]
+confdir, savedir = "/etc/config", "/tmp/.uci"
+while args and args[0].startswith("-"):
+    opt = args.pop(0)
+    if opt == "-c":
+        confdir = args.pop(0)
+    elif opt == "-P":
+        savedir = args.pop(0)
+    elif opt != "-q":
+        sys.exit(f"uci: unsupported option {{opt}}")
+if not args:
+    sys.exit("uci: no command")
+cmd, rest = args[0], args[1:]
+stdin = sys.stdin.read() if cmd == "batch" else ""
+with open("/srv/uci.log", "a") as log:
+    log.write(" ".join([cmd, *rest]) + "\n" + stdin)
+
+
+def load(pkg):
+    for path in (os.path.join(savedir, pkg), os.path.join(confdir, pkg)):
+        if os.path.exists(path):
+            return uci.parse_config(open(path).read())
+    sys.exit(1)
+
+
+def save(pkg, sections):
+    os.makedirs(savedir, exist_ok=True)
+    open(os.path.join(savedir, pkg), "w").write(uci.render_config(sections))
+
+
+def find(sections, ref):
+    if ref.startswith("@"):
+        typ, idx = ref[1:-1].split("[")
+        same = [s for s in sections if s.type == typ]
+        return same[int(idx)] if same else None
+    return next((s for s in sections if s.name == ref), None)
+
+
+def show(pkg):
+    anon = {{}}
+    for s in load(pkg):
+        if s.name is None:
+            n = anon[s.type] = anon.get(s.type, -1) + 1
+            name = f"@{{s.type}}[{{n}}]"
+        else:
+            name = s.name
+        print(f"{{pkg}}.{{name}}={{s.type}}")
+        for key, value in s.options.items():
+            values = value if isinstance(value, list) else [value]
+            print(f"{{pkg}}.{{name}}.{{key}}=" + " ".join(uci.quote(v) for v in values))
+
+
+if cmd == "batch":
+    state = {{}}
+    for c in uci.parse_batch(stdin):
+        parts = c.path.split(".")
+        pkg = parts[0]
+        if pkg not in state:
+            state[pkg] = load(pkg)
+        secs = state[pkg]
+        sec = find(secs, parts[1]) if len(parts) > 1 else None
+        if c.op == "delete":
+            if sec is not None and len(parts) == 2:
+                secs.remove(sec)
+            elif sec is not None:
+                sec.options.pop(parts[2], None)
+        elif c.op == "set" and len(parts) == 2:
+            if sec is None:
+                secs.append(uci.Section(c.value, parts[1]))
+            else:
+                sec.type = c.value
+        elif c.op == "set":
+            sec.options[parts[2]] = c.value
+        elif c.op == "add_list":
+            prev = sec.options.get(parts[2])
+            sec.options[parts[2]] = (prev if isinstance(prev, list) else []) + [c.value]
+    for pkg, secs in state.items():
+        save(pkg, secs)
+    sys.exit(0)
+if cmd == "show":
+    for pkg in rest or sorted(os.listdir(confdir)):
+        show(pkg)
+    sys.exit(0)
+pkg = rest[0]
+staged = os.path.join(savedir, pkg)
+if cmd == "export":
+    print("package " + pkg + "\n")
+    print(uci.render_config(load(pkg)), end="")
+elif cmd == "commit":
+    if os.path.exists(staged):  # /tmp and /etc are different file systems
+        with open(staged) as src, open(os.path.join(confdir, pkg), "w") as dst:
+            dst.write(src.read())
+        os.remove(staged)
+elif cmd == "revert":
+    if os.path.exists(staged):
+        os.remove(staged)
+else:
+    sys.exit(f"uci: unsupported command {{cmd}}")
+'''
+
+# OpenWrt's /etc/init.d/swanctl, reduced to what the installer uses; charon
+# is Debian's classic daemon, started detached inside the router.
+INIT_SWANCTL = """#!/bin/sh
+# Test router: /etc/init.d/swanctl (start, stop, reload = swanctl --load-all).
+case "$1" in
+start)
+	pidof charon >/dev/null && exit 0
+	rm -f /var/run/charon.vici /var/run/charon.pid
+	setsid /usr/lib/ipsec/charon >/srv/charon.out 2>&1 </dev/null &
+	i=0
+	until swanctl --stats >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ "$i" -gt 200 ] && { echo "charon did not start" >&2; exit 1; }
+		sleep 0.05
+	done
+	swanctl --load-all --noprompt
+	;;
+stop)
+	pid=$(pidof charon) && kill $pid
+	i=0
+	while pidof charon >/dev/null && [ "$i" -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
+	;;
+reload)
+	swanctl --load-all --noprompt
+	;;
+*)
+	echo "usage: $0 start|stop|reload" >&2
+	exit 1
+	;;
+esac
+"""
+
+FIREWALL = [
+    uci.Section("defaults", None, {"input": "REJECT", "output": "ACCEPT", "forward": "REJECT"}),
+    uci.Section("zone", None, {"name": "lan", "network": ["lan"], "input": "ACCEPT"}),
+    uci.Section("zone", None, {"name": "wan", "network": ["wan", "wan6"], "masq": "1"}),
+]
+DHCP = [uci.Section("dnsmasq", None, {"domainneeded": "1", "localservice": "1"})]
+
+
+def sha256(data: bytes) -> str:
+    """Hex digest."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Client:
+    """A road warrior dialling one live router."""
+
+    ns: Namespace
+    charon: Charon
+    profile: ClientProfile
+    last: InitiateResult | None = None
+
+    def connect(self) -> bool:
+        """Initiate the profile's connection; True when established."""
+        self.last = self.charon.initiate(self.profile.name, self.profile.name, timeout=10)
+        return self.last.ok
+
+    def established(self) -> list[dict[str, Any]]:
+        """The client's established IKE SAs for its profile."""
+        return [
+            s
+            for s in self.charon.sas()
+            if s["name"] == self.profile.name and s.get("state") == "ESTABLISHED"
+        ]
+
+    def vip(self) -> str:
+        """The virtual IP of the established SA."""
+        sas = self.established()
+        assert sas, f"{self.profile.name}: no established SA"
+        vips = sas[0].get("local-vips") or []
+        assert vips, f"{self.profile.name}: no virtual IP"
+        return str(vips[0])
+
+
+@dataclass
+class LiveRouter:
+    """One SSH test router with a WAN side and (after :meth:`flash`) our VPN running."""
+
+    lab: LiveLab
+    router: TestRouter
+    index: int
+    wan: Namespace
+    clients: list[Client] = field(default_factory=list)
+
+    @property
+    def state(self) -> Path:
+        """The router's state directory on the host."""
+        return self.router.state
+
+    @property
+    def charon_log(self) -> Path:
+        """charon's file log (the router's /run, seen from the host)."""
+        return self.state / "run/charon.log"
+
+    def ssh(self, command: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Run ``command`` on the router as root (test plumbing); fails loudly."""
+        proc = self.lab.ssh_raw(self.router, command, input=input)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"{self.router.spec.name}: `{command}` exited {proc.returncode}\n"
+                f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}"
+            )
+        return proc
+
+    def put_tree(self, tree: Path, dest: str = "/") -> None:
+        """Copy ``tree`` (modes kept) into the router's file system at ``dest``."""
+        stage = self.state / "tmp" / f"setup-{os.getpid()}-{time.monotonic_ns()}"
+        shutil.copytree(tree, stage, symlinks=True)
+        rel = f"/tmp/{stage.name}"
+        self.ssh(f"mkdir -p {dest} && cp -a {rel}/. {dest} && rm -rf {rel}")
+
+    def put_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Write one file on the router."""
+        raw = data.encode() if isinstance(data, str) else data
+        self.ssh(
+            f"mkdir -p \"$(dirname '{path}')\" && cat > '{path}' && chmod {mode:o} '{path}'",
+            input=raw,
+        )
+
+    def flash(self, overlay_root: Path, build_info: dict[str, Any], *, load: LoadList) -> None:
+        """Install a rendered image tree as a flash would, then start strongSwan.
+
+        ``overlay_root`` is a rendered overlay (``owrt_vpn.overlay.render``);
+        ``build_info`` is baked as ``usr/share/owrt-vpn/build-info.json``.
+        """
+        release = build_info["release"]
+        self.put_file(
+            "/etc/openwrt_release", openwrt_release(release["version"], release["revision"])
+        )
+        self.put_tree(overlay_root / "usr/share/owrt-vpn", "/usr/share/owrt-vpn")
+        self.put_file(
+            "/usr/share/owrt-vpn/build-info.json",
+            json.dumps(build_info, sort_keys=True, separators=(",", ":")) + "\n",
+        )
+        uci_defaults = (overlay_root / "etc/uci-defaults/90-owrt-vpn").read_bytes()
+        self.put_file("/etc/uci-defaults/90-owrt-vpn", uci_defaults, 0o755)
+        # The first boot after the flash: uci-defaults scripts, then the services.
+        self.ssh("sh /etc/uci-defaults/90-owrt-vpn && rm -f /etc/uci-defaults/90-owrt-vpn")
+        self.set_plugins(load)
+        self.ssh("/etc/init.d/swanctl start")
+
+    def set_plugins(self, load: LoadList) -> None:
+        """Write the router's strongswan.conf (plumbing) for the plugin list ``load``."""
+        conf = plumbing_conf(
+            Path("/var/run"),
+            load,
+            log_name="router",
+            includes=[Path("/etc/strongswan.d/owrt-vpn.conf")],
+        )
+        self.put_file("/etc/strongswan.conf", conf)
+
+    def restart_charon(self) -> None:
+        """Stop and start strongSwan (after :meth:`set_plugins`)."""
+        self.ssh("/etc/init.d/swanctl stop; /etc/init.d/swanctl start")
+
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of every file the VPN touches on the router (by path)."""
+        dirs = "/etc/swanctl /etc/strongswan.d /etc/owrt-vpn /etc/config /usr/share/nftables.d"
+        out = self.ssh(
+            f'find {dirs} -type f 2>/dev/null | sort | while read -r f; do sha256sum "$f"; done'
+        ).stdout.decode()
+        result = {}
+        for line in out.splitlines():
+            digest, _, path = line.partition("  ")
+            result[path] = digest
+        return result
+
+    def read(self, path: str) -> bytes:
+        """A file's bytes on the router."""
+        return self.ssh(f"cat '{path}'").stdout
+
+    def add_client(self, profile: ClientProfile) -> Client:
+        """A new road-warrior namespace on this router's WAN running a client charon."""
+        n = len(self.clients) + 11
+        ns = Namespace(f"{self.lab.ssh_lab.prefix}w{self.index}c{n}")
+        self.lab.namespaces.append(ns)
+        ns.create()
+        port = f"{self.lab.ssh_lab.prefix}{self.index}c{n}"[:15]
+        _veth(ns.name, "wan0", self.wan.name, port)
+        self.wan.ip("link", "set", port, "master", "br0", "up")
+        ns.ip("addr", "add", f"192.0.2.{n}/24", "dev", "wan0")
+        ns.ip("link", "set", "wan0", "up")
+        load = debian_load_list(CLIENT_PLUGINS, extra=["resolve"])
+        charon = Charon(ns, self.lab.workdir / "clients" / ns.name, load, profile.name)
+        client = Client(ns, charon, profile)
+        self.clients.append(client)
+        charon.start()
+        load_client(charon, profile)
+        return client
+
+
+class LiveLab:
+    """Live routers on top of an :class:`SshLab`; close() removes WANs and clients."""
+
+    def __init__(self, ssh_lab: SshLab, workdir: Path) -> None:
+        self.ssh_lab = ssh_lab
+        self.workdir = workdir
+        self.routers: list[LiveRouter] = []
+        self.namespaces: list[Namespace] = []
+
+    def ssh_raw(
+        self, router: TestRouter, command: str, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """``ssh root@router command`` from the management namespace."""
+        known = self.workdir / "lab_known_hosts"
+        known.write_text(self.ssh_lab.known_hosts())
+        argv = [
+            "ip", "netns", "exec", self.ssh_lab.mgmt, "ssh", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={known}", "-i", str(self.ssh_lab.client_key),
+            f"root@{router.address}", command,
+        ]  # fmt: skip
+        return subprocess.run(
+            argv, input=input or b"", capture_output=True, timeout=60, check=False
+        )
+
+    def add_router(self, router: TestRouter) -> LiveRouter:
+        """Make ``router`` (already booted) live: real swanctl, uci stub, WAN port, config."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        i = len(self.routers)
+        shims = router.state / "shims"
+        (shims / "swanctl").unlink(missing_ok=True)  # the real one from now on
+        stub = shims / "uci"
+        stub.write_text(UCI_STUB.format(python=sys.executable, builder=str(BUILDER)))
+        stub.chmod(0o755)
+        wan = Namespace(f"{self.ssh_lab.prefix}w{i}")
+        self.namespaces.append(wan)
+        wan.create()
+        wan.ip("link", "add", "br0", "type", "bridge")
+        wan.ip("link", "set", "br0", "up")
+        _veth(router.netns, "wan0", wan.name, "rtr")
+        wan.ip("link", "set", "rtr", "master", "br0", "up")
+        rns = Namespace(router.netns)
+        rns.ip("addr", "add", f"{ROUTER_WAN}/24", "dev", "wan0")
+        rns.ip("link", "set", "wan0", "up")
+        live = LiveRouter(self, router, i, wan)
+        self.routers.append(live)
+        live.put_file("/etc/init.d/swanctl", INIT_SWANCTL, 0o755)
+        live.put_file("/etc/config/firewall", uci.render_config(FIREWALL))
+        live.put_file("/etc/config/dhcp", uci.render_config(DHCP))
+        live.put_file("/etc/swanctl/swanctl.conf", "include conf.d/*.conf\n")
+        # The host's Debian init scripts must not be run by the installer.
+        live.ssh("rm -f /etc/init.d/ipsec /etc/init.d/firewall /etc/init.d/dnsmasq")
+        return live
+
+    def close(self) -> None:
+        """Stop the clients and delete the WAN/client namespaces (idempotent)."""
+        for r in self.routers:
+            for c in r.clients:
+                with contextlib.suppress(Exception):
+                    c.charon.stop()
+            r.clients.clear()
+        for ns in reversed(self.namespaces):
+            ns.delete()
+        self.namespaces.clear()
+
+
+def _veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+    subprocess.run(
+        ["ip", "link", "add", name_a, "netns", ns_a, "type", "veth",
+         "peer", "name", name_b, "netns", ns_b],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def router_log_since(router: LiveRouter, mark: int) -> str:
+    """The router's charon log after byte ``mark``."""
+    path = router.charon_log
+    if not path.exists():
+        return ""
+    with path.open("rb") as fh:
+        fh.seek(mark)
+        return fh.read().decode(errors="replace")
+
+
+def log_mark(router: LiveRouter) -> int:
+    """The current size of the router's charon log."""
+    return router.charon_log.stat().st_size if router.charon_log.exists() else 0
+
+
+def openwrt_plugins(plugins: Sequence[str], strongswan: str) -> LoadList:
+    """Debian's load list for the OpenWrt plugins our package list names."""
+    return debian_load_list(plugins, strongswan=strongswan)
+
+
+# --------------------------------------------------------------------------
+# a site whose routers are live routers, and the CLI run against it
+
+FIRMWARE_REVISION = "r28739-d9340319c6"
+
+
+@dataclass
+class LiveSite:
+    """A site directory (site file, PKI, dist) for live routers; runs the real CLI."""
+
+    dir: Path
+    live: LiveLab
+    name: str = "live"
+    server_key: str = "ecdsa-p256"
+
+    @property
+    def path(self) -> Path:
+        """The site file."""
+        return self.dir / "owrt-vpn.toml"
+
+    def write(self, routers: dict[str, LiveRouter | str], users: str, extra: str = "") -> None:
+        """The site file: ``routers`` maps router names to live routers (or addresses)."""
+        text = (
+            f'[site]\nname = "{self.name}"\norganization = "Live Test"\n'
+            f'shared_identity = "{self.name}Clients"\nserver_key = "{self.server_key}"\n{extra}'
+        )
+        for name, r in routers.items():
+            address = r if isinstance(r, str) else r.router.address
+            text += (
+                f'\n[[routers]]\nname = "{name}"\nserver_id = "{name}.vpn.example"\n'
+                'release = "24.10.2"\ntarget = "bcm53xx"\nsubtarget = "generic"\n'
+                'device = "phicomm_k3"\nlan = ["10.77.0.0/24"]\npool = "10.78.0.0/24"\n'
+                'dns = ["10.77.0.10"]\n'
+                f'\n[routers.management]\naddress = "{address}"\n'
+                f'identity_file = "{self.live.ssh_lab.client_key}"\nknown_hosts = "known_hosts"\n'
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(text + "\n" + users)
+        (self.dir / "known_hosts").write_text(self.live.ssh_lab.known_hosts())
+
+    def env(self) -> dict[str, str]:
+        """The CLI's environment (the CA passphrase, a fixed epoch)."""
+        env = dict(os.environ, OWRT_VPN_CA_PASSPHRASE="live-test", SOURCE_DATE_EPOCH="1700000000")
+        env.pop("OWRT_VPN_SITE", None)
+        return env
+
+    def owrt(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``owrt-vpn --site FILE ARGS`` on the host (PKI and user commands); must succeed."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "owrt_vpn", "--site", str(self.path), *args],
+            cwd=self.dir, env=self.env(), input=input, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"owrt-vpn {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
+        return proc
+
+    def cli(self, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], Any]:
+        """``owrt-vpn --json ARGS`` in the management namespace; (process, parsed JSON)."""
+        argv = [sys.executable, "-m", "owrt_vpn", "--site", str(self.path), "--json", *args]
+        proc = self.live.ssh_lab.run_in_mgmt(argv, env=self.env(), cwd=self.dir, timeout=timeout)
+        try:
+            data = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(
+                f"no JSON from {args} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            ) from None
+        return proc, data
+
+    def text(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``owrt-vpn ARGS`` (human output) in the management namespace."""
+        argv = [sys.executable, "-m", "owrt_vpn", "--site", str(self.path), *args]
+        return self.live.ssh_lab.run_in_mgmt(argv, env=self.env(), cwd=self.dir, timeout=timeout)
+
+    def load(self) -> tuple[Any, Any]:
+        """(site, pki) as the library sees them now."""
+        from owrt_vpn.pki import Pki
+        from owrt_vpn.site import load_site
+
+        site = load_site(self.path)
+        return site, Pki.open(site)
+
+    def flash(self, lr: LiveRouter, router: str, *, dist: bool = True) -> dict[str, Any]:
+        """Build-equivalent for ``router`` (render + build-info) installed on ``lr``.
+
+        The build-info carries what a build records and push/status read:
+        router, site, release, config style, the package list. With ``dist``
+        the same build-info (plus an image entry) is written where ``build``
+        puts it, as the "last build".
+        """
+        from owrt_vpn import overlay, packages, profiles
+
+        site, pki = self.load()
+        r = site.router(router)
+        pki.ensure_router(site, r)
+        tree = self.dir / "work" / f"overlay-{router}-{time.monotonic_ns()}"
+        overlay.render(site, r, pki, tree)
+        wanted = packages.package_list(site, r)
+        info: dict[str, Any] = {
+            "format": 1,
+            "router": router,
+            "site": {"name": self.name, "file": "owrt-vpn.toml"},
+            "release": {"version": r.release, "revision": FIRMWARE_REVISION},
+            "target": "bcm53xx",
+            "subtarget": "generic",
+            "config_style": "swanctl",
+            "packages": {"requested": wanted, "installed": {p: "1" for p in wanted}},
+            "overlay": {"sha256": sha256(router.encode())},
+        }
+        load = debian_load_list(
+            packages.charon_plugins(site, r), strongswan=profiles.release_info(r.release).strongswan
+        )
+        lr.flash(tree, info, load=load)
+        if dist:
+            d = self.dir / "dist" / self.name / "routers" / router
+            d.mkdir(parents=True, exist_ok=True)
+            image = {"name": f"{router}.trx", "type": "trx", "sha256": sha256(b"image")}
+            (d / "build-info.json").write_text(json.dumps({**info, "images": [image]}))
+        return info
+
+    def profile(
+        self,
+        lr: LiveRouter,
+        router: str,
+        user: str,
+        device: str | None,
+        auth: str = "pubkey",
+        *,
+        eap_secret: str | None = None,
+    ) -> ClientProfile:
+        """A client profile for ``user``/``device`` dialling ``router`` on ``lr``."""
+        _, pki = self.load()
+        pki_dir = self.dir / "pki"
+        cert = key = None
+        if auth in ("pubkey", "eap-tls", "pubkey+eap-mschapv2"):
+            assert device is not None
+            # Read from the PKI directory: the API refuses revoked devices' files.
+            cert = (pki_dir / "clients" / user / f"{device}.crt").read_bytes()
+            key = (pki_dir / "clients" / user / f"{device}.key").read_bytes()
+        eap_id = user if "mschapv2" in auth else None
+        if eap_id and eap_secret is None:
+            eap_secret = (pki_dir / "eap" / f"{user}.password").read_text().rstrip("\n")
+        local_id = f"{user}+{device}@{self.name}" if device and auth != "eap-mschapv2" else user
+        return ClientProfile(
+            name=f"{user}-{device or 'eap'}-{len(lr.clients)}",
+            auth=auth,
+            local_id=local_id,
+            remote_addr=ROUTER_WAN,
+            remote_id=f"{router}.vpn.example",
+            ca_pem=pki.ca_cert_pem(),
+            cert_pem=cert,
+            key_pem=key,
+            eap_id=eap_id,
+            eap_secret=eap_secret,
+        )
