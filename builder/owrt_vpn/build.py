@@ -88,6 +88,7 @@ class RouterResult:
     error: OwrtVpnError | None = None
     seconds: float = 0.0
     lock_entry: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # make steps (--json only)
 
 
 class Reporter(Protocol):
@@ -409,6 +410,7 @@ def _make_and_collect(
 ) -> RouterResult:
     from owrt_vpn import overlay, packages
     from owrt_vpn.backends import BuildRequest
+    from owrt_vpn.manifest_cache import ManifestCache, manifest_key
 
     rep, opts = ctx.reporter, ctx.options
     rep.stage(p.name, "rendering the overlay")
@@ -444,33 +446,47 @@ def _make_and_collect(
     )
     request.work_dir.mkdir()
     rep.stage(p.name, f"preparing the ImageBuilder ({ctx.backend.name} backend)")
+    manifests = ManifestCache(ctx.cache.root)
     session = ctx.backend.open(request)
     try:
         # Container backends name the image they run (digest), pinned by the lock.
         identity: dict[str, Any] | None = getattr(session, "identity", None)
         if identity and opts.locked:
             ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"])
-        rep.stage(p.name, "resolving packages (make manifest)")
-        predicted = session.manifest()
-        absent = [w for w in wanted if not w.startswith("-") and not _installed(w, predicted)]
-        if absent:
-            raise BuildError(
-                f"{p.name}: requested packages would not be installed: {', '.join(absent)}",
-                hint=f"see {p.log_path}",
+        key = manifest_key(ctx.backend.name, identity or res.archive_sha256, res.device, wanted)
+        remembered = manifests.get(key)
+        while True:
+            if remembered is None:
+                rep.stage(p.name, "resolving packages (make manifest)")
+                predicted = session.manifest()
+            else:
+                rep.stage(p.name, "packages as confirmed by the last build (make manifest skipped)")
+                predicted = remembered
+            absent = [w for w in wanted if not w.startswith("-") and not _installed(w, predicted)]
+            if absent:
+                raise BuildError(
+                    f"{p.name}: requested packages would not be installed: {', '.join(absent)}",
+                    hint=f"see {p.log_path}",
+                )
+            if opts.locked:
+                ctx.lock.check_packages(p.name, predicted)
+            inp = inputs(p, opts)  # after the PKI was completed for this router
+            info = build_info(
+                p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted
             )
-        if opts.locked:
-            ctx.lock.check_packages(p.name, predicted)
-        inp = inputs(p, opts)  # after the PKI was completed for this router
-        info = build_info(
-            p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted
-        )
-        info["imagebuilder"]["package_manager"] = session.package_manager
-        if identity:  # the image's digest instead of the archive's sha256
-            info["imagebuilder"] = dict(identity, package_manager=session.package_manager)
-        rendered.add_file(overlay.BUILD_INFO, canonical_json(info) + b"\n", 0o644)
-        normalise_tree(rendered.root, epoch)
-        rep.stage(p.name, f"make image PROFILE={res.device} (log: {p.log_path})")
-        result = session.image(rendered.root)
+            info["imagebuilder"]["package_manager"] = session.package_manager
+            if identity:  # the image's digest instead of the archive's sha256
+                info["imagebuilder"] = dict(identity, package_manager=session.package_manager)
+            rendered.add_file(overlay.BUILD_INFO, canonical_json(info) + b"\n", 0o644)
+            normalise_tree(rendered.root, epoch)
+            rep.stage(p.name, f"make image PROFILE={res.device} (log: {p.log_path})")
+            result = session.image(rendered.root)
+            if remembered is None or not result.installed or result.installed == predicted:
+                break
+            # The feeds moved on since that build: ask make manifest again, build again.
+            manifests.forget(key)
+            remembered = None
+            rep.stage(p.name, "package versions changed since the last build: building again")
     finally:
         session.close()
     if result.installed and result.installed != predicted:
@@ -478,6 +494,8 @@ def _make_and_collect(
             f"{p.name}: the image's package manifest differs from `make manifest`",
             hint=f"see {p.log_path}",
         )
+    if result.installed and remembered is None:
+        manifests.put(key, predicted)
     images: list[dict[str, Any]] = []
     for want, path in zip(expected_images(res, extra), result.images, strict=True):
         images.append(dict(want, sha256=sha256_file(path), size=path.stat().st_size))
@@ -491,6 +509,7 @@ def _make_and_collect(
         reason=why_text(full),
         images=[str(i["name"]) for i in images],
         lock_entry=Lock.entry(full),
+        timings=dict(result.timings),
     )
 
 

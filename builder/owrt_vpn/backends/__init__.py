@@ -67,6 +67,9 @@ class BackendResult:
     installed: dict[str, str]
     package_manager: str
     identity: dict[str, Any] = field(default_factory=dict)
+    # Seconds per make step ("make_manifest", "make_image"): --json and
+    # benchmarks only, never build-info (it must stay reproducible).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class BuildSession(Protocol):

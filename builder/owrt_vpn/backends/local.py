@@ -10,6 +10,7 @@ share a tree and the cached tree is never modified.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from owrt_vpn.backends import (
@@ -67,14 +68,23 @@ class LocalSession:
         run(["cp", "-a", "--reflink=auto", request.imagebuilder, self.tree])
         self.package_manager = detect_package_manager(self.tree)
         self._info: MakeInfo | None = None
+        self.timings: dict[str, float] = {}
 
     def _make(self, args: list[str]) -> tuple[int, str]:
-        return run_logged(
+        t0 = time.monotonic()
+        status, out = run_logged(
             ["make", "--no-print-directory", *args],
             cwd=self.tree,
             log_path=self.request.log_path,
             echo=self.request.echo,
         )
+        # How long make itself took: in the log, and (for `build --json` and
+        # the benchmarks) in the result; never in build-info (reproducible).
+        seconds = time.monotonic() - t0
+        self.timings[f"make_{args[0]}"] = seconds
+        with self.request.log_path.open("a") as log:
+            log.write(f"# owrt-vpn: make {args[0]}: status {status} after {seconds:.3f} s\n")
+        return status, out
 
     def info(self) -> MakeInfo:
         """``make info`` of this ImageBuilder (profile names for error messages)."""
@@ -120,6 +130,7 @@ class LocalSession:
             installed=installed,
             package_manager=self.package_manager,
             identity={"backend": "local", "imagebuilder_sha256": self.request.imagebuilder_sha256},
+            timings=dict(self.timings),
         )
 
     def close(self) -> None:

@@ -256,6 +256,7 @@ def _finish(st: State, results: list[RouterResult]) -> None:
                 "dir": str(r.out_dir),
                 "images": r.images,
                 "seconds": round(r.seconds, 3),
+                "timings": {k: round(v, 3) for k, v in r.timings.items()},
                 "error": r.error.message if r.error else None,
                 "exit_code": r.error.exit_code if r.error else 0,
             }
