@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import CliRunner
+from conftest import REPO, CliRunner
 from owrt_vpn import fleet
 from owrt_vpn.build import BuildOptions
 from owrt_vpn.errors import ConfigError, UsageError
@@ -231,3 +234,80 @@ def test_a_site_that_fails_to_load_counts_as_one_failed_unit(tmp_path: Path) -> 
     assert data["ok"] is False and data["exit_code"] == 1
     assert data["sites"][0]["site"] is None and data["sites"][0]["routers"] == []
     assert data["sites"][0]["error"]
+
+
+# ------------------------------------------------------------------ the CI example
+
+
+def _workflow() -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((REPO / "examples" / "github-actions.yml").read_text())
+    return data
+
+
+def _owrt_vpn_commands(script: str) -> list[list[str]]:
+    """Every `owrt-vpn ...` command line in a shell step, expressions replaced by a word."""
+    text = re.sub(r"\$\{\{.*?\}\}", "X", script).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        for m in re.finditer(r"owrt-vpn(?:==\S+)?\s+([^)\n]*)", line):
+            if "==" in m.group(0).split()[0]:
+                continue  # pip install "owrt-vpn==..."
+            commands.append(shlex.split(m.group(1)))
+    return commands
+
+
+def test_github_actions_example_builds_the_matrix_with_a_kept_cache() -> None:
+    flow = _workflow()
+    plan, build = flow["jobs"]["plan"], flow["jobs"]["build"]
+    matrix_step = next(s for s in plan["steps"] if s.get("id") == "matrix")
+    assert "owrt-vpn matrix --all sites" in matrix_step["run"]
+    assert build["needs"] == "plan"
+    assert build["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    steps = {s.get("uses", s.get("name", "")).split("@")[0]: s for s in build["steps"]}
+    cache = steps["actions/cache"]["with"]
+    assert cache["path"].startswith("${{ env.OWRT_VPN_CACHE }}")
+    assert "OWRT_VPN_CACHE" in flow["env"]
+    upload = steps["actions/upload-artifact"]["with"]
+    assert upload["path"] == "dist/${{ matrix.site }}/routers/${{ matrix.router }}/"
+    runs = "\n".join(s.get("run", "") for s in build["steps"])
+    assert "secrets.OWRT_VPN_PKI" in json.dumps(build["steps"])
+    assert "secrets.OWRT_VPN_CA_PASSPHRASE" in json.dumps(build["steps"])
+    assert "--locked" in runs and 'test -f "${{ steps.site.outputs.dir }}/pki/ca.crt"' in runs
+    # The matrix keys the workflow reads are the ones `matrix` prints.
+    used = set(re.findall(r"(?<![.\w])matrix\.(\w+)", json.dumps(flow)))
+    schema = json.loads((REPO / "docs/json/matrix.schema.json").read_text())
+    keys = schema["properties"]["include"]["items"]["required"]
+    assert {"site_file", "router", "target"} <= used <= set(keys)
+
+
+def test_github_actions_example_command_lines_parse() -> None:
+    """Every owrt-vpn command in the workflow names real commands and options."""
+    import typer
+
+    from owrt_vpn.cli import app, hoist_global_options
+
+    root = typer.main.get_command(app)
+    scripts = [s.get("run", "") for job in _workflow()["jobs"].values() for s in job["steps"]]
+    commands = [c for script in scripts for c in _owrt_vpn_commands(script)]
+    assert [c[c.index("--site") + 2] if "--site" in c else c[0] for c in commands] == [
+        "matrix",
+        "build",
+        "verify",
+    ]
+    for argv in commands:
+        args = hoist_global_options(argv)
+        i = 0
+        while args[i].startswith("-"):
+            i += 2 if args[i] == "--site" else 1
+        ctx = root.make_context("owrt-vpn", args[: i + 1], resilient_parsing=False)
+        sub = root.get_command(ctx, args[i])  # type: ignore[attr-defined]
+        assert sub is not None, argv
+        sub.make_context(args[i], args[i + 1 :], parent=ctx)  # raises on an unknown option
+    # ... and a wrong option would be caught.
+    ctx = root.make_context("owrt-vpn", ["build"], resilient_parsing=False)
+    with pytest.raises(Exception, match="No such option"):
+        root.get_command(ctx, "build").make_context(  # type: ignore[attr-defined]
+            "build", ["--lockd"], parent=ctx
+        )

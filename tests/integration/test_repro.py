@@ -315,3 +315,24 @@ def test_build_all_two_sites_in_parallel_one_download_per_archive(lab: Lab) -> N
     # matrix refuses an incomplete fleet (a CI matrix must list every job).
     bad = lab.run("matrix", "--all", str(fleet), cwd=lab.root)
     assert bad.returncode == 2 and "broken/owrt-vpn.toml" in bad.stderr
+
+
+def test_ci_pki_subset_without_ca_key_builds_the_same_bytes(lab: Lab) -> None:
+    """What the CI example ships: ca.crt, index.json, servers/ (eap/, crl.pem when there
+    are any); no CA key, no client keys, no passphrase. The router build is identical."""
+    site = lab.site(lab.root / "site")
+    ok(lab.run("build", *lab.mirror_args, cwd=site))
+    ci = lab.root / "ci"
+    (ci / "pki").mkdir(parents=True)
+    for name in ("owrt-vpn.toml", "owrt-vpn.lock"):
+        shutil.copy2(site / name, ci / name)
+    shutil.copy2(site / "pki/ca.crt", ci / "pki/ca.crt")
+    shutil.copy2(site / "pki/index.json", ci / "pki/index.json")
+    shutil.copytree(site / "pki/servers", ci / "pki/servers")
+    assert not (site / "pki/eap").exists() and not (site / "pki/crl.pem").exists()
+    proc = lab.run(
+        "build", "--locked", *lab.mirror_args, cwd=ci, env={"OWRT_VPN_CA_PASSPHRASE": ""}
+    )
+    ok(proc)
+    assert files_of(ci / "dist") == files_of(site / "dist")
+    assert not (ci / "pki/ca.key").exists() and not (ci / "pki/clients").exists()
