@@ -327,8 +327,24 @@ def keys_remove(
 # ---------------------------------------------------------------------- doctor
 
 
-def doctor(ctx: typer.Context) -> None:
+def doctor(
+    ctx: typer.Context,
+    router: Annotated[
+        str | None,
+        typer.Option(
+            "--router",
+            metavar="NAME",
+            help="Check this live router over SSH instead (firewall, ports, plugins, "
+            "modules, certificate, CRL).",
+        ),
+    ] = None,
+) -> None:
     """Check the host tools the ImageBuilder needs, and where the cache and keys are."""
+    if router is not None:
+        from owrt_vpn.commands.push_cmds import doctor_router
+
+        doctor_router(ctx, router)  # raises typer.Exit with the checks' status
+        return
     from owrt_vpn import keys
     from owrt_vpn.backends.local import LocalBackend, install_hint
     from owrt_vpn.cache import cache_root

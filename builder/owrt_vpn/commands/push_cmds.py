@@ -1,4 +1,4 @@
-"""`push` (the site's VPN state onto running routers) and `status`."""
+"""`push` (the site's VPN state onto running routers), `status`, and `doctor --router NAME`."""
 
 from __future__ import annotations
 
@@ -158,3 +158,29 @@ def status(
     data = {"ok": code == 0, "exit_code": code, "routers": [r.to_json() for r in reports]}
     st.emit(data, status_mod.human(reports))
     raise typer.Exit(code)
+
+
+def doctor_router(
+    ctx: typer.Context,
+    name: str,
+    *,
+    accept_new_host_keys: bool = False,
+    connect_timeout: float = 10.0,
+) -> None:
+    """`doctor --router NAME`: check a live router against the usual failures; exit 1 on any."""
+    from owrt_vpn import router_doctor
+
+    st = state(ctx)
+    site = st.load_site()
+    targets = _targets(site, [name], None, None)
+    pki = _open_pki(site, targets, True, st)
+    report = router_doctor.diagnose(
+        site,
+        pki,
+        targets[0],
+        router_doctor.DoctorOptions(
+            accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout
+        ),
+    )
+    st.emit(report.to_json(), router_doctor.human(report))
+    raise typer.Exit(report.exit_code)

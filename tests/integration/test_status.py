@@ -1,0 +1,244 @@
+"""`owrt-vpn status` and `owrt-vpn doctor --router` against live routers.
+
+Same live routers as test_push.py (liverouter.py): a real charon inside each
+SSH test router, real road warriors on its WAN side. For doctor, the router's
+kernel and firewall state are stand-ins the test controls (as sshrouter.py
+does for /proc/meminfo): /proc/modules lists the modules an OpenWrt image
+with our kmods loads, and a firewall4-shaped nftables table is loaded in the
+router's network namespace from the router's own UCI rules and our snippets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from owrt_vpn import profiles, uci
+
+from .liverouter import FIRMWARE_REVISION, LiveLab, LiveRouter, LiveSite
+from .sshrouter import RouterSpec, SshLab
+
+pytestmark = pytest.mark.integration
+
+USERS = """
+[[users]]
+name = "alice"
+[[users.devices]]
+name = "laptop"
+platform = "linux"
+
+[[users]]
+name = "bob"
+[[users.devices]]
+name = "phone"
+platform = "android"
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
+    """SSH routers with WAN sides; every test adds its own routers."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network, mount and pid namespaces")
+    work = tmp_path_factory.mktemp("status-lab")
+    ssh_lab = SshLab(work / "ssh")
+    live = LiveLab(ssh_lab, work / "live")
+    try:
+        ssh_lab.start()
+        yield live
+    finally:
+        live.close()
+        ssh_lab.close()
+
+
+def new_router(lab: LiveLab, name: str) -> LiveRouter:
+    spec = RouterSpec(f"{name}-{len(lab.routers)}")
+    return lab.add_router(lab.ssh_lab.add_router(spec))
+
+
+def by_name(data: Any) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in data["routers"]}
+
+
+def test_status_reports_firmware_build_and_connected_user(lab: LiveLab, tmp_path: Path) -> None:
+    """status --json: release vs the last build, marker, connections, alice with her VIP."""
+    gw = new_router(lab, "gw")
+    site = LiveSite(tmp_path / "site", lab, name="stat")
+    # "gone" is in the site but nothing answers at its address
+    site.write({"gw": gw, "gone": "198.51.100.250"}, USERS)
+    site.owrt("pki", "init")
+    site.flash(gw, "gw")
+    marker = {"image": "gw.trx", "image_sha256": "0" * 64, "flashed_at": "2026-01-01T00:00:00Z"}
+    gw.put_file("/etc/owrt-vpn/flashed.json", json.dumps(marker))
+    alice = gw.add_client(site.profile(gw, "gw", "alice", "laptop"))
+    assert alice.connect(), alice.last
+
+    proc, data = site.cli("status", "--connect-timeout", "2")
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # one of two answered
+    reps = by_name(data)
+    assert reps["gone"]["status"] == "failed" and "198.51.100.250" in reps["gone"]["message"]
+    r = reps["gw"]
+    assert r["status"] == "ok", r
+    assert r["firmware"] == {"version": "24.10.2", "revision": FIRMWARE_REVISION}
+    assert r["ours"] is True
+    assert r["last_build"]["found"] and r["last_build"]["matches"] is True
+    assert r["marker"]["image"] == "gw.trx"
+    ss = r["strongswan"]
+    assert ss["running"] and ss["style"] == "swanctl"
+    assert "rw-pubkey-alice-laptop" in ss["connections"]
+    assert "rw-pubkey-bob-phone" in ss["connections"]
+    users = [(u["user"], u["device"], u["virtual_ips"], u["state"]) for u in r["users"]]
+    assert users == [("alice", "laptop", [alice.vip()], "ESTABLISHED")]
+    server = r["certificates"]["server"]
+    assert server["dns_names"] == ["gw.vpn.example"]
+    assert {"serverAuth", "iKEIntermediate"} <= set(server["eku"])
+    assert 800 < server["days_left"] <= 825
+    assert r["certificates"]["crl"] is None
+    assert r["warnings"] == []
+
+    # a newer build lands in dist: status says the router does not run it
+    info_path = site.dir / "dist/stat/routers/gw/build-info.json"
+    info = json.loads(info_path.read_text())
+    info["release"]["revision"] = "r28800-0123456789"
+    info_path.write_text(json.dumps(info))
+    proc, data = site.cli("status", "--router", "gw")
+    assert proc.returncode == 0
+    r = by_name(data)["gw"]
+    assert r["last_build"]["matches"] is False
+    assert any("not the last build" in w for w in r["warnings"])
+    text = site.text("status", "--router", "gw")
+    assert text.returncode == 0
+    assert "connected: alice/laptop [alice+laptop@stat]" in text.stdout
+    assert "running it: NO" in text.stdout
+
+
+# --------------------------------------------------------------------------
+# doctor
+
+
+def fake_kernel(gw: LiveRouter, site: LiveSite, router: str, drop: tuple[str, ...] = ()) -> None:
+    """``lsmod`` as on an OpenWrt image with our kmods (minus ``drop``), in the shim dir.
+
+    The test machines' kernels differ (some have no loadable modules at all),
+    so the router's module list is a stand-in, like its /proc/meminfo.
+    """
+    from owrt_vpn import packages
+
+    s, _ = site.load()
+    table = profiles.load("kernel-modules")["modules"]
+    pkgs = ["kmod-ipsec", "kmod-ipsec4", *packages.kernel_modules(s, s.router(router))]
+    mods = sorted({m for p in pkgs for m in table[p]} - set(drop))
+    listing = "Module                  Size  Used by    Tainted: G\n"
+    listing += "".join(f"{m:<22} 16384  0 \n" for m in mods)
+    shim = gw.state / "shims/lsmod"
+    shim.write_text(f"#!/bin/sh\ncat <<'EOF'\n{listing}EOF\n")
+    shim.chmod(0o755)
+
+
+def fw4_load(gw: LiveRouter) -> None:
+    """A firewall4-shaped table from the router's UCI rules and its nftables.d snippets."""
+    sections = uci.parse_config(gw.read("/etc/config/firewall").decode())
+    rules = ""
+    for s in sections:
+        if s.type != "rule" or s.options.get("src") != "wan" or "name" not in s.options:
+            continue
+        proto, port = s.options.get("proto", "all"), s.options.get("dest_port")
+        match = f"{proto} dport {port}" if port else f"meta l4proto {proto}"
+        rules += f'    {match} counter accept comment "!fw4: {s.options["name"]}"\n'
+    snippets = "/usr/share/nftables.d/chain-pre"
+    ruleset = (
+        "table inet fw4\ndelete table inet fw4\n"
+        "table inet fw4 {\n"
+        "  chain input {\n    type filter hook input priority filter; policy accept;\n"
+        f'    include "{snippets}/input/*.nft"\n{rules}  }}\n'
+        "  chain forward {\n    type filter hook forward priority filter; policy accept;\n"
+        f'    include "{snippets}/forward/*.nft"\n  }}\n'
+        "  chain srcnat {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+        f'    include "{snippets}/srcnat/*.nft"\n  }}\n'
+        "}\n"
+    )
+    gw.put_file("/tmp/fw4.nft", ruleset)
+    gw.ssh("nft -f /tmp/fw4.nft")
+
+
+def checks(data: Any) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in data["checks"]}
+
+
+def test_doctor_router_healthy_then_each_failure_named(lab: LiveLab, tmp_path: Path) -> None:
+    """A healthy router passes; a missing rule, module and CRL are each named with a fix."""
+    gw = new_router(lab, "gw")
+    site = LiveSite(tmp_path / "site", lab, name="doc")
+    site.write({"gw": gw}, USERS)
+    site.owrt("pki", "init")
+    site.flash(gw, "gw")
+    fake_kernel(gw, site, "gw")
+    fw4_load(gw)
+
+    proc, data = site.cli("doctor", "--router", "gw")
+    assert proc.returncode == 0, json.dumps(data, indent=1)
+    found = checks(data)
+    assert {c["status"] for c in found.values()} == {"ok"}, json.dumps(data, indent=1)
+    assert set(found) == {
+        "firmware", "VPN files", "strongSwan running", "connections", "plugins", "ports",
+        "firewall rules", "firewall loaded", "kernel modules", "server certificate", "CRL",
+    }  # fmt: skip
+
+    # break three things the reference lists: an input rule, a kmod, an unpushed revocation
+    gw.ssh(
+        "echo 'delete firewall.owrt_vpn_nat_t' | uci batch && uci commit firewall",
+    )
+    fw4_load(gw)
+    fake_kernel(gw, site, "gw", drop=("gcm",))
+    site.owrt("user", "revoke", "bob")
+
+    proc, data = site.cli("doctor", "--router", "gw")
+    assert proc.returncode == 1, json.dumps(data, indent=1)
+    found = checks(data)
+    bad = {n: c["status"] for n, c in found.items() if c["status"] != "ok"}
+    assert bad == {
+        "firewall rules": "fail",
+        "firewall loaded": "fail",
+        "kernel modules": "fail",
+        "CRL": "fail",
+        "VPN files": "warn",
+    }, json.dumps(data, indent=1)
+    assert "owrt_vpn_nat_t missing" in found["firewall rules"]["detail"]
+    assert "!fw4: owrt-vpn IKE NAT-T and ESP in UDP" in found["firewall loaded"]["detail"]
+    assert "kmod-crypto-gcm (gcm)" in found["kernel modules"]["detail"]
+    assert "unable to add SAD entry" in found["kernel modules"]["detail"]
+    assert "no CRL" in found["CRL"]["detail"] and found["CRL"]["fix"] == "owrt-vpn push"
+    assert "/etc/swanctl/x509crl/owrt-vpn.crl (added)" in found["VPN files"]["detail"]
+
+    text = site.text("doctor", "--router", "gw")
+    assert text.returncode == 1
+    assert "FAIL  kernel modules" in text.stdout and "fix: install the kmod" in text.stdout
+
+    # the fixes the doctor names work: push restores the rule and the CRL
+    proc, data = site.cli("push")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fw4_load(gw)
+    fake_kernel(gw, site, "gw")
+    proc, data = site.cli("doctor", "--router", "gw")
+    assert proc.returncode == 0, json.dumps(data, indent=1)
+
+
+def test_doctor_router_not_ours_and_stopped(lab: LiveLab, tmp_path: Path) -> None:
+    """Stock firmware, strongSwan stopped: firmware and daemon checks fail with fixes."""
+    plain = new_router(lab, "plain")
+    site = LiveSite(tmp_path / "site", lab, name="doc")
+    site.write({"plain": plain}, USERS)
+    site.owrt("pki", "init")
+    proc, data = site.cli("doctor", "--router", "plain")
+    assert proc.returncode == 1
+    found = checks(data)
+    assert found["firmware"]["status"] == "fail"
+    assert "not owrt-vpn firmware" in found["firmware"]["detail"]
+    assert found["strongSwan running"]["status"] == "fail"
+    assert found["ports"]["status"] == "fail"
+    assert found["server certificate"]["status"] == "fail"
