@@ -286,3 +286,24 @@ def test_record_bundle_inputs_is_deterministic_and_per_user(tmp_path: Path) -> N
     assert data["site"]["file"] == "owrt-vpn.toml" and data["user"] == "alice"
     verify.record_bundle_inputs(site, clients, ["alice"])
     assert info.read_bytes() == first
+
+
+def test_rebuild_uses_the_recorded_backend_and_image(tmp_path: Path) -> None:
+    path = tmp_path / "owrt-vpn.toml"
+    path.write_text(SITE)
+    site = parse_site(SITE, path)
+    assert verify._backend_options(site, {"inputs": {"backend": "local"}}) == {}
+    digest = "ghcr.io/openwrt/imagebuilder@sha256:" + "ab" * 32
+    info = {
+        "inputs": {"backend": "docker"},
+        "imagebuilder": {
+            "backend": "docker",
+            "name": "ghcr.io/openwrt/imagebuilder:bcm53xx-generic-v24.10.2",
+            "digest": digest,
+        },
+    }
+    assert verify._backend_options(site, info) == {"backend": "docker", "container_image": digest}
+    info["imagebuilder"]["digest"] = "sha256:" + "cd" * 32  # a local image ID: use the name
+    assert verify._backend_options(site, info)["container_image"].endswith(
+        ":bcm53xx-generic-v24.10.2"
+    )

@@ -315,11 +315,28 @@ def verify(site: Site, opts: VerifyOptions, reporter: Reporter | None = None) ->
 # ------------------------------------------------------------------ routers
 
 
+def _backend_options(site: Site, info: dict[str, Any]) -> dict[str, Any]:
+    """``--backend``/``--container-image`` that the recorded build used, when not the site's."""
+    backend = info.get("inputs", {}).get("backend")
+    if not backend or backend == site.settings.backend:
+        return {}
+    out: dict[str, Any] = {"backend": backend}
+    ib = info.get("imagebuilder")
+    if isinstance(ib, dict) and ib.get("backend") == "docker":
+        # The image as recorded, pinned by digest when the build knew one.
+        ref = ib.get("digest") if "@sha256:" in str(ib.get("digest", "")) else ib.get("name")
+        if ref:
+            out["container_image"] = str(ref)
+    return out
+
+
 def _rebuild_options(
-    site: Site, name: str, rec: dict[str, Any], opts: VerifyOptions, work: Path
+    site: Site, name: str, info: dict[str, Any], opts: VerifyOptions, work: Path
 ) -> BuildOptions:
     """The build options that reproduce the recorded build of ``name``."""
+    rec: dict[str, Any] = info["inputs"]
     base = BuildOptions(
+        **_backend_options(site, info),
         routers=(name,),
         mirror=str(rec.get("mirror")),
         out=work,
@@ -356,8 +373,13 @@ def _router_inputs(
     if name not in {r.name for r in site.routers}:
         return ItemResult("router", name, CHANGED, ["site file (the router is gone)"]), None
     try:
-        bopts = _rebuild_options(site, name, rec, opts, work)
-        p: RouterPlan = plan(site, bopts)[0]
+        bopts = _rebuild_options(site, name, info, opts, work)
+        # As build() does with --backend: the override is the site's backend for the inputs.
+        effective = site
+        if bopts.backend:
+            settings = site.settings.model_copy(update={"backend": bopts.backend})
+            effective = dataclasses.replace(site, settings=settings)
+        p: RouterPlan = plan(effective, bopts)[0]
         now = inputs(p, bopts)
     except OwrtVpnError as exc:
         return ItemResult("router", name, FAILED, error=exc), None

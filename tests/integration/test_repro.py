@@ -270,7 +270,7 @@ def test_build_all_two_sites_in_parallel_one_download_per_archive(lab: Lab) -> N
     started = {
         m.group(1)
         for s in stages[:first_done]
-        if (m := re.search(r"\] (\S+): preparing the ImageBuilder", s))
+        if (m := re.search(r"\] (\S+): (?:copying|preparing) the ImageBuilder", s))
     }
     assert len(started) >= 2, proc.stderr
 
