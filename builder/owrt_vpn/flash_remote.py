@@ -159,7 +159,8 @@ def wait_for_boot(
 def listed_conns(text: str, style: str) -> set[str]:
     """Connection names in ``swanctl --list-conns`` or ``ipsec statusall`` output."""
     if style == "ipsec":
-        return set(re.findall(r"^\s+(\S+?):\s+\S+\.\.\.\S+\s+IKEv", text, re.M))
+        # names are right-aligned to a width: long ones start at column 0
+        return set(re.findall(r"^\s*(\S+?):\s+\S+\.\.\.\S+\s+IKEv", text, re.M))
     return set(re.findall(r"^(\S+): IKEv[12]", text, re.M))
 
 
