@@ -583,6 +583,7 @@ class LiveSite:
         auth: str = "pubkey",
         *,
         eap_secret: str | None = None,
+        local_id: str | None = None,
     ) -> ClientProfile:
         """A client profile for ``user``/``device`` dialling ``router`` on ``lr``."""
         _, pki = self.load()
@@ -596,7 +597,8 @@ class LiveSite:
         eap_id = user if "mschapv2" in auth else None
         if eap_id and eap_secret is None:
             eap_secret = (pki_dir / "eap" / f"{user}.password").read_text().rstrip("\n")
-        local_id = f"{user}+{device}@{self.name}" if device and auth != "eap-mschapv2" else user
+        if local_id is None:
+            local_id = f"{user}+{device}@{self.name}" if device and auth != "eap-mschapv2" else user
         return ClientProfile(
             name=f"{user}-{device or 'eap'}-{len(lr.clients)}",
             auth=auth,

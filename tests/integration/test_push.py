@@ -36,6 +36,15 @@ name = "phone"
 platform = "android"
 """
 
+IVY = """
+[[users]]
+name = "ivy"
+[[users.devices]]
+name = "phone"
+platform = "ios"
+shared_identity = true
+"""
+
 ERIN = """
 [[users]]
 name = "erin"
@@ -89,14 +98,19 @@ def by_name(data: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_revoke_push_terminates_and_refuses(lab: LiveLab, tmp_path: Path) -> None:
-    """Revoke bob: a dry run changes nothing; the push ends his SA and refuses him; alice stays."""
+    """Revoke bob: a dry run changes nothing; the push ends his SA and refuses him; alice stays.
+
+    ivy (revoked too) is on the shared iOS identity: her SA cannot be singled out, and the
+    report says so instead of guessing; her next login is refused.
+    """
     gw = new_router(lab, "gw")
-    site = site_for(lab, tmp_path, {"gw": gw}, USERS)
+    site = site_for(lab, tmp_path, {"gw": gw}, USERS + IVY)
     site.flash(gw, "gw")
     alice = gw.add_client(site.profile(gw, "gw", "alice", "laptop"))
     bob = gw.add_client(site.profile(gw, "gw", "bob", "phone"))
-    assert alice.connect(), alice.last
-    assert bob.connect(), bob.last
+    ivy = gw.add_client(site.profile(gw, "gw", "ivy", "phone", local_id="pushClients"))
+    for client in (alice, bob, ivy):
+        assert client.connect(), client.last
     bob_vip = bob.vip()
 
     proc, data = site.cli("push", "--dry-run")
@@ -104,6 +118,7 @@ def test_revoke_push_terminates_and_refuses(lab: LiveLab, tmp_path: Path) -> Non
     assert by_name(data)["gw"]["status"] == "unchanged", data
 
     site.owrt("user", "revoke", "bob")
+    site.owrt("user", "revoke", "ivy")
     before = gw.file_hashes()
     proc, data = site.cli("push", "--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -124,6 +139,8 @@ def test_revoke_push_terminates_and_refuses(lab: LiveLab, tmp_path: Path) -> Non
     assert [(t["peer"], t["virtual_ips"], t["done"]) for t in rep["terminated"]] == [
         ("bob/phone", [bob_vip], True)
     ]
+    shared_notes = [n for n in rep["notes"] if "shared iOS identity" in n]
+    assert len(shared_notes) == 1 and "ivy/phone" in shared_notes[0], rep["notes"]
     after = gw.file_hashes()
     assert after["/etc/swanctl/x509crl/owrt-vpn.crl"] == site_crl_sha(site)
     # bob's SA that was up before the push is gone, on both ends
@@ -136,6 +153,13 @@ def test_revoke_push_terminates_and_refuses(lab: LiveLab, tmp_path: Path) -> Non
     again = gw.add_client(site.profile(gw, "gw", "alice", "laptop"))
     assert again.connect(), again.last
     assert alice.established(), "alice's SA was terminated"
+    # the documented limit: ivy's SA on the shared identity stays; a new login is refused
+    assert ivy.established()
+    ivy2 = gw.add_client(site.profile(gw, "gw", "ivy", "phone", local_id="pushClients"))
+    assert not ivy2.connect(), "revoked ivy logged in again on the shared identity"
+
+    text = site.text("push", "--dry-run")
+    assert "cannot be singled out" in text.stdout
 
 
 def site_crl_sha(site: LiveSite) -> str:
