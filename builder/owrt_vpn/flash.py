@@ -28,17 +28,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from owrt_vpn import __version__
+from owrt_vpn import __version__, batch
 from owrt_vpn import flash_remote as remote
-from owrt_vpn.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, FlashError, OwrtVpnError
+from owrt_vpn.errors import FlashError, OwrtVpnError
 from owrt_vpn.flash_build import Build, load_build
 from owrt_vpn.inventory import FlashTarget
 from owrt_vpn.ssh import HostKeyError, SshClient, SshError, quote
@@ -181,33 +179,16 @@ def flash_batch(
         t = targets[i]
         _flash_one(t, builds[t.build_dir], options, reports[i], notify, lock, cancel)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, options.jobs), thread_name_prefix="flash")
-    futures = [pool.submit(work, i) for i in range(len(targets))]
-    try:
-        for f in futures:
-            while True:
-                try:
-                    f.result(timeout=0.5)  # a timed wait lets Ctrl-C through
-                    break
-                except FutureTimeout:
-                    continue
-    except KeyboardInterrupt:
-        cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+    if batch.run_concurrently(len(targets), work, options.jobs, cancel, name="flash"):
         for r in reports:
             if r.status is None:
                 r.status, r.message = Status.FAILED, "interrupted before it started"
-        return reports
-    pool.shutdown()
     return reports
 
 
 def batch_exit_code(reports: Sequence[RouterReport]) -> int:
     """0 when every router is fine (flashed, skipped, would-flash), 1 when all failed, else 4."""
-    bad = sum(1 for r in reports if not r.ok)
-    if bad == 0:
-        return EXIT_OK
-    return EXIT_FAILURE if bad == len(reports) else EXIT_PARTIAL
+    return batch.exit_code([r.ok for r in reports])
 
 
 def _flash_one(
