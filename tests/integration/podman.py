@@ -97,6 +97,7 @@ class PodmanService:
     work: Path
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    insecure_registries: tuple[str, ...] = ()  # host:port served over plain HTTP
 
     @property
     def socket(self) -> Path:
@@ -133,11 +134,20 @@ class PodmanService:
         conf.write_text(CONTAINERS_CONF.format(work=self.work))
         storage = self.work / "storage.conf"
         storage.write_text(STORAGE_CONF.format(work=self.work))
+        registries = self.work / "registries.conf"
+        registries.write_text(
+            "".join(
+                f'[[registry]]\nlocation = "{r}"\ninsecure = true\n\n'
+                for r in self.insecure_registries
+            )
+        )
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "HOME": str(self.work),
             "CONTAINERS_CONF": str(conf),
             "CONTAINERS_STORAGE_CONF": str(storage),
+            # Also keeps the host's registries.conf (short names, mirrors) out.
+            "CONTAINERS_REGISTRIES_CONF": str(registries),
         }
         self.podman("info", "--format", "{{.Store.GraphRoot}}")  # first call fixes the driver
         log = (self.work / "service.log").open("wb")
@@ -191,6 +201,63 @@ def _unmount_under(root: Path) -> None:
             points.append(point)
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+@dataclass
+class Registry:
+    """Distribution's registry (Debian's ``docker-registry``) on 127.0.0.1, plain HTTP."""
+
+    work: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:<port>``: the registry part of an image reference."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Registry:
+        """Serve an empty registry; wait until it answers."""
+        import socket
+        import urllib.request
+
+        self.work.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as sock:  # a free port, given to the registry at once
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        conf = self.work / "registry.yml"
+        conf.write_text(
+            "version: 0.1\nlog:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.work}/data\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+        )
+        log = (self.work / "registry.log").open("wb")
+        self.proc = subprocess.Popen(
+            ["docker-registry", "serve", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "docker-registry did not start:\n"
+                        + (self.work / "registry.log").read_text(errors="replace")
+                    ) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the registry."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
 
 
 # ----------------------------------------------------------------- the image

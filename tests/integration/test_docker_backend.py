@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -31,6 +32,7 @@ from integration.mirror import serve
 from integration.podman import (
     SLOW_MAKE,
     PodmanService,
+    Registry,
     build_rootfs_tar,
     import_image,
     official_tag,
@@ -60,24 +62,32 @@ class Engine:
 
     service: PodmanService
     client: Any
+    registry: Registry | None  # a local registry to pull from (None: not installed)
 
-    def leftovers(self) -> list[Any]:
-        """Containers carrying the backend's label (there must never be any)."""
-        return list(self.client.containers.list(all=True, filters={"label": LABEL}))
+    def leftovers(self) -> list[dict[str, Any]]:
+        """Containers carrying the backend's label (there must never be any).
+
+        The plain listing: ``containers.list()`` inspects each one and fails
+        when a container goes away meanwhile.
+        """
+        return list(self.client.api.containers(all=True, filters={"label": LABEL}))
 
     def assert_no_leftovers(self) -> None:
         """Fail on leftovers, after removing them (one failure must not cascade)."""
         left = self.leftovers()
-        for container in left:
-            container.remove(force=True)
-        assert [c.attrs["Config"]["Labels"] for c in left] == []
+        for entry in left:
+            self.client.api.remove_container(entry["Id"], force=True)
+        assert [entry["Labels"] for entry in left] == []
 
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     work = tmp_path_factory.mktemp("podman")
+    registry = Registry(work / "registry") if shutil.which("docker-registry") else None
     service = PodmanService(work / "svc")
     try:
+        if registry is not None:
+            service.insecure_registries = (registry.start().host,)
         service.start()
         # The no-kdf image has an ENTRYPOINT (like the snapshot images' setup.sh):
         # the backend must not run it.
@@ -97,11 +107,13 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             root.unlink()
         client = service.client()
         try:
-            yield Engine(service, client)
+            yield Engine(service, client, registry)
         finally:
             client.close()
     finally:
         service.stop()
+        if registry is not None:
+            registry.stop()
 
 
 @dataclass
@@ -252,6 +264,31 @@ def test_site_file_backend_docker(lab: Lab) -> None:
     assert again.returncode == 0 and "gw: up to date" in again.stdout
 
 
+def test_image_is_pulled_when_missing(lab: Lab) -> None:
+    registry = lab.engine.registry
+    if registry is None:
+        pytest.skip("docker-registry is not installed (see .ci/run)")
+    repo = f"{registry.host}/openwrt/imagebuilder"
+    ref = f"{repo}:bcm53xx-generic-v24.10.2"
+    lab.engine.service.podman("push", "--tls-verify=false", OFFICIAL, ref)  # not tagged here
+    try:
+        assert not any(ref in i.tags for i in lab.engine.client.images.list())
+        proc = lab.build("--backend", "docker", "--container-image", repo)
+        assert proc.returncode == 0, proc.stderr
+        assert f"gw: pulling {ref}" in proc.stderr
+        image = lab.engine.client.images.get(ref)
+        info = json.loads((lab.routers() / "gw" / "build-info.json").read_text())
+        # The digest the registry gave, under the name that was asked for.
+        assert info["imagebuilder"]["name"] == ref
+        assert info["imagebuilder"]["digest"].startswith(f"{repo}@sha256:")
+        assert info["imagebuilder"]["digest"] in image.attrs["RepoDigests"]
+        again = lab.build("--backend", "docker", "--container-image", repo, "--force")
+        assert again.returncode == 0, again.stderr
+        assert "pulling" not in again.stderr  # present now
+    finally:
+        lab.engine.client.images.remove(ref)
+
+
 def test_missing_image_names_it(lab: Lab) -> None:
     # A registry that refuses connections: the pull fails at once, offline.
     repo = "127.0.0.1:9/openwrt/imagebuilder"
@@ -291,7 +328,7 @@ def test_failing_make_gives_the_same_error_as_locally(lab: Lab, tmp_path: Path) 
 def _wait_for_running(engine: Engine, count: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        running = [c for c in engine.leftovers() if c.status == "running"]
+        running = [c for c in engine.leftovers() if c["State"] == "running"]
         if len(running) >= count:
             return
         assert proc.poll() is None, proc.communicate()

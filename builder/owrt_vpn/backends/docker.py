@@ -380,11 +380,13 @@ class DockerSession:
     def close(self) -> None:
         """Remove this session's containers (normally gone already) and disconnect."""
         try:
-            leftovers = self.client.containers.list(
+            # The plain listing: the SDK's list() inspects each container and
+            # fails when one disappears meanwhile.
+            found = self.client.api.containers(
                 all=True, filters={"label": f"{LABEL}={self.session_id}"}
             )
-            for container in leftovers:
-                self._remove(container)
+            for entry in found:
+                self._remove(self.client.containers.prepare_model(entry))
         except Exception:  # noqa: S110 - best effort; each step removed its own
             pass
         finally:
