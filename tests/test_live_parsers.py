@@ -13,7 +13,6 @@ import tarfile
 import pytest
 
 from owrt_vpn import flash_remote
-from owrt_vpn.push import SaPolicy
 from owrt_vpn.push_set import VpnSet, compare, is_secret, parse_manifest, parse_sums
 from owrt_vpn.router_doctor import loaded_modules, udp_ports
 from owrt_vpn.router_state import (
@@ -25,6 +24,7 @@ from owrt_vpn.router_state import (
     swanctl_sas,
     who,
 )
+from owrt_vpn.sa_policy import SaPolicy
 
 STATUSALL = """\
 Status of IKE charon daemon (strongSwan 5.9.8, Linux 6.18.44-fc-v669, x86_64):

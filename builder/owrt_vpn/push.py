@@ -42,15 +42,9 @@ from owrt_vpn import flash_remote as remote
 from owrt_vpn.errors import FlashError, OwrtVpnError, RouterError
 from owrt_vpn.inventory import FlashTarget
 from owrt_vpn.push_set import FileChange, VpnSet
-from owrt_vpn.router_state import (
-    IkeSa,
-    identity_owner,
-    run_sections,
-    statusall_sas,
-    swanctl_sas,
-    who,
-)
-from owrt_vpn.site import CERT_AUTH, EAP_PASSWORD_AUTH, Router, Site
+from owrt_vpn.router_state import IkeSa, run_sections, statusall_sas, swanctl_sas, who
+from owrt_vpn.sa_policy import SaPolicy
+from owrt_vpn.site import Router, Site
 from owrt_vpn.ssh import HostKeyError, SshClient, quote
 
 INSTALLER = "/usr/share/owrt-vpn/install"
@@ -153,65 +147,6 @@ class _Stop(RouterError):
 
 
 # --------------------------------------------------------------------------
-# who may stay connected
-
-
-@dataclass(frozen=True)
-class SaPolicy:
-    """Which peers the site still allows on a router (for terminating SAs after a push)."""
-
-    site_name: str
-    shared_identity: str | None
-    devices: frozenset[tuple[str, str]]  # (user, device) with a valid certificate
-    eap_users: frozenset[str]  # users with an active EAP password
-    shared_revoked: tuple[str, ...]  # revoked devices that used the shared identity
-
-    @classmethod
-    def for_router(cls, site: Site, router: Router, pki: Any) -> SaPolicy:
-        """The policy of the site's current state (``pki``: :class:`owrt_vpn.pki.Pki`)."""
-        devices: set[tuple[str, str]] = set()
-        eap: set[str] = set()
-        for u in site.router_users(router):
-            if u.auth in CERT_AUTH:
-                devices |= {
-                    (u.name, d.name)
-                    for d in u.devices
-                    if pki.client_status(u.name, d.name) == "valid"
-                }
-            if u.auth in EAP_PASSWORD_AUTH and pki.eap_status(u.name) == "active":
-                eap.add(u.name)
-        shared = {(u.name, d.name) for u in site.users for d in u.devices if d.shared_identity}
-        revoked = {(r.user, r.device) for r in pki.revoked()}
-        return cls(
-            site.name,
-            site.settings.shared_identity,
-            frozenset(devices),
-            frozenset(eap),
-            tuple(f"{u}/{d}" for u, d in sorted(revoked & shared)),
-        )
-
-    def verdict(self, sa: IkeSa) -> str:
-        """``keep``, ``terminate`` or ``shared`` (cannot be singled out)."""
-        if self.shared_identity and sa.remote_id == self.shared_identity:
-            return "shared"
-        owner = identity_owner(sa.remote_id, self.site_name)
-        eap = sa.remote_eap_id
-        if owner is not None:
-            ok = owner in self.devices
-            if ok and eap and eap != sa.remote_id:
-                ok = self._eap_ok(eap)
-        elif eap:
-            ok = self._eap_ok(eap)
-        else:
-            return "keep"  # not one of our identities: not ours to judge
-        return "keep" if ok else "terminate"
-
-    def _eap_ok(self, eap: str) -> bool:
-        owner = identity_owner(eap, self.site_name)
-        return owner in self.devices if owner is not None else eap in self.eap_users
-
-
-# --------------------------------------------------------------------------
 # the batch
 
 
@@ -303,7 +238,8 @@ def _push_one(
     report.started = time.time()
 
     def stage(s: Stage) -> None:
-        remote.check_cancel(cancel)
+        if cancel.is_set():
+            raise RouterError("interrupted", hint="run push again: it only changes what differs")
         report.stage = s
         notify(report)
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .liverouter import LiveLab, LiveRouter, LiveSite, log_mark, router_log_since
+from .liverouter import LiveLab, LiveRouter, log_mark, router_log_since
+from .livesite import LiveSite
 from .sshrouter import RouterSpec, SshLab
 
 pytestmark = pytest.mark.integration

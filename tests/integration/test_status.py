@@ -20,7 +20,8 @@ import pytest
 
 from owrt_vpn import profiles, uci
 
-from .liverouter import FIRMWARE_REVISION, LiveLab, LiveRouter, LiveSite
+from .liverouter import LiveLab, LiveRouter
+from .livesite import FIRMWARE_REVISION, LiveSite
 from .sshrouter import RouterSpec, SshLab
 
 pytestmark = pytest.mark.integration
