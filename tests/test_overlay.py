@@ -416,6 +416,7 @@ def test_render_and_tarball_are_deterministic(
     sha_b = overlay.write_tarball(b.root, tmp_path / "b.tar", EPOCH)
     assert sha_a == sha_b
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert (tmp_path / "a.tar").stat().st_mode & 0o777 == 0o600  # it holds the router's key
     with tarfile.open(tmp_path / "a.tar") as tar:
         members = tar.getmembers()
     names = [m.name.rstrip("/") for m in members]

@@ -375,5 +375,6 @@ def write_tarball(root: Path, tar_path: Path, epoch: int | None = None) -> str:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
     data = buf.getvalue()
-    write_atomic(tar_path, data, 0o644)
+    # It holds the router's private key: owner only.
+    write_atomic(tar_path, data, 0o600)
     return hashlib.sha256(data).hexdigest()
