@@ -243,3 +243,17 @@ def test_doctor_parsers() -> None:
     lsmod = "Module                  Size  Used by    Tainted: G\ngcm 20480 1\nesp4 16384 0\n"
     builtin = "kernel/crypto/sha256_generic.ko\nkernel/crypto/aes-generic.ko.zst\n"
     assert loaded_modules(lsmod, builtin) == {"gcm", "esp4", "sha256_generic", "aes_generic"}
+
+
+def test_documented_vocabularies_are_the_codes() -> None:
+    """docs/json/push.schema.json and doctor-router.schema.json name what the code emits."""
+    import json
+    from pathlib import Path
+
+    from owrt_vpn.push import Stage, Status
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "json"
+    push = json.loads((docs / "push.schema.json").read_text())
+    assert set(push["$defs"]["status"]["enum"]) == {s.value for s in Status}
+    stages = push["properties"]["routers"]["items"]["properties"]["stage"]["enum"]
+    assert stages == [s.value for s in Stage]

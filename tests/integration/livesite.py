@@ -85,6 +85,10 @@ class LiveSite:
             raise AssertionError(
                 f"no JSON from {args} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
             ) from None
+        # every document is checked against its documented schema
+        name = {"push": "push", "status": "status", "doctor": "doctor-router"}.get(args[0])
+        if name is not None:
+            validate(name, data)
         return proc, data
 
     def text(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -175,3 +179,16 @@ class LiveSite:
             eap_id=eap_id,
             eap_secret=eap_secret,
         )
+
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "json"
+
+
+def validate(name: str, document: Any) -> None:
+    """Check a --json document against docs/json/<name>.schema.json (every error listed)."""
+    import jsonschema
+
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+    assert errors == [], f"{name} output does not match its schema:\n" + "\n".join(errors)
