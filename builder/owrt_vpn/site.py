@@ -57,13 +57,16 @@ KeyType = Literal["rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"]
 
 # Which auth methods each platform's client can do (see the guide and
 # reference/clients.md): Android's built-in client has no EAP-TLS and no
-# second round; only the strongSwan app and Linux (charon) do the second round.
+# second round; Windows' EAP-TLS presents no usable IKE identity (see below);
+# only the strongSwan app and Linux (charon) do the second round.
 PLATFORM_AUTH: Mapping[str, frozenset[str]] = {
     "ios": frozenset({"pubkey", "eap-tls", "eap-mschapv2"}),
     "macos": frozenset({"pubkey", "eap-tls", "eap-mschapv2"}),
     "android": frozenset({"pubkey", "eap-mschapv2"}),
     "android-strongswan": frozenset(AUTH_METHODS),
-    "windows": frozenset({"pubkey", "eap-tls", "eap-mschapv2"}),
+    # Windows sends its IP address as IKE identity with EAP, so it cannot reach
+    # the router's per-device EAP-TLS connections: machine certificates instead.
+    "windows": frozenset({"pubkey", "eap-mschapv2"}),
     "linux": frozenset(AUTH_METHODS),
 }
 
