@@ -371,6 +371,12 @@ CASES = [
         replace=(('"eap-mschapv2"', '"eap-tls"'),),
     ),
     Case(
+        "eap-tls-on-windows",
+        "users[0].devices[1].platform",
+        "'windows' cannot use auth 'eap-tls'",
+        replace=(('auth = "pubkey"', 'auth = "eap-tls"'),),
+    ),
+    Case(
         "second-round-on-ios",
         "users[0].devices[0].platform",
         "'ios' cannot use auth 'pubkey+eap-mschapv2'",
