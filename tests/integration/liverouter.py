@@ -32,6 +32,7 @@ routers' pid namespaces) go with :meth:`SshLab.close`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -370,6 +371,7 @@ class LiveLab:
         self.workdir = workdir
         self.routers: list[LiveRouter] = []
         self.namespaces: list[Namespace] = []
+        atexit.register(self.close)  # an interrupted run still removes what it made
 
     def ssh_raw(
         self, router: TestRouter, command: str, input: bytes | None = None
