@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` via a temp file in the same dir, then rename.
 
     The temp file is created with ``mode`` already applied, so a secret is
-    never readable by others, not even for a moment.
+    never readable by others, not even for a moment. ``sync=False`` skips the
+    fsync (still all or nothing, but maybe lost in a crash) for files written
+    by the thousand that can be made again.
     """
     if isinstance(data, str):
         data = data.encode()
@@ -25,7 +27,8 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

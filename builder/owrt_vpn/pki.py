@@ -130,28 +130,41 @@ class Pki(PkiReader):
         super().__init__(root, index)
         self._issuer: pc.Issuer | None = None
         self._lock = threading.RLock()
+        # index.json's bytes when this object last read or wrote it (None: unknown).
+        self._synced: bytes | None = None
 
     @classmethod
     def open(cls, site: Site) -> Pki:
         """Read the PKI state of ``site`` (an empty state when the directory is new)."""
-        return cls(site.pki_path, cls.load_index(site.pki_path))
+        data = cls.index_bytes(site.pki_path)
+        pki = cls(site.pki_path, cls.parse_index(site.pki_path, data))
+        pki._synced = data
+        return pki
 
     @contextlib.contextmanager
     def _mutating(self) -> Iterator[None]:
         """Lock the directory, pick up other processes' changes, save the index on the way out."""
         with self._lock, ps.locked(self.root):
-            on_disk = self.load_index(self.root)
-            before = on_disk.to_bytes()
-            if before != self._index.to_bytes():
-                self._index, self._ca_cert, self._issuer = on_disk, None, None
+            data = self.index_bytes(self.root)
+            if data == self._synced:
+                # Nobody changed the file since we read or wrote it: the state in
+                # memory is what it holds (no parse and compare of 1,000s of records).
+                before = data or self._index.to_bytes()
+            else:
+                on_disk = self.parse_index(self.root, data)
+                before = on_disk.to_bytes()
+                if before != self._index.to_bytes():
+                    self._index, self._ca_cert, self._issuer = on_disk, None, None
             try:
                 yield
             finally:
                 # Saved even when a later step failed: files written so far stay recorded.
                 after = self._index.to_bytes()
+                self._synced = None
                 if after != before:
                     ps.sync()  # the files first, then the index that records them
                     ps.put(self.root / "index.json", after, ps.PUBLIC_MODE, sync=True)
+                self._synced = after if after != before else data
 
     # ------------------------------------------------------------------ the CA
 

@@ -23,7 +23,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,9 @@ class CertRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (None values left out, serial as hex)."""
-        data = {k: v for k, v in asdict(self).items() if v is not None}
+        # Field by field, not dataclasses.asdict (a deep copy): every value is
+        # a plain str/int/bool, and index.json is written for 1,000s of records.
+        data = {k: v for k in _RECORD_FIELDS if (v := getattr(self, k)) is not None}
         data["serial"] = self.serial_hex
         return data
 
@@ -91,6 +93,9 @@ class CertRecord:
             self.status,
             self.serial,
         )
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(CertRecord))
 
 
 @dataclass
@@ -315,14 +320,23 @@ class PkiReader:
     @staticmethod
     def load_index(root: Path) -> Index:
         """Read ``<root>/index.json`` (an empty index when there is none yet)."""
+        return PkiReader.parse_index(root, PkiReader.index_bytes(root))
+
+    @staticmethod
+    def index_bytes(root: Path) -> bytes:
+        """The bytes of ``<root>/index.json`` (empty when there is none yet)."""
         path = root / "index.json"
         try:
-            data = path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
-            return Index()
+            return b""
         except OSError as exc:
             raise PkiError(f"{path}: cannot read: {exc.strerror}") from None
-        return Index.from_bytes(data, str(path))
+
+    @staticmethod
+    def parse_index(root: Path, data: bytes) -> Index:
+        """``index.json``'s bytes (from :meth:`index_bytes`) parsed."""
+        return Index.from_bytes(data, str(root / "index.json")) if data else Index()
 
     @property
     def exists(self) -> bool:

@@ -157,9 +157,12 @@ def bundle_tool_digest() -> dict[str, str]:
     return {"version": __version__, "code": digest(code), "profiles": data}
 
 
-def user_pki_digest(pki_dir: Path, user: str) -> str:
+def user_pki_digest(pki_dir: Path, user: str, index: dict[str, Any] | None = None) -> str:
     """The PKI files one user's bundles are made from: the CA certificate, the user's
-    certificates, keys and PKCS#12 files, EAP password, and their index records."""
+    certificates, keys and PKCS#12 files, EAP password, and their index records.
+
+    ``index``: ``index.json`` as read once for many users (see :class:`_Inputs`).
+    """
     files: dict[str, Any] = {}
     candidates = [pki_dir / "ca.crt", pki_dir / "eap" / f"{user}.password"]
     if (pki_dir / "clients" / user).is_dir():
@@ -167,7 +170,8 @@ def user_pki_digest(pki_dir: Path, user: str) -> str:
     for path in candidates:
         if path.is_file() and not path.name.startswith("."):
             files[path.relative_to(pki_dir).as_posix()] = sha256_file(path)
-    index = read_json(pki_dir / "index.json") or {}
+    if index is None:
+        index = read_json(pki_dir / "index.json") or {}
     certs = index.get("certs")
     files["index"] = [
         c
@@ -179,14 +183,35 @@ def user_pki_digest(pki_dir: Path, user: str) -> str:
 
 def bundle_inputs(site: Site, user: str) -> dict[str, Any]:
     """What one user's bundles are made from (written as ``bundle-info.json``)."""
-    return {
-        "format": BUNDLE_INFO_FORMAT,
-        "user": user,
-        "tool": bundle_tool_digest(),
-        "site": {"name": site.name, "file": site.path.name, "sha256": sha256_file(site.path)},
-        "pki": user_pki_digest(site.pki_path, user),
-        "source_date_epoch": source_date_epoch(),
-    }
+    return _Inputs(site).of(user)
+
+
+class _Inputs:
+    """:func:`bundle_inputs` for many users of one site: the site file digest and
+    ``index.json`` read once, not once per user (1,000 users: 1,000 parses)."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.site_sha256 = sha256_file(site.path)
+        index = read_json(site.pki_path / "index.json") or {}
+        certs = index.get("certs")
+        self.certs: dict[Any, list[Any]] = {}
+        for c in certs if isinstance(certs, list) else []:
+            if isinstance(c, dict):
+                self.certs.setdefault(c.get("user"), []).append(c)
+
+    def of(self, user: str) -> dict[str, Any]:
+        """The inputs of ``user``'s bundles."""
+        site = self.site
+        index = {"certs": self.certs.get(user, [])}
+        return {
+            "format": BUNDLE_INFO_FORMAT,
+            "user": user,
+            "tool": bundle_tool_digest(),
+            "site": {"name": site.name, "file": site.path.name, "sha256": self.site_sha256},
+            "pki": user_pki_digest(site.pki_path, user, index),
+            "source_date_epoch": source_date_epoch(),
+        }
 
 
 def record_bundle_inputs(site: Site, clients: Path, users: Sequence[str] | None = None) -> None:
@@ -201,11 +226,13 @@ def record_bundle_inputs(site: Site, clients: Path, users: Sequence[str] | None 
     from owrt_vpn.fsutil import write_atomic
 
     names = list(users) if users else [u.name for u in site.users]
+    inputs = _Inputs(site)
     for name in names:
         folder = clients / name
         if folder.is_dir():
-            data = json.dumps(bundle_inputs(site, name), indent=2, sort_keys=True) + "\n"
-            write_atomic(folder / BUNDLE_INFO, data, 0o644)
+            data = json.dumps(inputs.of(name), indent=2, sort_keys=True) + "\n"
+            # As durable as the bundle files beside it (not synced one by one).
+            write_atomic(folder / BUNDLE_INFO, data, 0o644, sync=False)
 
 
 # ------------------------------------------------------------------ verify
@@ -452,6 +479,7 @@ def _verify_bundles(
     results: dict[str, ItemResult] = {}
     todo: list[str] = []
     known = {u.name for u in site.users}
+    inputs = _Inputs(site)
     for user in users:
         info = binfos[user]
         if user not in known:
@@ -467,7 +495,7 @@ def _verify_bundles(
                 ),
             )
         else:
-            changed = changed_inputs(info, bundle_inputs(site, user))
+            changed = changed_inputs(info, inputs.of(user))
             if changed:
                 results[user] = ItemResult("bundles", user, CHANGED, _labels(changed))
             else:
