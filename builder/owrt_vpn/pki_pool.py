@@ -19,8 +19,12 @@ from owrt_vpn import pki_certs as pc
 
 log = logging.getLogger("owrt_vpn.pki")
 
-# Below this many devices the pool's start-up costs more than it saves.
+# Below this much work (in ECDSA devices, ~5 ms each) the pool's start-up
+# costs more than it saves.
 MIN_BATCH = 48
+# What one RSA device costs in ECDSA devices: its key generation alone takes
+# 0.1-0.3 s, so even a handful of Android (RSA-3072) devices is worth the pool.
+RSA_WEIGHT = 40
 MAX_WORKERS = 8
 
 
@@ -82,22 +86,24 @@ def _work(spec: ClientSpec) -> ClientMaterial:
     return make_client(_ISSUER, spec)
 
 
-def _workers(count: int) -> int:
+def _workers(specs: Sequence[ClientSpec]) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    work = sum(RSA_WEIGHT if s.key_type.startswith("rsa") else 1 for s in specs)
     if (
-        count < MIN_BATCH
+        work < MIN_BATCH
+        or len(specs) < 2
         or (cpus or 1) < 2
         or threading.active_count() > 1  # forking a threaded process is not safe
         or "fork" not in multiprocessing.get_all_start_methods()
     ):
         return 0
-    return min(cpus or 1, MAX_WORKERS)
+    return min(cpus or 1, MAX_WORKERS, len(specs))
 
 
 def make_clients(issuer: pc.Issuer, specs: Sequence[ClientSpec]) -> Iterator[ClientMaterial]:
     """:func:`make_client` for every spec, in order; in worker processes for big batches."""
     global _ISSUER
-    workers = _workers(len(specs))
+    workers = _workers(specs)
     if not workers:
         for spec in specs:
             yield make_client(issuer, spec)
@@ -106,6 +112,9 @@ def make_clients(issuer: pc.Issuer, specs: Sequence[ClientSpec]) -> Iterator[Cli
     _ISSUER = issuer
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield from pool.imap(_work, specs, chunksize=8)
+            # Chunks of up to 8 ECDSA devices; RSA keys (slow) are handed out one by one.
+            rsa = any(s.key_type.startswith("rsa") for s in specs)
+            chunk = 1 if rsa else max(1, min(8, len(specs) // (workers * 8)))
+            yield from pool.imap(_work, specs, chunksize=chunk)
     finally:
         _ISSUER = None
