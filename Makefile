@@ -35,8 +35,9 @@ demo: install
 unit: install
 	$(BIN)/pytest -q -m "not integration" $(PYTEST_ARGS)
 
+# Benchmarks (not part of `make test`): bench/results.json + a table; BENCH_ARGS=--quick...
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
