@@ -250,6 +250,7 @@ def test_build_all_two_sites_in_parallel_one_download_per_archive(lab: Lab) -> N
         cwd=lab.root,
     )
     ok(proc)
+    assert "2 site(s): 4 built" in proc.stdout
     for name in ("paris/gw", "paris/gw2", "lyon/gw", "lyon/gw2"):
         assert re.search(rf"^{name}: built 24\.10\.2 ", proc.stdout, re.M), proc.stdout
     dist = lab.root / "dist"

@@ -210,8 +210,15 @@ def build_all(st: State, root: Path, options: BuildOptions, reporter: Reporter) 
                     sys.stderr.write(f"error: {name}: {r.error.message}\n")
                     if r.error.hint:
                         sys.stderr.write(f"hint: {r.error.hint}\n")
-    ok = sum(len(o.results) for o in outcomes if o.error is None and o.entry.error is None)
-    lines.append(f"{len(outcomes)} site(s), {ok} router build(s) ran; exit {data['exit_code']}")
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        for r in o.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+    failed_sites = sum(1 for o in outcomes if o.error is not None or o.entry.error is not None)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no router"
+    if failed_sites:
+        summary += f"; {failed_sites} site(s) failed as a whole"
+    lines.append(f"{len(outcomes)} site(s): {summary}")
     st.emit(data, "\n".join(lines))
     if data["exit_code"]:
         raise typer.Exit(data["exit_code"])
