@@ -469,3 +469,57 @@ def test_one_router_failing_of_two_is_a_partial_failure(lab: Lab) -> None:
     assert (lab.router_dir / K3_TRX).is_file()
     assert not (lab.site / "dist/home/routers/gw2").exists()
     assert sorted(json.loads((lab.site / "owrt-vpn.lock").read_text())["routers"]) == ["gw"]
+
+
+def test_build_writes_the_client_bundles_beside_the_firmware(lab: Lab) -> None:
+    clients = lab.site / "dist" / "home" / "clients"
+    proc = lab.build("--json", check=True)
+    data = json.loads(proc.stdout)
+    assert data["bundles"] == {
+        "status": "written",
+        "clients": "dist/home/clients",
+        "devices": 2,
+        "reason": None,
+    }
+    zips = sorted(p.name for p in (clients / "alice").glob("*.zip"))
+    assert zips == ["alice-laptop.zip", "alice-phone.zip"]
+    # Passwords are never in build output (CI logs): `owrt-vpn bundle` shows them.
+    p12_password = (lab.site / "pki/clients/alice/laptop.p12.password").read_text().strip()
+    assert p12_password and p12_password not in proc.stdout + proc.stderr
+    before = {p: p.read_bytes() for p in clients.rglob("*") if p.is_file()}
+
+    again = json.loads(lab.build("--json", check=True).stdout)
+    assert again["bundles"]["status"] == "up-to-date"
+    assert {p: p.read_bytes() for p in clients.rglob("*") if p.is_file()} == before
+
+    # A new device: the bundles are rewritten, the firmware is not rebuilt.
+    site_file = lab.site / "owrt-vpn.toml"
+    site_file.write_text(
+        site_file.read_text() + '\n[[users.devices]]\nname = "tablet"\nplatform = "android"\n'
+    )
+    third = json.loads(lab.build("--json", check=True).stdout)
+    assert third["bundles"]["status"] == "written" and third["bundles"]["devices"] == 3
+    assert (clients / "alice" / "alice-tablet.zip").is_file()
+
+    fourth = json.loads(lab.build("--json", "--no-bundles", check=True).stdout)
+    assert "bundles" not in fourth
+
+
+def test_build_skips_bundles_when_the_pki_cannot_issue(lab: Lab) -> None:
+    # A new device needs a certificate; without the CA passphrase none can be
+    # issued: the firmware still builds, the bundles are skipped with the reason.
+    site_file = lab.site / "owrt-vpn.toml"
+    site_file.write_text(
+        site_file.read_text() + '\n[[users.devices]]\nname = "tablet"\nplatform = "android"\n'
+    )
+    env = dict(lab.env, OWRT_VPN_CA_PASSPHRASE="")
+    proc = lab.cli(
+        "build", "--json", "--mirror", lab.mirror.url,
+        "--trust-key", str(lab.mirror.key.public),
+        cwd=lab.site, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["bundles"]["status"] == "skipped" and data["bundles"]["reason"]
+    assert "warning: client bundles not written:" in proc.stderr
+    assert (lab.router_dir / K3_TRX).is_file()

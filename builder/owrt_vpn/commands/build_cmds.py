@@ -15,6 +15,7 @@ from owrt_vpn.cli import State, state
 
 if TYPE_CHECKING:
     from owrt_vpn.build import RouterResult
+    from owrt_vpn.bundle_step import BundleStep
 
 DEFAULT_MIRROR = "https://downloads.openwrt.org"
 
@@ -170,6 +171,13 @@ def build(
             help="docker backend: container network, e.g. none [default: the engine's].",
         ),
     ] = None,
+    no_bundles: Annotated[
+        bool,
+        typer.Option(
+            "--no-bundles",
+            help="Only firmware: do not write the client bundles into the dist root.",
+        ),
+    ] = False,
     all_sites: Annotated[
         Path | None,
         typer.Option(
@@ -223,10 +231,19 @@ def build(
         results = run_build(site, options, reporter)
     finally:
         reporter.close()
-    _finish(st, results)
+    step = None
+    if not no_bundles and any(r.status != "failed" for r in results):
+        from owrt_vpn.bundle_step import refresh
+
+        step = refresh(site, out)
+        for item in step.issued:
+            st.info(f"issued {item}")
+        if step.status == "skipped":
+            st.warn(f"client bundles not written: {step.reason}")
+    _finish(st, results, step)
 
 
-def _finish(st: State, results: list[RouterResult]) -> None:
+def _finish(st: State, results: list[RouterResult], step: BundleStep | None = None) -> None:
     from owrt_vpn.errors import EXIT_FAILURE, EXIT_PARTIAL
 
     failed = [r for r in results if r.status == "failed"]
@@ -263,6 +280,15 @@ def _finish(st: State, results: list[RouterResult]) -> None:
             for r in results
         ],
     }
+    if step is not None:
+        data["bundles"] = step.to_json()
+        if step.status == "written":
+            lines.append(
+                f"client bundles: {step.devices} device(s) in {step.clients} "
+                "(their passwords: `owrt-vpn bundle --password-file FILE`)"
+            )
+        elif step.status == "up-to-date":
+            lines.append(f"client bundles: up to date ({step.clients})")
     st.emit(data, "\n".join(lines))
     if failed:
         raise typer.Exit(EXIT_FAILURE if len(failed) == len(results) else EXIT_PARTIAL)
