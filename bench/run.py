@@ -34,6 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab import REPO
 
 SECTIONS = ("footprint", "overhead", "noop", "fleet", "pki")
+NOTES = [
+    "The real owrt-vpn CLI in subprocesses (bytecode cached, as after pip install) against "
+    "the ImageBuilder double (tests/imagebuilder_double) on a signed loopback mirror.",
+    "overhead = wall time of `owrt-vpn --json build --force` minus its `make image` "
+    "(timings.make_image of --json, timed around the make process); warm: ImageBuilder and "
+    "its confirmed `make manifest` cached; median of the runs.",
+    "The workspace is on a RAM file system when there is one (machine.file_systems); the "
+    "'on disk' figures repeat benchmarks 1 and 3 in the system temp dir.",
+    "PKI + bundles = `owrt-vpn pki init` + `owrt-vpn bundle --password-file`, one device per "
+    "user; the guide's recipe is bench/guide_recipe.sh (its client loop only, CA excluded), "
+    "for fewer users; per-user ratios. RSA figures come from fewer users, scaled to 1,000.",
+    "Plugin counts: strongswan-mod-* packages of owrt_vpn.packages.package_list (release "
+    "24.10.2), the larger of the swanctl and ipsec.conf styles.",
+]
 
 
 def _sizes(quick: bool) -> dict[str, int]:
@@ -47,9 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", metavar="NAMES", help=f"comma-separated subset of {SECTIONS}")
     ap.add_argument("--quick", action="store_true", help="small N everywhere (smoke run)")
     ap.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "results.json", help="results file"
+        "--out",
+        type=Path,
+        help="results file [bench/results.json; with --quick: in the temp dir, so that a "
+        "smoke run never replaces the committed figures]",
     )
-    ap.add_argument("--workdir", type=Path, help="where the scratch workspace goes [/tmp]")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        help="where the scratch workspace goes [/dev/shm if it is a RAM file system, else TMPDIR]",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the scratch workspace")
     ap.add_argument("--profile", type=Path, metavar="DIR", help="write pyinstrument reports")
     return ap
@@ -71,6 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "quick": args.quick,
         "sizes": n,
+        "notes": NOTES,
         "benchmarks": {},
     }
     b = doc["benchmarks"]
@@ -197,6 +219,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run, write the results, print the table."""
     args = _parser().parse_args(argv)
+    if args.out is None:
+        quick = Path(tempfile.gettempdir()) / "owrt-vpn-bench-quick.json"
+        args.out = quick if args.quick else REPO / "bench" / "results.json"
     doc = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")

@@ -7,6 +7,8 @@ Layout under the cache root (``$OWRT_VPN_CACHE``, else the platform cache dir)::
     trees/<sha256>/<top dir>        pristine extracted ImageBuilders (marker: .owrt-vpn-tree.json)
     work/<id>/                      per-build copies (removed after the build)
     locks/                          flock files: one download/extraction per archive at a time
+    manifests/<key>.json            `make manifest` answers an image build confirmed
+                                    (owrt_vpn.manifest_cache)
 
 A file in ``archives/`` is only trusted after its sha256 was checked again;
 a tree only with its marker, written after a complete, checked extraction.
