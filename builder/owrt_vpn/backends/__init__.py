@@ -279,3 +279,37 @@ def missing_images(request: BuildRequest, bin_dir: Path, output: str) -> BuildEr
         f"did not produce {', '.join(missing)}",
         hint=f"see {request.log_path}",
     )
+
+
+def image_result(
+    request: BuildRequest,
+    bin_dir: Path,
+    status: int,
+    output: str,
+    *,
+    info: Callable[[], MakeInfo] | None,
+    package_manager: str,
+    identity: dict[str, Any],
+    timings: dict[str, float] | None = None,
+) -> BackendResult:
+    """Check a ``make image`` run (status, every expected image) and describe its output.
+
+    The one place both backends turn make's exit status, output and BIN_DIR
+    into a result or a clear :class:`BuildError`.
+    """
+    if status != 0:
+        raise diagnose(output, request, status, "image", info)
+    problem = missing_images(request, bin_dir, output)
+    if problem is not None:
+        raise problem
+    manifests = sorted(bin_dir.glob("*.manifest"))
+    installed = parse_manifest(manifests[0].read_text()) if manifests else {}
+    return BackendResult(
+        bin_dir=bin_dir,
+        images=tuple(bin_dir / n for n in request.expected_images),
+        manifest=manifests[0] if manifests else None,
+        installed=installed,
+        package_manager=package_manager,
+        identity=identity,
+        timings=dict(timings or {}),
+    )

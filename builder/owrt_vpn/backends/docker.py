@@ -39,8 +39,8 @@ from owrt_vpn.backends import (
     MakeInfo,
     Prerequisite,
     diagnose,
+    image_result,
     make_args,
-    missing_images,
     parse_info,
     parse_manifest,
 )
@@ -361,18 +361,12 @@ class DockerSession:
         files, bin_dir = f"{IN_CONTAINER}/files", f"{IN_CONTAINER}/bin"
         args = make_args(self.request, bin_dir, files)
         status, out = self._make(["image", *args], "image", files=files_dir)
-        if status != 0:
-            raise diagnose(out, self.request, status, "image", self.info)
-        problem = missing_images(self.request, self.bin_dir, out)
-        if problem is not None:
-            raise problem
-        manifests = sorted(self.bin_dir.glob("*.manifest"))
-        installed = parse_manifest(manifests[0].read_text()) if manifests else {}
-        return BackendResult(
-            bin_dir=self.bin_dir,
-            images=tuple(self.bin_dir / n for n in self.request.expected_images),
-            manifest=manifests[0] if manifests else None,
-            installed=installed,
+        return image_result(
+            self.request,
+            self.bin_dir,
+            status,
+            out,
+            info=self.info,
             package_manager=self.package_manager,
             identity=dict(self.identity),
         )

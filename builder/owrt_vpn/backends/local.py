@@ -19,8 +19,8 @@ from owrt_vpn.backends import (
     MakeInfo,
     Prerequisite,
     diagnose,
+    image_result,
     make_args,
-    missing_images,
     parse_info,
     parse_manifest,
 )
@@ -116,21 +116,15 @@ class LocalSession:
         self.bin_dir.mkdir(parents=True)
         args = make_args(self.request, str(self.bin_dir), str(files_dir))
         status, out = self._make(["image", *args])
-        if status != 0:
-            raise diagnose(out, self.request, status, "image", self.info)
-        problem = missing_images(self.request, self.bin_dir, out)
-        if problem is not None:
-            raise problem
-        manifests = sorted(self.bin_dir.glob("*.manifest"))
-        installed = parse_manifest(manifests[0].read_text()) if manifests else {}
-        return BackendResult(
-            bin_dir=self.bin_dir,
-            images=tuple(self.bin_dir / n for n in self.request.expected_images),
-            manifest=manifests[0] if manifests else None,
-            installed=installed,
+        return image_result(
+            self.request,
+            self.bin_dir,
+            status,
+            out,
+            info=self.info,
             package_manager=self.package_manager,
             identity={"backend": "local", "imagebuilder_sha256": self.request.imagebuilder_sha256},
-            timings=dict(self.timings),
+            timings=self.timings,
         )
 
     def close(self) -> None:
