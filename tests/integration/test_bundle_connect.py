@@ -96,10 +96,16 @@ platform = "android-strongswan"
         else """[[users.devices]]
 name = "iphone"
 platform = "ios"
-[[users.devices]]
+"""
+    )
+    # Windows: machine certificate or EAP-MSCHAPv2 (the site model refuses its EAP-TLS).
+    + (
+        """[[users.devices]]
 name = "pc"
 platform = "windows"
 """
+        if auth in ("pubkey", "eap-mschapv2")
+        else ""
     )
     for auth, user in USERS.items()
 )
