@@ -1,0 +1,57 @@
+"""The many-user bundle inputs (verify._Inputs, used by `bundle`, `build` and `verify`)
+digest exactly what the one-user reference (verify.user_pki_digest) does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import CliRunner
+from owrt_vpn import verify
+from owrt_vpn.site import load_site
+
+USERS = """
+[[users]]
+name = "bob"
+auth = "eap-mschapv2"
+
+[[users.devices]]
+name = "phone"
+platform = "android"
+
+[[users]]
+name = "carol"
+auth = "pubkey+eap-mschapv2"
+
+[[users.devices]]
+name = "laptop"
+platform = "linux"
+"""
+
+
+def test_many_user_inputs_equal_the_reference(cli: CliRunner, tmp_path: Path) -> None:
+    cli("init", "--server-id", "vpn.example.org", check=True)
+    site_file = tmp_path / "owrt-vpn.toml"
+    site_file.write_text(site_file.read_text() + USERS)
+    cli("pki", "init", check=True)
+    site = load_site(site_file)
+    pki = site.pki_path
+    (pki / "clients" / "alice" / ".stray").write_text("not a PKI file")  # left out by both
+    names = ["alice", "bob", "carol", "nobody"]
+    inputs = verify._Inputs(site)
+    for name in names:
+        assert inputs.pki_digest(name) == verify.user_pki_digest(pki, name), name
+    digests = {inputs.pki_digest(n) for n in names}
+    assert len(digests) == len(names)  # each user's own material
+
+    # A change to one user's files changes that user's digest only.
+    before = {n: inputs.pki_digest(n) for n in names}
+    (pki / "eap" / "bob.password").write_text("another-password\n")
+    after = verify._Inputs(site)
+    assert after.pki_digest("bob") != before["bob"]
+    assert after.pki_digest("bob") == verify.user_pki_digest(pki, "bob")
+    assert {n: after.pki_digest(n) for n in ("alice", "carol")} == {
+        n: before[n] for n in ("alice", "carol")
+    }
+    # The bundle-info written by `bundle` is what bundle_inputs says.
+    assert verify.bundle_inputs(site, "carol") == after.of("carol")
+    assert after.of("carol")["pki"] == verify.user_pki_digest(pki, "carol")
