@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab import Lab, site_text, timed
+from lab import Lab, median, repeat, site_text, timed
 
 # Platforms whose device certificates are ECDSA P-256 (pki.client_key_type_for);
 # Android's built-in client gets RSA-3072.
@@ -25,8 +25,11 @@ RSA_PLATFORMS = ("android",)
 RECIPE = Path(__file__).resolve().parent / "guide_recipe.sh"
 
 
-def ours(lb: Lab, label: str, users: int, platforms: tuple[str, ...]) -> dict[str, Any]:
-    """``pki init`` + ``bundle`` for ``users`` users, one device each."""
+def ours(
+    lb: Lab, label: str, users: int, platforms: tuple[str, ...], build: bool = False
+) -> dict[str, Any]:
+    """``pki init`` + ``bundle`` for ``users`` users, one device each; with ``build``
+    also the firmware of the site's router: overhead and no-op with that many users."""
     spec = [(f"u{i:04d}", "pubkey", [("d", platforms[i % len(platforms)])]) for i in range(users)]
     site = lb.site(label, site_text(["gw"], spec, pool_prefix=20))
     pki = lb.owrt("pki", "init", cwd=site)
@@ -38,7 +41,9 @@ def ours(lb: Lab, label: str, users: int, platforms: tuple[str, ...]) -> dict[st
         raise RuntimeError(f"{label}: {len(zips)} bundles for {users} users")
     files = sum(1 for p in clients.rglob("*") if p.is_file())
     total = pki.wall + bundle.wall
+    firmware = _firmware(lb, site) if build else None
     return {
+        **({"firmware": firmware} if firmware else {}),
         "users": users,
         "platforms": list(platforms),
         "pki_wall": round(pki.wall, 3),
@@ -47,6 +52,20 @@ def ours(lb: Lab, label: str, users: int, platforms: tuple[str, ...]) -> dict[st
         "cpu": round(pki.cpu + bundle.cpu, 3),
         "per_user_ms": round(1000 * total / users, 2),
         "files_written": files,
+    }
+
+
+def _firmware(lb: Lab, site: Path) -> dict[str, Any]:
+    """Build the router of a big site, rebuild it (--force), then no-op builds."""
+    from build_bench import _split
+
+    lb.build(site)  # first: ImageBuilder cached already, overlay with every user
+    forced = _split(lb.build(site, "--force"))
+    noops = repeat(3, lambda: lb.build(site))
+    return {
+        "overhead": round(forced["overhead"], 3),
+        "make_image": round(forced["make_image"], 3),
+        "noop_wall": median([r.wall for r in noops]),
     }
 
 
@@ -73,7 +92,7 @@ def guide(lb: Lab, label: str, users: int, key_type: str, key_size: int) -> dict
 
 def pki_bundles(lb: Lab, n_ecdsa: int, n_rsa: int, n_guide_ecdsa: int, n_guide_rsa: int) -> Any:
     """Benchmark 3: ECDSA and RSA-3072 devices, ours vs the guide's recipe."""
-    ecdsa = ours(lb, "ecdsa", n_ecdsa, ECDSA_PLATFORMS)
+    ecdsa = ours(lb, "ecdsa", n_ecdsa, ECDSA_PLATFORMS, build=True)
     rsa = ours(lb, "rsa", n_rsa, RSA_PLATFORMS)
     g_ecdsa = guide(lb, "ecdsa", n_guide_ecdsa, "ecdsa", 256)
     g_rsa = guide(lb, "rsa", n_guide_rsa, "rsa", 3072)

@@ -183,6 +183,9 @@ def summary(b: dict[str, Any]) -> list[dict[str, Any]]:
             _row("  guide's recipe per user / ours", e["guide_per_user_over_ours"], "x"),
             *([_row("  the same, workspace on disk", b["pki"]["ecdsa_disk"]["wall"], "s")]
               if "ecdsa_disk" in b["pki"] else []),
+            _row(f"  {e['users']}-user site: build overhead", e["firmware"]["overhead"], "s"),
+            _row(f"  {e['users']}-user site: no-op build", e["firmware"]["noop_wall"], "s",
+                 "<= 0.5 s", e["firmware"]["noop_wall"] <= 0.5),
             _row(f"  RSA-3072 devices, 1000 users (scaled from {r['users']})",
                  r["scaled_to_1000_users_wall"], "s"),
             _row("  RSA-3072: guide per user / ours", r["guide_per_user_over_ours"], "x"),
