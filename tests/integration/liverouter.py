@@ -67,8 +67,8 @@ CLIENT_PLUGINS = [
 UCI_STUB = r'''#!{python}
 """Test router's uci: libuci's CLI (batch/export/show/commit/revert) on real UCI files."""
 import os, sys
-sys.path.insert(0, {builder!r})
-from owrt_vpn import uci
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import owrt_vpn_uci as uci
 
 args = sys.argv[1:]
 confdir, savedir = "/etc/config", "/tmp/.uci"
@@ -395,7 +395,12 @@ class LiveLab:
         shims = router.state / "shims"
         (shims / "swanctl").unlink(missing_ok=True)  # the real one from now on
         stub = shims / "uci"
-        stub.write_text(UCI_STUB.format(python=sys.executable, builder=str(BUILDER)))
+        # The router sees its own /tmp: a checkout or venv below the host's /tmp
+        # (a CI clone there) is invisible inside it. So the stub runs the system
+        # Python with a copy of our UCI module beside it in the shims dir.
+        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+        shutil.copy2(BUILDER / "owrt_vpn" / "uci.py", shims / "owrt_vpn_uci.py")
+        stub.write_text(UCI_STUB.format(python=python))
         stub.chmod(0o755)
         wan = Namespace(f"{self.ssh_lab.prefix}w{i}")
         self.namespaces.append(wan)
