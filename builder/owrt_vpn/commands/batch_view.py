@@ -1,4 +1,8 @@
-"""What the router batch commands (flash, push) show: a live line per router, a final table.
+"""What the router batch commands (flash, push, status) share on the command line.
+
+Their common options, which routers they work on (the site's or an inventory
+file's), and what flash and push show: a live line per router, a final table,
+the ``--json`` document.
 
 No commands here; ``register`` exists because every module in this package
 is asked to register its commands.
@@ -8,13 +12,52 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
+
+if TYPE_CHECKING:
+    from owrt_vpn.inventory import FlashTarget
+    from owrt_vpn.site import Site
 
 
 def register(app: typer.Typer) -> None:
     """Nothing to add: helpers for the batch commands."""
+
+
+RoutersOpt = Annotated[
+    list[str] | None,
+    typer.Option("--router", metavar="NAME", help="Only this router (repeatable; default: all)."),
+]
+InventoryOpt = Annotated[
+    Path | None,
+    typer.Option("--inventory", metavar="FILE", help="Routers from an inventory file."),
+]
+AcceptOpt = Annotated[
+    bool,
+    typer.Option("--accept-new-host-keys", help="Trust host keys seen for the first time."),
+]
+ConnectTimeoutOpt = Annotated[
+    float,
+    typer.Option("--connect-timeout", min=1, metavar="SECONDS", help="SSH connect timeout."),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", metavar="DIR", help="The dist root `build` wrote to (default: ./dist)."),
+]
+
+
+def targets(
+    site: Site, routers: list[str] | None, inventory: Path | None, out: Path | None
+) -> list[FlashTarget]:
+    """The routers of ``--router``/``--inventory``, with their builds under ``--out``."""
+    from owrt_vpn.inventory import load_inventory, select, site_targets
+
+    dist = (out if out is not None else Path("dist")).resolve()  # build's default too
+    if inventory is not None:
+        return select(load_inventory(inventory, site, dist), routers or [], str(inventory))
+    return site_targets(site, dist, routers or [])
 
 
 class BatchReport(Protocol):
@@ -33,6 +76,8 @@ class BatchReport(Protocol):
 
     @property
     def stage(self) -> Any: ...
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 class ProgressView:
@@ -106,3 +151,14 @@ def table(reports: Sequence[BatchReport], counted: dict[str, int]) -> str:
             lines.append(f"hint: {r.name}: {r.hint}")
     lines.append(", ".join(f"{n} {s}" for s, n in sorted(counted.items())))
     return "\n".join(lines)
+
+
+def document(reports: Sequence[BatchReport], code: int, *, dry_run: bool) -> dict[str, Any]:
+    """The ``--json`` document of flash and push (``docs/json/{flash,push}.schema.json``)."""
+    return {
+        "ok": code == 0,
+        "exit_code": code,
+        "dry_run": dry_run,
+        "counts": counts(reports),
+        "routers": [r.to_json() for r in reports],
+    }

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from owrt_vpn.cli import state
+from owrt_vpn.commands.batch_view import AcceptOpt, ConnectTimeoutOpt, targets
 
 
 def register(app: typer.Typer) -> None:
@@ -38,9 +39,7 @@ def flash(
         "--reset-settings",
         help="sysupgrade -n: erase settings (needs management access baked into the build).",
     ),
-    accept_new_host_keys: bool = typer.Option(
-        False, "--accept-new-host-keys", help="Trust host keys seen for the first time."
-    ),
+    accept_new_host_keys: AcceptOpt = False,
     timeout: float = typer.Option(
         300.0,
         "--timeout",
@@ -48,9 +47,7 @@ def flash(
         metavar="SECONDS",
         help="Wait this long for a router to come back.",
     ),
-    connect_timeout: float = typer.Option(
-        10.0, "--connect-timeout", min=1, metavar="SECONDS", help="SSH connect timeout."
-    ),
+    connect_timeout: ConnectTimeoutOpt = 10.0,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -61,17 +58,12 @@ def flash(
     ] = None,
 ) -> None:
     """Flash routers over SSH with their built images; safe to re-run."""
-    from owrt_vpn.commands.batch_view import ProgressView, counts, table
+    from owrt_vpn.commands.batch_view import ProgressView, document, table
     from owrt_vpn.flash import FlashOptions, batch_exit_code, flash_batch
-    from owrt_vpn.inventory import load_inventory, select, site_targets
 
     st = state(ctx)
     site = st.load_site()
-    dist = (out if out is not None else Path("dist")).resolve()  # build's default too
-    if inventory is not None:
-        targets = select(load_inventory(inventory, site, dist), routers or [], str(inventory))
-    else:
-        targets = site_targets(site, dist, routers or [])
+    chosen = targets(site, routers, inventory, out)
     options = FlashOptions(
         jobs=jobs,
         dry_run=dry_run,
@@ -82,18 +74,11 @@ def flash(
         poll_interval=min(2.0, max(0.2, timeout / 20)),
     )
     with ProgressView(enabled=not (st.json or st.quiet)) as view:
-        reports = flash_batch(targets, options, view.update)
+        reports = flash_batch(chosen, options, view.update)
     code = batch_exit_code(reports)
     for r in reports:
         if r.new_host_key:
             st.warn(f"{r.name}: new host key after the reset; update known_hosts: {r.new_host_key}")
-    counted = counts(reports)
-    data = {
-        "ok": code == 0,
-        "exit_code": code,
-        "dry_run": dry_run,
-        "counts": counted,
-        "routers": [r.to_json() for r in reports],
-    }
-    st.emit(data, table(reports, counted))
+    data = document(reports, code, dry_run=dry_run)
+    st.emit(data, table(reports, data["counts"]))
     raise typer.Exit(code)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from owrt_vpn.cli import State, state
+from owrt_vpn.commands import batch_view
+from owrt_vpn.commands.batch_view import (
+    AcceptOpt,
+    ConnectTimeoutOpt,
+    InventoryOpt,
+    OutOpt,
+    RoutersOpt,
+)
 
 if TYPE_CHECKING:
     from owrt_vpn.inventory import FlashTarget
@@ -19,39 +26,6 @@ def register(app: typer.Typer) -> None:
     """Add `push` and `status` (`doctor --router` lives with `doctor` in build_cmds)."""
     app.command("push")(push)
     app.command("status")(status)
-
-
-RoutersOpt = Annotated[
-    list[str] | None,
-    typer.Option("--router", metavar="NAME", help="Only this router (repeatable; default: all)."),
-]
-InventoryOpt = Annotated[
-    Path | None,
-    typer.Option("--inventory", metavar="FILE", help="Routers from an inventory file."),
-]
-AcceptOpt = Annotated[
-    bool,
-    typer.Option("--accept-new-host-keys", help="Trust host keys seen for the first time."),
-]
-ConnectTimeoutOpt = Annotated[
-    float,
-    typer.Option("--connect-timeout", min=1, metavar="SECONDS", help="SSH connect timeout."),
-]
-OutOpt = Annotated[
-    Path | None,
-    typer.Option("--out", metavar="DIR", help="The dist root `build` wrote to (default: ./dist)."),
-]
-
-
-def _targets(
-    site: Site, routers: list[str] | None, inventory: Path | None, out: Path | None
-) -> list[FlashTarget]:
-    from owrt_vpn.inventory import load_inventory, select, site_targets
-
-    dist = (out if out is not None else Path("dist")).resolve()
-    if inventory is not None:
-        return select(load_inventory(inventory, site, dist), routers or [], str(inventory))
-    return site_targets(site, dist, routers or [])
 
 
 def _open_pki(site: Site, targets: list[FlashTarget], dry_run: bool, st: State) -> Any:
@@ -85,12 +59,12 @@ def push(
     out: OutOpt = None,
 ) -> None:
     """Update running routers to the site's VPN state (users, revocations) without a flash."""
-    from owrt_vpn.commands.batch_view import ProgressView, counts, table
+    from owrt_vpn.commands.batch_view import ProgressView, document, table
     from owrt_vpn.push import PushOptions, batch_exit_code, push_batch
 
     st = state(ctx)
     site = st.load_site()
-    targets = _targets(site, routers, inventory, out)
+    targets = batch_view.targets(site, routers, inventory, out)
     pki = _open_pki(site, targets, dry_run, st)
     options = PushOptions(
         jobs=jobs,
@@ -101,15 +75,8 @@ def push(
     with ProgressView(enabled=not (st.json or st.quiet)) as view:
         reports = push_batch(site, pki, targets, options, view.update)
     code = batch_exit_code(reports)
-    counted = counts(reports)
-    data = {
-        "ok": code == 0,
-        "exit_code": code,
-        "dry_run": dry_run,
-        "counts": counted,
-        "routers": [r.to_json() for r in reports],
-    }
-    st.emit(data, _details(reports) + table(reports, counted))
+    data = document(reports, code, dry_run=dry_run)
+    st.emit(data, _details(reports) + table(reports, data["counts"]))
     raise typer.Exit(code)
 
 
@@ -149,7 +116,7 @@ def status(
 
     st = state(ctx)
     site = st.load_site()
-    targets = _targets(site, routers, inventory, out)
+    targets = batch_view.targets(site, routers, inventory, out)
     options = status_mod.StatusOptions(
         jobs=jobs, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout
     )
@@ -172,7 +139,7 @@ def doctor_router(
 
     st = state(ctx)
     site = st.load_site()
-    targets = _targets(site, [name], None, None)
+    targets = batch_view.targets(site, [name], None, None)
     pki = _open_pki(site, targets, True, st)
     report = router_doctor.diagnose(
         site,
