@@ -479,16 +479,20 @@ def _verify_routers(
                 results[res.router] = ItemResult("router", res.router, FAILED, error=res.error)
                 continue
             label = f"{site.name}/routers/{res.router}"
-            count, diffs = compare_trees(
-                opts.out / label,
-                work / label,
-                label,
-                diffoscope=opts.diffoscope,
-                timeout=opts.diffoscope_timeout,
-            )
-            status = DIFFERS if diffs else IDENTICAL
-            results[res.router] = ItemResult("router", res.router, status, [], diffs, count)
+            results[res.router] = _compared("router", res.router, label, opts, work)
     return [results[n] for n in names]
+
+
+def _compared(kind: str, name: str, label: str, opts: VerifyOptions, work: Path) -> ItemResult:
+    """The verdict on ``label`` (a folder below the dist root) against its rebuild in ``work``."""
+    count, diffs = compare_trees(
+        opts.out / label,
+        work / label,
+        label,
+        diffoscope=opts.diffoscope,
+        timeout=opts.diffoscope_timeout,
+    )
+    return ItemResult(kind, name, DIFFERS if diffs else IDENTICAL, [], diffs, count)
 
 
 # ------------------------------------------------------------------ bundles
@@ -537,16 +541,7 @@ def _verify_bundles(
                 results[user] = ItemResult("bundles", user, FAILED, error=exc)
             todo = []
     for user in todo:
-        label = f"{site.name}/clients/{user}"
-        count, diffs = compare_trees(
-            opts.out / label,
-            work / label,
-            label,
-            diffoscope=opts.diffoscope,
-            timeout=opts.diffoscope_timeout,
-        )
-        status = DIFFERS if diffs else IDENTICAL
-        results[user] = ItemResult("bundles", user, status, [], diffs, count)
+        results[user] = _compared("bundles", user, f"{site.name}/clients/{user}", opts, work)
     return [results[u] for u in users]
 
 
