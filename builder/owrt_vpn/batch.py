@@ -1,4 +1,4 @@
-"""Running one job per router concurrently, and the batch exit code (flash, push, status).
+"""One job per router concurrently, the batch exit code, report times (flash, push, status).
 
 A batch runs ``work(i)`` for every router, up to ``jobs`` at a time, in
 threads; one router failing never stops the others (each job catches its
@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
 
 from owrt_vpn.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 
@@ -51,3 +52,8 @@ def exit_code(oks: Sequence[bool]) -> int:
     if bad == 0:
         return EXIT_OK
     return EXIT_FAILURE if bad == len(oks) else EXIT_PARTIAL
+
+
+def iso_time(ts: float) -> str | None:
+    """A report's time stamp (UTC, seconds) as ISO 8601; None for 0 (not reached)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None

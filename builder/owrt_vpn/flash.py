@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -132,8 +131,8 @@ class RouterReport:
             "before": self.before,
             "after": self.after,
             "new_host_key": self.new_host_key,
-            "started": _iso(self.started),
-            "finished": _iso(self.finished),
+            "started": batch.iso_time(self.started),
+            "finished": batch.iso_time(self.finished),
             "seconds": round(self.finished - self.started, 3),
             "stages": [{"stage": s, "at": round(t - self.started, 3)} for s, t in self.stages],
         }
@@ -276,11 +275,7 @@ class _Flash:
     def check(self) -> remote.Facts:
         """Steps 1-3: connect, board and memory checks, skip when already done."""
         self.stage(Stage.CONNECTING)
-        if self.o.accept_new_host_keys:
-            with self.lock:  # ssh processes appending to one known_hosts could mix lines
-                facts = remote.probe(self.ssh, self.o.command_timeout)
-        else:
-            facts = remote.probe(self.ssh, self.o.command_timeout)
+        facts = remote.first_probe(self.ssh, self.o.command_timeout, self.lock)
         self.r.board_name, self.r.before = facts.board_name, facts.release
         self.stage(Stage.CHECKING)
         b = self.b
@@ -422,7 +417,7 @@ class _Flash:
             "release": b.release,
             "revision": b.revision,
             "router": self.t.router.name,
-            "flashed_at": _iso(time.time()),
+            "flashed_at": batch.iso_time(time.time()),
             "tool": f"owrt-vpn {__version__}",
         }
         remote.write_marker(self.ssh, marker, self.o.command_timeout)
@@ -435,7 +430,3 @@ def _last(text: str) -> str:
 
 def _release_text(release: dict[str, str]) -> str:
     return f"{release['version']} {release['revision']}".strip() or "unknown release"
-
-
-def _iso(ts: float) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None

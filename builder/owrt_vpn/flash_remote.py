@@ -96,6 +96,19 @@ def probe(ssh: SshClient, timeout: float) -> Facts:
     )
 
 
+def first_probe(ssh: SshClient, timeout: float, lock: threading.Lock) -> Facts:
+    """:func:`probe` as a batch's first contact with a router.
+
+    With ``accept_new_host_keys`` the ssh process appends the router's key to
+    known_hosts, and concurrent appends to one file could mix lines: those
+    first contacts take ``lock`` one at a time.
+    """
+    if not ssh.accept_new:
+        return probe(ssh, timeout)
+    with lock:
+        return probe(ssh, timeout)
+
+
 def _json(lines: list[str]) -> Any:
     text = "\n".join(lines)
     try:

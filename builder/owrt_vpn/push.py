@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -129,8 +128,8 @@ class PushReport:
             "terminated": self.terminated,
             "notes": self.notes,
             "installer": self.installer,
-            "started": _iso(self.started),
-            "finished": _iso(self.finished),
+            "started": batch.iso_time(self.started),
+            "finished": batch.iso_time(self.finished),
             "seconds": round(self.finished - self.started, 3),
         }
 
@@ -318,11 +317,7 @@ class _Push:
     def check(self) -> tuple[Router, str, remote.Facts]:
         """Steps 1-2: our firmware, for this site router, with the packages the site needs."""
         self.stage(Stage.CONNECTING)
-        if self.o.accept_new_host_keys:
-            with self.lock:  # ssh processes appending to one known_hosts could mix lines
-                facts = remote.probe(self.ssh, self.o.command_timeout)
-        else:
-            facts = remote.probe(self.ssh, self.o.command_timeout)
+        facts = remote.first_probe(self.ssh, self.o.command_timeout, self.lock)
         self.stage(Stage.CHECKING)
         baked = facts.baked_build_info
         site, router = self.shared.site, self.t.router
@@ -495,7 +490,7 @@ class _Push:
     def mark(self, vset: VpnSet, facts: remote.Facts) -> None:
         """Step 6: record the push (status shows it)."""
         marker = {
-            "pushed_at": _iso(time.time()),
+            "pushed_at": batch.iso_time(time.time()),
             "router": self.t.router.name,
             "site": self.shared.site.name,
             "files_sha256": vset.digest,
@@ -521,7 +516,3 @@ def _release_text(release: dict[str, str]) -> str:
         f"{release.get('version', '')} {release.get('revision', '')}".strip()
         or "an unknown release"
     )
-
-
-def _iso(ts: float) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None

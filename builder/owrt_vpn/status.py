@@ -168,11 +168,7 @@ def query(
         target.ssh, accept_new_host_keys=opts.accept_new_host_keys,
         connect_timeout=opts.connect_timeout,
     )  # fmt: skip
-    if opts.accept_new_host_keys:
-        with lock:
-            facts = remote.probe(ssh, opts.command_timeout)
-    else:
-        facts = remote.probe(ssh, opts.command_timeout)
+    facts = remote.first_probe(ssh, opts.command_timeout, lock)
     baked = facts.baked_build_info
     built = last_build(target.build_dir)
     style = str((baked or {}).get("config_style") or "swanctl")
