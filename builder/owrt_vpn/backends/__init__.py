@@ -281,6 +281,25 @@ def missing_images(request: BuildRequest, bin_dir: Path, output: str) -> BuildEr
     )
 
 
+def manifest_result(
+    request: BuildRequest, status: int, output: str, *, info: Callable[[], MakeInfo] | None
+) -> dict[str, str]:
+    """Check a ``make manifest`` run; the packages and versions ``make image`` will install.
+
+    The one place both backends turn make's exit status and output into the
+    package list or a clear :class:`BuildError`.
+    """
+    if status != 0:
+        raise diagnose(output, request, status, "manifest", info)
+    packages = parse_manifest(output)
+    if not packages:
+        raise BuildError(
+            f"{request.profile}: `make manifest` listed no packages",
+            hint=f"see {request.log_path}",
+        )
+    return packages
+
+
 def image_result(
     request: BuildRequest,
     bin_dir: Path,

@@ -38,11 +38,10 @@ from owrt_vpn.backends import (
     BuildRequest,
     MakeInfo,
     Prerequisite,
-    diagnose,
     image_result,
     make_args,
+    manifest_result,
     parse_info,
-    parse_manifest,
 )
 from owrt_vpn.backends.engine import (
     BUILD_DIR,
@@ -346,15 +345,7 @@ class DockerSession:
     def manifest(self) -> dict[str, str]:
         """Packages and versions ``make image`` will install (``make manifest``)."""
         status, out = self._make(["manifest", *make_args(self.request, "")], "manifest")
-        if status != 0:
-            raise diagnose(out, self.request, status, "manifest", self.info)
-        packages = parse_manifest(out)
-        if not packages:
-            raise BuildError(
-                f"{self.request.profile}: `make manifest` listed no packages",
-                hint=f"see {self.request.log_path}",
-            )
-        return packages
+        return manifest_result(self.request, status, out, info=self.info)
 
     def image(self, files_dir: Path) -> BackendResult:
         """``make image`` with the overlay copied in as FILES; BIN_DIR copied out."""

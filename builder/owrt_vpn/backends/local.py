@@ -18,11 +18,10 @@ from owrt_vpn.backends import (
     BuildRequest,
     MakeInfo,
     Prerequisite,
-    diagnose,
     image_result,
     make_args,
+    manifest_result,
     parse_info,
-    parse_manifest,
 )
 from owrt_vpn.errors import BuildError
 from owrt_vpn.run import run, run_logged
@@ -99,15 +98,7 @@ class LocalSession:
         """Packages and versions ``make image`` will install (``make manifest``)."""
         # No STRIP_ABI: the names must match the image's .manifest (ABI suffixes included).
         status, out = self._make(["manifest", *make_args(self.request, "")])
-        if status != 0:
-            raise diagnose(out, self.request, status, "manifest", self.info)
-        packages = parse_manifest(out)
-        if not packages:
-            raise BuildError(
-                f"{self.request.profile}: `make manifest` listed no packages",
-                hint=f"see {self.request.log_path}",
-            )
-        return packages
+        return manifest_result(self.request, status, out, info=self.info)
 
     def image(self, files_dir: Path) -> BackendResult:
         """``make image`` with FILES=files_dir; checks every expected image exists."""
