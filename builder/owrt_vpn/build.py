@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from owrt_vpn import build_state, profiles
 from owrt_vpn.build_output import build_info, expected_images, normalise_tree, why_text, write_dist
-from owrt_vpn.build_state import BUILD_INFO, Lock, read_json, sha256_file
+from owrt_vpn.build_state import BUILD_INFO, Lock, read_json
 from owrt_vpn.errors import BuildError, ConfigError, OwrtVpnError, Problem, UsageError
+from owrt_vpn.fsutil import sha256_file
 from owrt_vpn.repro import canonical_json, source_date_epoch
 from owrt_vpn.site import DEVICE_RE, RELEASE_RE, TARGET_RE, Router, Site
 

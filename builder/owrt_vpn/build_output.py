@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from owrt_vpn import __version__
-from owrt_vpn.build_state import BUILD_INFO, sha256_file
+from owrt_vpn.build_state import BUILD_INFO
 from owrt_vpn.errors import BuildError
+from owrt_vpn.fsutil import sha256_file
 from owrt_vpn.repro import canonical_json, digest, source_date_epoch
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ and a miss says which input changed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import ConfigError, IntegrityError
+from owrt_vpn.fsutil import sha256_file as sha256_file  # re-exported (callers use it from here)
 from owrt_vpn.fsutil import write_atomic
 from owrt_vpn.repro import digest
 
@@ -36,15 +36,6 @@ IMAGE_CODE = (
     "build*.py",
     "backends/*.py",
 )
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 hex of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tree_digest(root: Path, suffixes: tuple[str, ...] = ()) -> str:

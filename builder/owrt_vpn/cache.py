@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from owrt_vpn.errors import DownloadError, IntegrityError
+from owrt_vpn.fsutil import sha256_file as sha256_file  # re-exported (callers use it from here)
 
 if TYPE_CHECKING:
     import requests
@@ -68,15 +68,6 @@ def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 hex of a file, read in chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

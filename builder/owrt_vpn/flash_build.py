@@ -10,7 +10,6 @@ is never trusted because it exists.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tarfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from owrt_vpn.errors import FlashError, IntegrityError
+from owrt_vpn.fsutil import sha256_file
 
 IMAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 # Where our VPN files sit in the overlay (see HACKING.md "Image layout").
@@ -72,15 +72,6 @@ def _read_json(path: Path) -> Any:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FlashError(f"{path}: unreadable: {exc}") from None
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def pick_image(images: list[dict[str, Any]]) -> dict[str, Any]:

@@ -41,7 +41,6 @@ from owrt_vpn.build_state import (
     Lock,
     changed_inputs,
     read_json,
-    sha256_file,
     tree_digest,
 )
 from owrt_vpn.errors import (
@@ -52,6 +51,7 @@ from owrt_vpn.errors import (
     OwrtVpnError,
     UsageError,
 )
+from owrt_vpn.fsutil import sha256_file
 from owrt_vpn.repro import digest, source_date_epoch
 from owrt_vpn.site import Site
 from owrt_vpn.verify_diff import DIFFOSCOPE_TIMEOUT, Difference, compare_trees

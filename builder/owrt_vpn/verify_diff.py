@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from owrt_vpn.fsutil import sha256_file
+
 # Text diffs and diffoscope reports are cut to this many lines per file: the
 # point is to say where, not to reprint a firmware image.
 MAX_DETAIL_LINES = 40
@@ -57,15 +59,7 @@ def same_bytes(a: Path, b: Path) -> bool:
     """True when both files hold the same bytes (size first, then sha256)."""
     if a.stat().st_size != b.stat().st_size:
         return False
-    return _sha256(a) == _sha256(b)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(a) == sha256_file(b)
 
 
 def compare_trees(
