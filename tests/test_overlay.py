@@ -556,7 +556,8 @@ def test_swanctl_connections_pin_each_devices_identities(lab: Lab, tmp_path: Pat
     ]
     carol = conns["rw-pubkey-eap-carol-pc"]
     assert (carol["remote-1"]["round"], carol["remote-2"]["round"]) == ("1", "2")
-    assert carol["remote-2"]["eap_id"] == "%any"
+    # the EAP round is pinned to the user: another user's password fails
+    assert carol["remote-2"]["eap_id"] == "carol" and carol["remote-2"]["id"] == "%any"
     erin = conns["rw-eaptls-erin-mac"]["remote"]
     assert erin["auth"] == "eap-tls" and erin["eap_id"] == "erin+mac@lab"
     assert conns["rw-eaptls-ios"]["remote"]["eap_id"] == "%any"
@@ -630,6 +631,27 @@ def test_unsafe_organization_drops_only_the_dn_connections(tmp_path: Path) -> No
     names = set(_conf(render(lab, "gw", tmp_path / "ov"))["connections"])
     assert "rw-pubkey-alice-phone" in names
     assert not [n for n in names if n.endswith("-dn")]
+
+
+def test_two_round_app_device_needs_the_dn_connections(tmp_path: Path) -> None:
+    # The .sswan of a pubkey+eap-mschapv2 device has no local.id, so the app
+    # presents its subject DN, which an unsafe organization keeps out.
+    text = SITE_TOML.replace('"Lab VPN"', '"Lab, Inc."').replace(
+        'name = "pc"\nplatform = "linux"', 'name = "pc"\nplatform = "android-strongswan"'
+    )
+    lab = make_lab(tmp_path / "site", text)
+    with pytest.raises(ConfigError, match=r"users\[\d\]\.devices\[0\]\.platform: android-str"):
+        render(lab, "gw", tmp_path / "ov")
+    assert not (tmp_path / "ov").exists()
+
+
+def test_legacy_second_round_is_pinned_to_the_user(lab: Lab, tmp_path: Path) -> None:
+    res = render(lab, "gw", tmp_path / "ov", style="ipsec")
+    conf = ipsec_conf((res.file_set / "etc/ipsec.conf").read_text())
+    for name in ("conn rw-pubkey-eap-carol-pc", "conn rw-pubkey-eap-carol-pc-dn"):
+        c = conf[name]
+        assert (c["rightauth"], c["rightauth2"]) == ("pubkey", "eap-mschapv2")
+        assert c["eap_identity"] == "carol" and "rightid2" not in c
 
 
 def test_shared_identity_on_a_two_round_device_is_refused(tmp_path: Path) -> None:

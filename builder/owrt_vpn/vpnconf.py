@@ -5,7 +5,8 @@
   and its subject DN, as Windows presents it), so only users of this router
   match, and a ``pubkey+eap-mschapv2`` device cannot fall back to a
   certificate-only connection (strongSwan switches to another candidate
-  connection when the rounds of the first one are not all done). Devices
+  connection when the rounds of the first one are not all done); its EAP
+  round is pinned to the user's name. Devices
   that opted into the shared iOS identity share one connection per method.
   EAP-MSCHAPv2 users share one connection that accepts any IKE identity
   (Windows and iOS send their IP address) and asks for the EAP identity.
@@ -23,7 +24,7 @@ from typing import Any
 
 from owrt_vpn import uci
 from owrt_vpn.errors import ConfigError, Problem
-from owrt_vpn.site import CERT_AUTH, Router, Site, User, device_identity
+from owrt_vpn.site import CERT_AUTH, Device, Router, Site, User, device_identity
 from owrt_vpn.swanconf import legacy_quote, swan_str
 
 ANY = "%any"
@@ -123,6 +124,8 @@ def connections(site: Site, router: Router, warnings: list[str]) -> list[Conn]:
             dn = _dn(site, ident)
             if dn is not None:
                 ids.append((dn, "subject DN"))
+            elif u.auth == "pubkey+eap-mschapv2" and d.platform == "android-strongswan":
+                _refuse_app_without_dn(site, u, d)
             for value, what in ids:
                 suffix = ("dn",) if what == "subject DN" else ()
                 name = conn_name(taken, "rw", _METHOD_SHORT[u.auth], u.name, d.name, *suffix)
@@ -169,18 +172,37 @@ def connections(site: Site, router: Router, warnings: list[str]) -> list[Conn]:
     return conns
 
 
+def _refuse_app_without_dn(site: Site, u: User, d: Device) -> None:
+    # The app's ikev2-cert-eap profile has no local.id (else its EAP round
+    # would present it instead of the user name), so its certificate round
+    # presents the subject DN, which this organization keeps out of the config.
+    i = site.users.index(u)
+    raise ConfigError(
+        [
+            Problem(
+                site.path.name,
+                f"users[{i}].devices[{u.devices.index(d)}].platform",
+                "android-strongswan with pubkey+eap-mschapv2 presents the certificate's "
+                "subject DN, which the router cannot match when site.organization holds "
+                'one of , " = + / \\ # (change the organization or the auth)',
+            )
+        ]
+    )
+
+
 def _rounds(u: User, ike_id: str) -> tuple[Round, ...]:
     if u.auth == "pubkey":
         return (Round("pubkey", ike_id, cacerts=True),)
     if u.auth == "eap-tls":
         # eap_id pinned to the same identity: the TLS certificate must be this device's.
         return (Round("eap-tls", ike_id, ike_id, cacerts=True),)
-    # Certificate, then EAP-MSCHAPv2. The EAP identity is asked for (%any), not
-    # pinned to the user's name: clients configured with just an eap_id
-    # (strongSwan's own, the Android app) answer with it only in an
-    # EAP-Identity exchange, and look their secret up under their IKE
-    # identity otherwise.
-    return (Round("pubkey", ike_id, cacerts=True), Round("eap-mschapv2", ANY, ANY))
+    # Certificate, then EAP-MSCHAPv2 pinned to the user's name, so that the
+    # certificate of one user plus the password of another fails. With a
+    # pinned eap_id strongSwan sends no EAP-Identity request: clients run
+    # MSCHAPv2 with their round-2 IKE identity, which must be the user name
+    # (our swanctl bundles set it; the Android app uses its username when
+    # the profile has no local.id).
+    return (Round("pubkey", ike_id, cacerts=True), Round("eap-mschapv2", ANY, u.name))
 
 
 # --------------------------------------------------------------------------

@@ -532,7 +532,10 @@ class ClientProfile:
                 rnd["id"] = self.local_id
             rounds.append(rnd)
         if self.auth == "pubkey+eap-mschapv2":
-            rounds.append({"auth": "eap-mschapv2", "eap_id": self.eap_id})
+            # The router pins this round to the user and sends no EAP-Identity
+            # request: the client answers MSCHAPv2 with its round-2 IKE
+            # identity, so that is the user name (as our bundles configure).
+            rounds.append({"auth": "eap-mschapv2", "id": self.eap_id, "eap_id": self.eap_id})
         if not rounds:
             raise ValueError(f"unknown auth {self.auth!r}")
         conn: dict[str, Any] = {

@@ -261,8 +261,15 @@ SSWAN_ROUNDS = {
 }
 
 
-def sswan_to_swanctl(profile: dict[str, object], conn: str, p12_name: str | None) -> str:
-    """A swanctl connection with the values of a .sswan profile (the app's behaviour)."""
+def sswan_to_swanctl(
+    profile: dict[str, object], conn: str, p12_name: str | None, subject: str | None
+) -> str:
+    """A swanctl connection with the values of a .sswan profile (the app's behaviour).
+
+    As the app (android_service.c): a certificate round presents ``local.id``,
+    else the certificate's ``subject`` DN; an EAP round presents ``local.id``,
+    else the user name, with the user name as EAP identity.
+    """
     remote = profile["remote"]
     local = profile.get("local", {})
     assert isinstance(remote, dict) and isinstance(local, dict)
@@ -278,12 +285,10 @@ def sswan_to_swanctl(profile: dict[str, object], conn: str, p12_name: str | None
     for i, auth in enumerate(SSWAN_ROUNDS[str(profile["type"])], 1):
         lines += [f"      local-{i} {{", f"         auth = {auth}"]
         if auth in ("pubkey", "eap-tls"):
-            assert p12_name is not None
-            lines.append(f"         id = {local['id']}")
+            assert p12_name is not None and subject is not None
+            lines.append(f"         id = {local.get('id', subject)}")
         if auth == "eap-mschapv2":
-            # The app uses the user name as identity of an EAP round (local.id
-            # names the identity of a first round only).
-            ident = local.get("id", local["eap_id"]) if i == 1 else local["eap_id"]
+            ident = local.get("id", local["eap_id"])
             lines += [f"         id = {ident}", f"         eap_id = {local['eap_id']}"]
         lines.append("      }")
     lines += [
@@ -318,12 +323,18 @@ def test_sswan_profile_connects(
     assert remote["addr"] == str(ROUTER_WAN)
     c.put("x509ca", "sswan-ca.der", base64.b64decode(remote["cert"]))
     secrets = ["secrets {"]
-    p12_name = None
+    p12_name = subject = None
     if "p12" in local:
         # The app imports local.p12 with the password the user types.
         p12_name = "sswan.p12"
-        c.put("pkcs12", p12_name, base64.b64decode(local["p12"]))
+        data = base64.b64decode(local["p12"])
+        c.put("pkcs12", p12_name, data)
         pw = lab.pki.p12_password(user, "phone")  # type: ignore[attr-defined]
+        _key, cert, _ = pkcs12.load_key_and_certificates(data, pw.encode())
+        assert isinstance(cert, x509.Certificate)
+        # The subject DN, binary as the app sends it (quoted: '#' starts a
+        # comment in swanctl.conf).
+        subject = '"asn1dn:#' + cert.subject.public_bytes().hex() + '"'
         secrets += ["   pkcs12-app {", f"      file = {p12_name}",
                     f"      secret = {_swanctl_secret(pw)}", "   }"]  # fmt: skip
     if "eap_id" in local:
@@ -331,7 +342,11 @@ def test_sswan_profile_connects(
         secrets += ["   eap-app {", f"      id = {local['eap_id']}",
                     f"      secret = {_swanctl_secret(eap)}", "   }"]  # fmt: skip
     secrets.append("}")
-    c.put("conf.d", "sswan.conf", sswan_to_swanctl(profile, conn, p12_name) + "\n".join(secrets))
+    c.put(
+        "conf.d",
+        "sswan.conf",
+        sswan_to_swanctl(profile, conn, p12_name, subject) + "\n".join(secrets),
+    )
     c.connect(conn)
     c.assert_tunnel(conn)
 

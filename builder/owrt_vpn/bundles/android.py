@@ -34,7 +34,12 @@ def sswan(ctx: DeviceContext, prof: RouterProfile) -> dict[str, Any]:
     """The ``.sswan`` profile of one router, as a dict."""
     local: dict[str, Any] = {}
     if ctx.creds is not None:
-        local["id"] = ctx.identity
+        # No local.id for ikev2-cert-eap: the app would present it in the EAP
+        # round too, where the router wants the user name (the app's default
+        # there); the certificate round then presents the subject DN, which
+        # the router's per-device connections accept.
+        if ctx.auth != "pubkey+eap-mschapv2":
+            local["id"] = ctx.identity
         local["p12"] = base64.b64encode(ctx.creds.p12).decode()
     if ctx.uses_eap_password:
         # eap_id is the user name the app asks the password for.
