@@ -407,6 +407,16 @@ CASES = [
         "needs site.shared_identity",
         replace=(('platform = "ios"', 'platform = "ios"\nshared_identity = true'),),
     ),
+    Case(
+        "shared-identity-on-second-round",
+        "users[1].devices[0].shared_identity",
+        "cannot use the shared identity",
+        replace=(
+            ('name = "home"', 'name = "home"\nshared_identity = "homeClients"'),
+            ('auth = "eap-mschapv2"', 'auth = "pubkey+eap-mschapv2"'),
+            ('platform = "android"', 'platform = "android-strongswan"\nshared_identity = true'),
+        ),
+    ),
 ]
 
 

@@ -356,6 +356,14 @@ def _user_checks(
             if u.auth not in CERT_AUTH:
                 msg = f"only applies to certificate auth, not {u.auth!r}"
                 problems.append(Problem(file, where, msg))
+            elif u.auth == "pubkey+eap-mschapv2":
+                # One connection serves every device on the shared identity, so
+                # the router could not demand this user's EAP round.
+                msg = (
+                    "a pubkey+eap-mschapv2 device cannot use the shared identity: any "
+                    "certificate carrying it would be accepted without the EAP round"
+                )
+                problems.append(Problem(file, where, msg))
     return problems
 
 
