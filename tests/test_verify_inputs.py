@@ -1,4 +1,4 @@
-"""The many-user bundle inputs (verify._Inputs, used by `bundle`, `build` and `verify`)
+"""The many-user bundle inputs (verify.BundleInputs, used by `bundle`, `build` and `verify`)
 digest exactly what the one-user reference (verify.user_pki_digest) does."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_many_user_inputs_equal_the_reference(cli: CliRunner, tmp_path: Path) ->
     pki = site.pki_path
     (pki / "clients" / "alice" / ".stray").write_text("not a PKI file")  # left out by both
     names = ["alice", "bob", "carol", "nobody"]
-    inputs = verify._Inputs(site)
+    inputs = verify.BundleInputs(site)
     for name in names:
         assert inputs.pki_digest(name) == verify.user_pki_digest(pki, name), name
     digests = {inputs.pki_digest(n) for n in names}
@@ -46,7 +46,7 @@ def test_many_user_inputs_equal_the_reference(cli: CliRunner, tmp_path: Path) ->
     # A change to one user's files changes that user's digest only.
     before = {n: inputs.pki_digest(n) for n in names}
     (pki / "eap" / "bob.password").write_text("another-password\n")
-    after = verify._Inputs(site)
+    after = verify.BundleInputs(site)
     assert after.pki_digest("bob") != before["bob"]
     assert after.pki_digest("bob") == verify.user_pki_digest(pki, "bob")
     assert {n: after.pki_digest(n) for n in ("alice", "carol")} == {

@@ -44,7 +44,7 @@ class BundleStep:
 
 def _current(site: Site, clients: Path) -> bool:
     """True when every user's bundles exist and were made from today's inputs."""
-    from owrt_vpn.verify import BUNDLE_INFO, _Inputs
+    from owrt_vpn.verify import BUNDLE_INFO, BundleInputs
 
     if not clients.is_dir():
         return False
@@ -52,7 +52,7 @@ def _current(site: Site, clients: Path) -> bool:
     present = {p.name for p in clients.iterdir() if p.is_dir() and not p.name.startswith(".")}
     if present != names:
         return False  # a user was added or removed
-    inputs = _Inputs(site)
+    inputs = BundleInputs(site)
     for name in sorted(names):
         info = clients / name / BUNDLE_INFO
         try:

@@ -162,7 +162,7 @@ def user_pki_digest(pki_dir: Path, user: str, index: dict[str, Any] | None = Non
     """The PKI files one user's bundles are made from: the CA certificate, the user's
     certificates, keys and PKCS#12 files, EAP password, and their index records.
 
-    ``index``: ``index.json`` as read once for many users (see :class:`_Inputs`).
+    ``index``: ``index.json`` as read once for many users (see :class:`BundleInputs`).
     """
     files: dict[str, Any] = {}
     candidates = [pki_dir / "ca.crt", pki_dir / "eap" / f"{user}.password"]
@@ -184,10 +184,10 @@ def user_pki_digest(pki_dir: Path, user: str, index: dict[str, Any] | None = Non
 
 def bundle_inputs(site: Site, user: str) -> dict[str, Any]:
     """What one user's bundles are made from (written as ``bundle-info.json``)."""
-    return _Inputs(site).of(user)
+    return BundleInputs(site).of(user)
 
 
-class _Inputs:
+class BundleInputs:
     """:func:`bundle_inputs` for many users of one site: the site file, the CA
     certificate and ``index.json`` read once, not once per user (the no-op
     bundle check of a 1,000-user build reads them all)."""
@@ -254,7 +254,7 @@ def record_bundle_inputs(site: Site, clients: Path, users: Sequence[str] | None 
     from owrt_vpn.fsutil import write_atomic
 
     names = list(users) if users else [u.name for u in site.users]
-    inputs = _Inputs(site)
+    inputs = BundleInputs(site)
     for name in names:
         folder = clients / name
         if folder.is_dir():
@@ -511,7 +511,7 @@ def _verify_bundles(
     results: dict[str, ItemResult] = {}
     todo: list[str] = []
     known = {u.name for u in site.users}
-    inputs = _Inputs(site)
+    inputs = BundleInputs(site)
     for user in users:
         info = binfos[user]
         if user not in known:
