@@ -1,7 +1,7 @@
 """Benchmark 5: how many strongSwan plugin packages our list installs.
 
 For every combination of auth methods among a router's users, the
-``strongswan-mod-*`` packages of ``owrt_vpn.packages.package_list`` (the
+``strongswan-mod-*`` packages of ``owrt_vpn.render.packages.package_list`` (the
 ``PACKAGES=`` of ``make image``, which names every plugin dependency itself:
 md4/des for EAP-MSCHAPv2...), in both config styles, against the metapackages
 the guide installs: ``strongswan-full`` (``[full_plugins]`` of
@@ -31,7 +31,7 @@ PLATFORM = {
 
 
 def _site(auths: tuple[str, ...], workdir: Path) -> Any:
-    from owrt_vpn.site import load_site
+    from owrt_vpn.site.load import load_site
 
     users = [(f"user{i}", auth, [("dev", PLATFORM[auth])]) for i, auth in enumerate(auths)]
     path = workdir / f"{'_'.join(auths).replace('+', 'plus')}.toml"
@@ -41,8 +41,9 @@ def _site(auths: tuple[str, ...], workdir: Path) -> Any:
 
 def footprint() -> dict[str, Any]:
     """Plugin package counts per auth combination and style, with the references."""
-    from owrt_vpn import packages, profiles
-    from owrt_vpn.site import AUTH_METHODS
+    from owrt_vpn import profiles
+    from owrt_vpn.render import packages
+    from owrt_vpn.site.model import AUTH_METHODS
 
     series = profiles.release_info(RELEASE).series
     pk = profiles.load("packages")

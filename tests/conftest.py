@@ -1,29 +1,24 @@
-"""Shared fixtures: run the real CLI as a subprocess, scratch site dirs."""
+"""Shared fixtures: run the real CLI as a subprocess, scratch site dirs.
+
+Also loads ``ci_skips`` (under ``OWRT_VPN_CI=1`` every skip fails with its
+reason) and pytester (tests/test_ci_skips.py runs scratch test suites).
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from owrtcli import CliRunner, run_owrt
+
+pytest_plugins = ["pytester", "ci_skips"]
+
 REPO = Path(__file__).resolve().parent.parent
 
-
-def _cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("OWRT_VPN_SITE", None)
-    env["OWRT_VPN_CA_PASSPHRASE"] = env.get("OWRT_VPN_CA_PASSPHRASE", "test-ca-passphrase")
-    env["SOURCE_DATE_EPOCH"] = env.get("SOURCE_DATE_EPOCH", "1700000000")
-    if extra:
-        env.update(extra)
-    return env
-
-
-CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+__all__ = ["REPO", "CliRunner"]  # test modules import these from here
 
 
 @pytest.fixture
@@ -37,22 +32,6 @@ def cli(tmp_path: Path) -> CliRunner:
         input: str | None = None,
         check: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        argv: Sequence[str] = [sys.executable, "-m", "owrt_vpn", *map(os.fspath, args)]
-        proc = subprocess.run(
-            argv,
-            cwd=cwd or tmp_path,
-            env=_cli_env(env),
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"owrt-vpn {' '.join(map(str, args))} exited {proc.returncode}\n"
-                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
-        return proc
+        return run_owrt(*args, cwd=cwd or tmp_path, env=env, input=input, check=check)
 
     return run

@@ -54,3 +54,28 @@ def test_footprint_section_writes_results_and_table(tmp_path: Path) -> None:
     assert row["ok"] is True and row["value"] == fp["certificate_plus_eap_mschapv2"]
     assert "5 plugin packages, cert + EAP-MSCHAPv2" in proc.stdout
     assert f"results: {out}" in proc.stdout
+
+
+def _pki_results(users: int) -> dict:
+    side = {"users": users, "wall": 2.5, "per_user_ms": 41.7, "scaled_to_1000_users_wall": 41.7}
+    ecdsa = {
+        **side,
+        "guide_per_user_over_ours": 9.0,
+        "firmware": {"overhead": 0.4, "noop_wall": 0.2},
+    }
+    return {"pki": {"ecdsa": ecdsa, "rsa3072": {**side, "guide_per_user_over_ours": 3.0}}}
+
+
+def test_quick_summary_reports_what_it_measured_unscaled() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    quick = run.summary(_pki_results(60), quick=True)
+    first = quick[0]
+    assert first["name"] == "3 60 users ECDSA: pki + bundles (quick: not scaled)"
+    assert first["value"] == 2.5 and first["ok"] is None  # no 1,000-user target judged
+    assert not any("scaled from" in r["name"] for r in quick)
+    full = run.summary(_pki_results(60))
+    assert full[0]["value"] == 41.7 and full[0]["ok"] is False  # a full run scales and judges

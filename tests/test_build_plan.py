@@ -7,41 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from owrt_vpn import build_state
-from owrt_vpn.backends import BuildRequest, diagnose, parse_manifest
-from owrt_vpn.build import BuildOptions, inputs, plan
+import sitefile
+from owrt_vpn.build import state as build_state
+from owrt_vpn.build.plan import BuildOptions, inputs, plan
 from owrt_vpn.errors import ConfigError, IntegrityError, UsageError
+from owrt_vpn.imagebuilder.backends.base import BuildRequest, diagnose, parse_manifest
+from owrt_vpn.pki.digest import pki_digest
 from owrt_vpn.repro import digest
-from owrt_vpn.site import parse_site
+from owrt_vpn.site.load import parse_site
 
-SITE = """
-[site]
-name = "home"
+SITE = sitefile.site()
 
-[[routers]]
-name = "gw"
-server_id = "vpn.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-
-[[users]]
-name = "alice"
-[[users.devices]]
-name = "phone"
-platform = "ios"
-"""
-
-SECOND = """
-[[routers]]
-name = "gw2"
-server_id = "vpn2.example.org"
-release = "23.05.5"
-target = "ath79"
-subtarget = "generic"
-device = "tplink_archer-c7-v5"
-pool = "10.10.20.0/24"
-"""
+SECOND = sitefile.router(
+    "gw2",
+    server_id="vpn2.example.org",
+    release="23.05.5",
+    target="ath79",
+    subtarget="generic",
+    device="tplink_archer-c7-v5",
+    pool="10.10.20.0/24",
+)
 
 
 def site_at(tmp_path: Path, text: str = SITE):  # type: ignore[no-untyped-def]
@@ -72,7 +57,7 @@ def test_plan_uses_site_values_and_target_defaults(tmp_path: Path) -> None:
 
 
 def test_plan_refuses_ambiguous_or_bad_overrides(tmp_path: Path) -> None:
-    two = site_at(tmp_path, SITE + SECOND)
+    two = site_at(tmp_path, sitefile.site(routers=[sitefile.router(), SECOND]))
     assert [p.name for p in plan(two, BuildOptions())] == ["gw", "gw2"]
     with pytest.raises(UsageError, match="--target override one router, but 2"):
         plan(two, BuildOptions(target="ath79"))
@@ -94,7 +79,9 @@ def test_input_key_names_what_changed(tmp_path: Path) -> None:
     [p] = plan(site, BuildOptions())
     a = inputs(p, BuildOptions())
     assert a == inputs(p, BuildOptions())
-    (tmp_path / "owrt-vpn.toml").write_text(SITE.replace("phone", "tablet"))
+    (tmp_path / "owrt-vpn.toml").write_text(
+        sitefile.site(users=[sitefile.user(devices=[("tablet", "ios")])])
+    )
     b = inputs(p, BuildOptions())
     assert build_state.changed_inputs(a, b) == ["site"]
     c = inputs(p, BuildOptions(insecure_skip_signature=True))
@@ -159,18 +146,18 @@ def test_lock_round_trip_and_locked_checks(tmp_path: Path) -> None:
 
 
 def test_pki_digest_matches_the_pki_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from owrt_vpn.pki import Pki
+    from owrt_vpn.pki.authority import Pki
 
     monkeypatch.setenv("OWRT_VPN_CA_PASSPHRASE", "test-ca-passphrase")
     site = site_at(tmp_path)
     pki = Pki.open(site)
     pki.init(site)
-    assert build_state.pki_state_digest(site.pki_path) == pki.digest()
-    assert build_state.pki_state_digest(site.pki_path, "gw") == pki.digest(router="gw")
+    assert pki_digest(site.pki_path) == pki.digest()
+    assert pki_digest(site.pki_path, "gw") == pki.digest(router="gw")
     other = site.pki_path / "servers" / "other.crt"
     other.write_text("another router's certificate")
-    assert build_state.pki_state_digest(site.pki_path, "gw") == pki.digest(router="gw")
-    assert build_state.pki_state_digest(site.pki_path) == pki.digest() != pki.digest(router="gw")
+    assert pki_digest(site.pki_path, "gw") == pki.digest(router="gw")
+    assert pki_digest(site.pki_path) == pki.digest() != pki.digest(router="gw")
 
 
 def test_parse_manifest_opkg_and_apk() -> None:

@@ -24,10 +24,10 @@ from bundlekit import (
     tree,
     zip_members,
 )
-from owrt_vpn import bundles
-from owrt_vpn.pki import Pki
+from owrt_vpn.bundles import writer as bundles
+from owrt_vpn.pki.authority import Pki
 from owrt_vpn.repro import source_date_epoch
-from owrt_vpn.site import Site
+from owrt_vpn.site.model import Site
 
 # What each platform's folder holds besides README.md, ca.crt, ca.pem (and
 # <device>.p12 for certificate users); "{d}" is the device name.
@@ -49,7 +49,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Site, Pki, bundles.
     users[0] = Usr(
         users[0].name,
         users[0].auth,
-        (*users[0].devices, Dev("ipad", "ios", 'on_demand = true\ntrusted_ssids = ["home wifi"]')),
+        (
+            *users[0].devices,
+            Dev("ipad", "ios", {"on_demand": True, "trusted_ssids": ["home wifi"]}),
+        ),
     )
     site = make_site(root / "site", users, routers=(ROUTER_GW, ROUTER_OFFICE))
     pki = make_pki(site)
@@ -317,7 +320,7 @@ def test_bundle_command_password_file(cli, tmp_path: Path) -> None:  # type: ign
 def test_router_without_common_proposal_is_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from owrt_vpn import packages
+    from owrt_vpn.render import packages
 
     real = packages.esp_proposals
     # Pretend the office router's kernel could only do ChaCha20 for ESP:

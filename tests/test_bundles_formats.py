@@ -39,9 +39,9 @@ from bundlekit import (
     router_accepts,
     windows_proposals,
 )
-from owrt_vpn import bundles
-from owrt_vpn.pki import Pki
-from owrt_vpn.site import Site
+from owrt_vpn.bundles import writer as bundles
+from owrt_vpn.pki.authority import Pki
+from owrt_vpn.site.model import Site
 
 CERT_AUTH = {"pubkey", "eap-tls", "pubkey+eap-mschapv2"}
 
@@ -52,14 +52,16 @@ class World:
     def __init__(self, root: Path) -> None:
         users = all_combinations()
         users.append(
-            Usr("ondemand", "pubkey", (Dev("phone", "ios", 'trusted_ssids = ["home", "work 5G"]'),))
+            Usr(
+                "ondemand", "pubkey", (Dev("phone", "ios", {"trusted_ssids": ["home", "work 5G"]}),)
+            )
         )
-        users.append(Usr("shared", "pubkey", (Dev("phone", "ios", "shared_identity = true"),)))
+        users.append(Usr("shared", "pubkey", (Dev("phone", "ios", {"shared_identity": True}),)))
         self.site: Site = make_site(
             root / "site",
             users,
             routers=(ROUTER_GW, ROUTER_OFFICE),
-            settings='shared_identity = "homeClients"',
+            settings={"shared_identity": "homeClients"},
         )
         self.pki: Pki = make_pki(self.site)
         self.report = bundles.build(self.site, self.pki, root / "dist")
@@ -80,8 +82,7 @@ class World:
     def assert_accepted(self, offers: list[tuple[str, str, str]]) -> None:
         """Each (router, IKE proposal, ESP proposal) is accepted by that rendered router.
 
-        Called last in a test: it skips while the overlay renderer is missing,
-        after every other assertion ran.
+        Called last in a test, after every other assertion ran.
         """
         assert offers
         for router, ike, esp in offers:

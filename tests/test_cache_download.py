@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from owrt_vpn.cache import Cache, RetryPolicy, Transport, sha256_file
 from owrt_vpn.errors import EXIT_INTEGRITY, DownloadError, IntegrityError
+from owrt_vpn.imagebuilder.cache import Cache, RetryPolicy, Transport, sha256_file
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -233,7 +233,7 @@ FETCH_SCRIPT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from owrt_vpn.cache import Cache, Transport
+    from owrt_vpn.imagebuilder.cache import Cache, Transport
     path, _ = Cache(Path(sys.argv[1])).fetch(sys.argv[2], sys.argv[3], sys.argv[4], Transport())
     print(path)
     """

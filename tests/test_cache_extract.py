@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from owrt_vpn.cache import Cache, sha256_file
 from owrt_vpn.errors import EXIT_INTEGRITY, IntegrityError
-from owrt_vpn.extract import UnsafeArchiveError, safe_extract
+from owrt_vpn.imagebuilder.cache import Cache, sha256_file
+from owrt_vpn.imagebuilder.extract import UnsafeArchiveError, safe_extract
 
 Member = tuple[str, str, object]  # (kind, name, data-or-link-target)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CliRunner, _cli_env
+from owrtcli import CliRunner, cli_env
 from test_bad_input import BASE
 
 BAD = BASE.replace('"home"', '"Home"', 1)
@@ -157,7 +157,7 @@ def test_help_imports_no_heavy_libraries(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=_cli_env(),
+        env=cli_env(),
         check=False,
     )
     assert proc.returncode == 0

@@ -15,9 +15,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from owrt_vpn.backends import engine
-from owrt_vpn.backends.engine import image_identity, image_ref, layer_progress, overlay_tar
 from owrt_vpn.errors import BuildError
+from owrt_vpn.imagebuilder.backends import engine
+from owrt_vpn.imagebuilder.backends.engine import (
+    image_identity,
+    image_ref,
+    layer_progress,
+    overlay_tar,
+)
 
 HEX = "ab" * 32
 TAG = "bcm53xx-generic-v24.10.2"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from owrt_vpn.errors import FlashError, IntegrityError
-from owrt_vpn.flash import RouterReport, Status, batch_exit_code
-from owrt_vpn.flash_build import load_build, pick_image, swanctl_connections
-from owrt_vpn.flash_remote import listed_conns, mem_available
-from owrt_vpn.ssh import SshClient, SshTarget, quote
+from owrt_vpn.routers.dist import load_build, pick_image, swanctl_connections
+from owrt_vpn.routers.flash import RouterReport, Status, batch_exit_code
+from owrt_vpn.routers.probe import listed_conns, mem_available
+from owrt_vpn.routers.ssh import SshClient, SshTarget, quote
 
 IMAGE = "openwrt-24.10.2-vpn-gw-ath79-generic-tplink_archer-c7-v2-squashfs-sysupgrade.bin"
 

@@ -12,44 +12,27 @@ from typing import Any
 
 import pytest
 
+import sitefile
 from conftest import REPO, CliRunner
-from owrt_vpn import fleet
-from owrt_vpn.build import BuildOptions
+from owrt_vpn.build import fleet
+from owrt_vpn.build.plan import BuildOptions
 from owrt_vpn.errors import ConfigError, UsageError
 
-SITE = """
-[site]
-name = "{name}"
-
-[[routers]]
-name = "gw"
-server_id = "vpn.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-{extra}
-[[users]]
-name = "alice"
-[[users.devices]]
-name = "phone"
-platform = "ios"
-"""
-
-ATH79 = """
-[[routers]]
-name = "branch"
-server_id = "vpn2.example.org"
-release = "23.05.5"
-target = "ath79"
-device = "tplink_archer-c7-v5"
-pool = "10.10.20.0/24"
-"""
+ATH79 = sitefile.router(
+    "branch",
+    server_id="vpn2.example.org",
+    release="23.05.5",
+    target="ath79",
+    device="tplink_archer-c7-v5",
+    pool="10.10.20.0/24",
+)
 
 
-def write_site(folder: Path, name: str, extra: str = "") -> Path:
+def write_site(folder: Path, name: str, *more_routers: str) -> Path:
+    """The common site named ``name`` (router gw, alice), plus ``more_routers``."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "owrt-vpn.toml"
-    path.write_text(SITE.format(name=name, extra=extra))
+    path.write_text(sitefile.site(name, routers=[sitefile.router(), *more_routers]))
     return path
 
 

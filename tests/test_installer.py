@@ -3,7 +3,7 @@
 ``OWRT_VPN_ROOT`` points both scripts at a scratch root laid out like an
 OpenWrt system. ``uci`` is a stub with libuci's interface for the commands
 the installer uses (``-q -c DIR -P DIR batch|export|commit|revert``): it keeps
-real UCI files (written and read with owrt_vpn.uci) and records every call.
+real UCI files (written and read with owrt_vpn.render.uci) and records every call.
 ``pidof`` and the init scripts are stubs too, so the reload decisions can be
 observed. Everything else (cp, cmp, awk, chmod ...) is the host's /bin/sh
 world, as on the router's busybox.
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from owrt_vpn import overlay, uci
+from owrt_vpn.render import overlay, uci
 from test_overlay import EPOCH, HASH, KEY, Lab, make_lab
 
 UCI_STUB = r'''#!{python}
 """uci stub: libuci's CLI for batch/export/commit/revert on real UCI files."""
 import os, sys
 sys.path.insert(0, {builder!r})
-from owrt_vpn import uci
+from owrt_vpn.render import uci
 
 args = sys.argv[1:]
 confdir, savedir = "/etc/config", "/tmp/.uci"

@@ -6,32 +6,25 @@ from pathlib import Path
 
 import pytest
 
+import sitefile
 from owrt_vpn.errors import ConfigError
-from owrt_vpn.inventory import load_inventory, site_targets
-from owrt_vpn.site import parse_site
+from owrt_vpn.routers.inventory import load_inventory, site_targets
+from owrt_vpn.site.load import parse_site
 
-SITE = """\
-[site]
-name = "home"
-
-[[routers]]
-name = "branch"
-server_id = "vpn.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-[routers.management]
-address = "198.51.100.2"
-identity_file = "keys/id_ed25519"
-known_hosts = "~/kh"
-
-[[routers]]
-name = "lab"
-server_id = "vpn2.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-"""
+SITE = sitefile.site(
+    routers=[
+        sitefile.router(
+            "branch",
+            management={
+                "address": "198.51.100.2",
+                "identity_file": "keys/id_ed25519",
+                "known_hosts": "~/kh",
+            },
+        ),
+        sitefile.router("lab", server_id="vpn2.example.org"),
+    ],
+    users=[],
+)
 
 
 @pytest.fixture

@@ -52,8 +52,8 @@ def test_documented_examples_match_their_schemas() -> None:
 
 
 def test_schema_vocabularies_are_the_codes() -> None:
-    from owrt_vpn.flash import Stage, Status
-    from owrt_vpn.site import AUTH_METHODS, PLATFORMS
+    from owrt_vpn.routers.flash import Stage, Status
+    from owrt_vpn.site.model import AUTH_METHODS, PLATFORMS
 
     flash = schema("flash")
     assert set(flash["$defs"]["status"]["enum"]) == {s.value for s in Status}
@@ -66,7 +66,7 @@ def test_schema_vocabularies_are_the_codes() -> None:
 
 def test_every_flash_report_shape_matches() -> None:
     """Reports as the flasher fills them, for every status (SSH routers: test_flash.py)."""
-    from owrt_vpn.flash import RouterReport, Stage, Status
+    from owrt_vpn.routers.flash import RouterReport, Stage, Status
 
     reports = []
     for status in Status:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from owrt_vpn import keys
 from owrt_vpn.errors import EXIT_INTEGRITY, ConfigError, IntegrityError
+from owrt_vpn.imagebuilder import keys
 
 SIGNIFY = "signify-openbsd"
 

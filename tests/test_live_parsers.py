@@ -12,10 +12,11 @@ import tarfile
 
 import pytest
 
-from owrt_vpn import flash_remote
-from owrt_vpn.push_set import VpnSet, compare, is_secret, parse_manifest, parse_sums
-from owrt_vpn.router_doctor import loaded_modules, udp_ports
-from owrt_vpn.router_state import (
+from owrt_vpn.routers import probe as flash_remote
+from owrt_vpn.routers.doctor import loaded_modules, udp_ports
+from owrt_vpn.routers.push_set import VpnSet, compare, is_secret, parse_manifest, parse_sums
+from owrt_vpn.routers.sa_policy import SaPolicy
+from owrt_vpn.routers.state import (
     IkeSa,
     identity_owner,
     loaded_plugins,
@@ -24,7 +25,6 @@ from owrt_vpn.router_state import (
     swanctl_sas,
     who,
 )
-from owrt_vpn.sa_policy import SaPolicy
 
 STATUSALL = """\
 Status of IKE charon daemon (strongSwan 5.9.8, Linux 6.18.44-fc-v669, x86_64):
@@ -250,7 +250,7 @@ def test_documented_vocabularies_are_the_codes() -> None:
     import json
     from pathlib import Path
 
-    from owrt_vpn.push import Stage, Status
+    from owrt_vpn.routers.push import Stage, Status
 
     docs = Path(__file__).resolve().parent.parent / "docs" / "json"
     push = json.loads((docs / "push.schema.json").read_text())

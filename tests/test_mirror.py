@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from owrt_vpn import mirror
-from owrt_vpn.cache import RetryPolicy, Transport
 from owrt_vpn.errors import ConfigError, IntegrityError
-from owrt_vpn.keys import Keyring, parse_public_key
+from owrt_vpn.imagebuilder import mirror
+from owrt_vpn.imagebuilder.cache import RetryPolicy, Transport
+from owrt_vpn.imagebuilder.keys import Keyring, parse_public_key
 
 T = Transport(RetryPolicy(attempts=1))
 ARCHIVE = "openwrt-imagebuilder-24.10.2-bcm53xx-generic.Linux-x86_64.tar.zst"

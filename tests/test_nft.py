@@ -11,19 +11,19 @@ tests in test_overlay.py assert what they match.
 from __future__ import annotations
 
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from owrt_vpn import overlay
+from owrt_vpn.render import overlay
+from requires import requires
 from test_overlay import EPOCH, SITE_TOML, Lab, make_lab
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("nft") is None, reason="nftables is not installed"),
+    requires("nft", "ip", root="a network namespace for nft -c"),
 ]
 
 CHAINS = ("input", "forward", "srcnat")

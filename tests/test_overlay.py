@@ -1,7 +1,7 @@
-"""The rendered overlay (owrt_vpn.overlay): layout, modes, determinism, contents, escaping.
+"""The rendered overlay (owrt_vpn.render.overlay): layout, modes, determinism, contents, escaping.
 
 The strongSwan files are read back with small models of strongSwan's own
-parsers (settings lexer, ipsec.secrets reader; see owrt_vpn.swanconf), so a
+parsers (settings lexer, ipsec.secrets reader; see owrt_vpn.render.swan_syntax), so a
 value that strongSwan would read differently from what we meant fails here;
 the handshake tests prove the same files with real daemons.
 """
@@ -22,11 +22,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conftest import CliRunner
-from owrt_vpn import overlay, packages, proposals
 from owrt_vpn.errors import ConfigError
-from owrt_vpn.pki import Pki
-from owrt_vpn.site import Site, load_site
-from owrt_vpn.swanconf import legacy_secret, nt_hash, swan_str
+from owrt_vpn.pki.authority import Pki
+from owrt_vpn.render import overlay, packages, proposals
+from owrt_vpn.render.swan_syntax import legacy_secret, nt_hash, swan_str
+from owrt_vpn.site.load import load_site
+from owrt_vpn.site.model import Site
 
 EPOCH = 1700000000
 # What a config file must escape: quotes of both kinds, braces, '#', spaces, backslashes.

@@ -1,4 +1,4 @@
-"""The image's package list (owrt_vpn.packages): per release, per auth method, per style."""
+"""The image's package list (owrt_vpn.render.packages): per release, per auth method, per style."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import sitefile
 from conftest import CliRunner
-from owrt_vpn import packages, profiles
+from owrt_vpn import profiles
 from owrt_vpn.errors import ConfigError
-from owrt_vpn.site import Site, parse_site
+from owrt_vpn.render import packages
+from owrt_vpn.site.load import parse_site
+from owrt_vpn.site.model import Site
 
 
 def make_site(
@@ -22,33 +25,19 @@ def make_site(
     dns: str = "",
 ) -> Site:
     """One router and one user per auth method."""
-    lines = [
-        "[site]",
-        'name = "lab"',
-        f'crypto = "{crypto}"',
-        "allow_weak = true",
-        f'packages = "{"full" if full else "minimal"}"',
-        "[[routers]]",
-        'name = "gw"',
-        'server_id = "vpn.example.org"',
-        f'release = "{release}"',
-        'target = "bcm53xx"',
-        'device = "phicomm_k3"',
-        f'config_style = "{style}"',
-    ]
-    if dns:
-        lines.append(f'dns = ["{dns}"]')
     platform = {"pubkey": "ios", "eap-tls": "macos", "eap-mschapv2": "android"}
-    for i, auth in enumerate(auths):
-        lines += [
-            "[[users]]",
-            f'name = "u{i}"',
-            f'auth = "{auth}"',
-            "[[users.devices]]",
-            'name = "d"',
-            f'platform = "{platform.get(auth, "linux")}"',
-        ]
-    return parse_site("\n".join(lines) + "\n", Path("owrt-vpn.toml"))
+    text = sitefile.site(
+        "lab",
+        crypto=crypto,
+        allow_weak=True,
+        packages="full" if full else "minimal",
+        routers=[sitefile.router(release=release, config_style=style, dns=[dns] if dns else None)],
+        users=[
+            sitefile.user(f"u{i}", [("d", platform.get(auth, "linux"))], auth=auth)
+            for i, auth in enumerate(auths)
+        ],
+    )
+    return parse_site(text, Path("owrt-vpn.toml"))
 
 
 def plist(site: Site, style: str | None = None) -> list[str]:

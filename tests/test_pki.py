@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from owrt_vpn.errors import PkiError
-from owrt_vpn.pki import Pki
-from owrt_vpn.site import Site, load_site
+from owrt_vpn.pki.authority import Pki
+from owrt_vpn.site.load import load_site
+from owrt_vpn.site.model import Site
 from pki_testlib import (
     CLIENT_DEVICES,
     PASSPHRASE,

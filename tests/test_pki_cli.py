@@ -247,7 +247,7 @@ def test_import_needs_the_p12_password(tmp_path: Path) -> None:
 
 def test_big_batch_in_worker_processes(cli: CliRunner, tmp_path: Path) -> None:
     """Above MIN_BATCH devices, forked workers make them: same checks, distinct serials."""
-    from owrt_vpn import pki_pool
+    from owrt_vpn.pki import pool as pki_pool
 
     text = SITE.split("# the family")[0]
     count = pki_pool.MIN_BATCH + 5

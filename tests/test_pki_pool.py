@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CliRunner
-from owrt_vpn import pki_pool
-from owrt_vpn.pki_pool import ClientSpec
+from owrt_vpn.pki import pool as pki_pool
+from owrt_vpn.pki.pool import ClientSpec
 
 
 def _specs(n: int, key_type: str) -> list[ClientSpec]:

@@ -6,36 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from owrt_vpn import proposals as P
-from owrt_vpn.site import CRYPTO_PROFILES, PLATFORM_AUTH, PLATFORMS, parse_site
+import sitefile
+from owrt_vpn.render import checks
+from owrt_vpn.render import proposals as P
+from owrt_vpn.site.load import parse_site
+from owrt_vpn.site.model import CRYPTO_PROFILES, PLATFORM_AUTH, PLATFORMS
 
 
 def _site(crypto: str, platforms: list[str], tmp_path: Path) -> object:
     """A valid site with one user per platform (an auth method each platform can use)."""
-    allow = "allow_weak = true\n" if crypto == "legacy" else ""
-    users = ""
-    for pl in platforms:
-        auth = "pubkey" if "pubkey" in PLATFORM_AUTH[pl] else sorted(PLATFORM_AUTH[pl])[0]
-        users += f"""
-[[users]]
-name = "u-{pl}"
-auth = "{auth}"
-[[users.devices]]
-name = "dev"
-platform = "{pl}"
-"""
-    text = f"""
-[site]
-name = "t"
-crypto = "{crypto}"
-{allow}
-[[routers]]
-name = "gw"
-server_id = "vpn.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-{users}"""
+    users = [
+        sitefile.user(
+            f"u-{pl}",
+            [("dev", pl)],
+            auth="pubkey" if "pubkey" in PLATFORM_AUTH[pl] else sorted(PLATFORM_AUTH[pl])[0],
+        )
+        for pl in platforms
+    ]
+    allow_weak = True if crypto == "legacy" else None
+    text = sitefile.site("t", crypto=crypto, allow_weak=allow_weak, users=users)
     return parse_site(text, tmp_path / "owrt-vpn.toml")
 
 
@@ -137,7 +126,7 @@ def test_every_platform_has_a_proposal_or_check_says_so(
     platform: str, crypto: str, tmp_path: Path
 ) -> None:
     chosen = P.for_platform(platform, crypto)
-    warnings = P.site_warnings(_site(crypto, [platform], tmp_path))
+    warnings = checks.proposal_warnings(_site(crypto, [platform], tmp_path))
     if chosen is None:
         assert len(warnings) == 1 and P.platform(platform).label in warnings[0]
         return
@@ -164,7 +153,7 @@ def test_ecp_only_server_warns_for_android_builtin(
     monkeypatch.setattr(P, "server_ike", lambda crypto: ("aes256gcm16-prfsha256-ecp256-ecp384",))
     monkeypatch.setattr(P, "server_esp", lambda crypto: ("aes256gcm16", "aes256gcm16-ecp256"))
     site = _site("compat", ["android", "ios", "android-strongswan"], tmp_path)
-    warnings = P.site_warnings(site)
+    warnings = checks.proposal_warnings(site)
     assert len(warnings) == 1
     assert "Android built-in client" in warnings[0] and "u-android/dev" in warnings[0]
     assert "NO_PROPOSAL_CHOSEN" in warnings[0] and "android-strongswan" in warnings[0]
@@ -180,7 +169,7 @@ def test_narrow_server_warns_for_configurable_clients(
         P, "server_esp", lambda crypto: ("chacha20poly1305", "chacha20poly1305-curve25519")
     )
     site = _site("compat", ["ios", "windows", "linux"], tmp_path)
-    text = "\n".join(P.site_warnings(site))
+    text = "\n".join(checks.proposal_warnings(site))
     assert "iOS" in text and "Windows" in text and "13868" in text
     assert "Linux" not in text
 
@@ -203,38 +192,24 @@ def test_advice_names_the_way_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         lambda c: ("aes256gcm16-prfsha256-ecp256",) if c == "modern" else real_ike(c),
     )
     monkeypatch.setattr(P, "server_esp", real_esp)
-    (warning,) = P.site_warnings(_site("modern", ["android"], tmp_path))
+    (warning,) = checks.proposal_warnings(_site("modern", ["android"], tmp_path))
     assert 'set site.crypto = "compat"' in warning and "android-strongswan" in warning
 
 
 def test_warnings_are_per_router(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from owrt_vpn import packages
+    from owrt_vpn.render import packages
 
     real = packages.esp_proposals
     # Router "old" pretends its kernel could only do ChaCha20 for ESP.
     two = parse_site(
-        """
-[site]
-name = "t"
-[[routers]]
-name = "gw"
-server_id = "vpn.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-[[routers]]
-name = "old"
-server_id = "old.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-pool = "10.10.20.0/24"
-[[users]]
-name = "w"
-[[users.devices]]
-name = "pc"
-platform = "windows"
-""",
+        sitefile.site(
+            "t",
+            routers=[
+                sitefile.router(),
+                sitefile.router("old", server_id="old.example.org", pool="10.10.20.0/24"),
+            ],
+            users=[sitefile.user("w", [("pc", "windows")])],
+        ),
         tmp_path / "two.toml",
     )
     monkeypatch.setattr(
@@ -242,5 +217,5 @@ platform = "windows"
         "esp_proposals",
         lambda s, r: ("chacha20poly1305",) if r.name == "old" else real(s, r),
     )
-    (warning,) = P.site_warnings(two)
+    (warning,) = checks.proposal_warnings(two)
     assert "router old" in warning and "w/pc" in warning and "router gw" not in warning

@@ -8,10 +8,12 @@ from pathlib import Path
 import pydantic
 import pytest
 
+import sitefile
 from owrt_vpn import profiles
 from owrt_vpn.errors import ConfigError
 from owrt_vpn.resources import profiles_dir
-from owrt_vpn.site import (
+from owrt_vpn.site.load import load_site, parse_site
+from owrt_vpn.site.model import (
     AUTH_METHODS,
     CERT_AUTH,
     EAP_PASSWORD_AUTH,
@@ -19,8 +21,6 @@ from owrt_vpn.site import (
     PLATFORMS,
     device_identity,
     eap_identity,
-    load_site,
-    parse_site,
     validate_server_id,
 )
 from test_bad_input import BASE
@@ -85,9 +85,13 @@ def test_identities() -> None:
 
 
 def test_user_routers_subset() -> None:
-    text = BASE.replace('auth = "pubkey"', 'auth = "pubkey"\nrouters = ["gw2"]') + (
-        '\n[[routers]]\nname = "gw2"\nserver_id = "203.0.113.7"\nrelease = "23.05.5"\n'
-        'target = "ath79"\ndevice = "tplink_archer-c7-v2"\npool = "10.10.20.0/24"\n'
+    text = BASE.replace('auth = "pubkey"', 'auth = "pubkey"\nrouters = ["gw2"]') + sitefile.router(
+        "gw2",
+        server_id="203.0.113.7",
+        release="23.05.5",
+        target="ath79",
+        device="tplink_archer-c7-v2",
+        pool="10.10.20.0/24",
     )
     site = parse_site(text, Path("owrt-vpn.toml"))
     gw, gw2 = site.router("gw"), site.router("gw2")
@@ -104,10 +108,7 @@ def test_pool_size_boundary() -> None:
     # A user limited to another router does not count against this pool.
     text = BASE.replace('"10.10.10.0/24"', '"10.10.10.0/31"').replace(
         'auth = "pubkey"', 'auth = "pubkey"\nrouters = ["gw2"]'
-    ) + (
-        '\n[[routers]]\nname = "gw2"\nserver_id = "vpn2.example.org"\nrelease = "24.10.2"\n'
-        'target = "bcm53xx"\ndevice = "phicomm_k3"\npool = "10.10.20.0/24"\n'
-    )
+    ) + sitefile.router("gw2", server_id="vpn2.example.org", pool="10.10.20.0/24")
     assert _parse(text)  # 1 device on gw, a /31 has 2 addresses
 
 
@@ -214,7 +215,7 @@ def test_readme_documents_every_key() -> None:
     """The README's site-file reference lists exactly the model's keys, per table."""
     import re
 
-    from owrt_vpn.site import Device, Management, Router, SiteSettings, User
+    from owrt_vpn.site.model import Device, Management, Router, SiteSettings, User
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("<!-- section: site-file -->")[1].split("<!-- /section: site-file -->")[

@@ -1,10 +1,10 @@
-"""UCI text (owrt_vpn.uci): libuci's quoting, and reading back what we write."""
+"""UCI text (owrt_vpn.render.uci): libuci's quoting, and reading back what we write."""
 
 from __future__ import annotations
 
 import pytest
 
-from owrt_vpn import uci
+from owrt_vpn.render import uci
 
 NASTY = [
     "plain",

@@ -6,43 +6,25 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from owrt_vpn import verify, verify_diff
+import sitefile
+from owrt_vpn.build import diff as verify_diff
+from owrt_vpn.build import verify
+from owrt_vpn.build.diff import Difference, builtin_where, compare_trees
+from owrt_vpn.build.verify import ItemResult, VerifyReport
+from owrt_vpn.bundles import provenance
 from owrt_vpn.errors import OwrtVpnError
-from owrt_vpn.site import parse_site
-from owrt_vpn.verify import ItemResult, VerifyReport
-from owrt_vpn.verify_diff import Difference, builtin_where, compare_trees
+from owrt_vpn.site.load import parse_site
+from requires import requires
 
-SITE = """
-[site]
-name = "home"
-
-[[routers]]
-name = "gw"
-server_id = "vpn.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-device = "phicomm_k3"
-
-[[users]]
-name = "alice"
-[[users.devices]]
-name = "phone"
-platform = "ios"
-
-[[users]]
-name = "bob"
-auth = "eap-mschapv2"
-[[users.devices]]
-name = "phone"
-platform = "android"
-"""
+SITE = sitefile.site(
+    users=[sitefile.user(), sitefile.user("bob", [("phone", "android")], auth="eap-mschapv2")]
+)
 
 
 def tar_bytes(members: dict[str, tuple[bytes, int]]) -> bytes:
@@ -136,7 +118,7 @@ def test_long_reports_are_cut(tmp_path: Path) -> None:
     assert lines[-1].startswith("... (") and lines[-1].endswith(" more lines)")
 
 
-@pytest.mark.skipif(shutil.which("diffoscope") is None, reason="diffoscope is not installed")
+@requires("diffoscope")
 def test_diffoscope_report_when_installed(tmp_path: Path) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("alpha\nbeta\n")
@@ -256,17 +238,17 @@ def make_pki(site_dir: Path) -> Path:
 
 def test_user_pki_digest_covers_the_users_own_material_only(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
-    alice, bob = verify.user_pki_digest(pki, "alice"), verify.user_pki_digest(pki, "bob")
+    alice, bob = provenance.user_pki_digest(pki, "alice"), provenance.user_pki_digest(pki, "bob")
     (pki / "eap" / "bob.password").write_text("new\n")
-    assert verify.user_pki_digest(pki, "alice") == alice
-    assert verify.user_pki_digest(pki, "bob") != bob
+    assert provenance.user_pki_digest(pki, "alice") == alice
+    assert provenance.user_pki_digest(pki, "bob") != bob
     index = json.loads((pki / "index.json").read_text())
     index["certs"][0]["status"] = "revoked"  # alice's phone revoked
     (pki / "index.json").write_text(json.dumps(index))
-    assert verify.user_pki_digest(pki, "alice") != alice
-    alice2 = verify.user_pki_digest(pki, "alice")
+    assert provenance.user_pki_digest(pki, "alice") != alice
+    alice2 = provenance.user_pki_digest(pki, "alice")
     (pki / "ca.crt").write_text("another CA\n")
-    assert verify.user_pki_digest(pki, "alice") != alice2
+    assert provenance.user_pki_digest(pki, "alice") != alice2
 
 
 def test_record_bundle_inputs_is_deterministic_and_per_user(tmp_path: Path) -> None:
@@ -276,15 +258,15 @@ def test_record_bundle_inputs_is_deterministic_and_per_user(tmp_path: Path) -> N
     make_pki(tmp_path)
     clients = tmp_path / "dist" / "home" / "clients"
     (clients / "alice").mkdir(parents=True)  # bob has no bundles here
-    verify.record_bundle_inputs(site, clients)
-    info = clients / "alice" / verify.BUNDLE_INFO
+    provenance.record_bundle_inputs(site, clients)
+    info = clients / "alice" / provenance.BUNDLE_INFO
     first = info.read_bytes()
     assert not (clients / "bob").exists()
     data = json.loads(first)
-    assert data == verify.bundle_inputs(site, "alice")
+    assert data == provenance.bundle_inputs(site, "alice")
     assert set(data) == {"format", "user", "tool", "site", "pki", "source_date_epoch"}
     assert data["site"]["file"] == "owrt-vpn.toml" and data["user"] == "alice"
-    verify.record_bundle_inputs(site, clients, ["alice"])
+    provenance.record_bundle_inputs(site, clients, ["alice"])
     assert info.read_bytes() == first
 
 

@@ -1,13 +1,13 @@
-"""The many-user bundle inputs (verify.BundleInputs, used by `bundle`, `build` and `verify`)
-digest exactly what the one-user reference (verify.user_pki_digest) does."""
+"""The many-user bundle inputs (provenance.BundleInputs, used by `bundle`, `build` and `verify`)
+digest exactly what the one-user reference (provenance.user_pki_digest) does."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from conftest import CliRunner
-from owrt_vpn import verify
-from owrt_vpn.site import load_site
+from owrt_vpn.bundles import provenance
+from owrt_vpn.site.load import load_site
 
 USERS = """
 [[users]]
@@ -37,21 +37,21 @@ def test_many_user_inputs_equal_the_reference(cli: CliRunner, tmp_path: Path) ->
     pki = site.pki_path
     (pki / "clients" / "alice" / ".stray").write_text("not a PKI file")  # left out by both
     names = ["alice", "bob", "carol", "nobody"]
-    inputs = verify.BundleInputs(site)
+    inputs = provenance.BundleInputs(site)
     for name in names:
-        assert inputs.pki_digest(name) == verify.user_pki_digest(pki, name), name
+        assert inputs.pki_digest(name) == provenance.user_pki_digest(pki, name), name
     digests = {inputs.pki_digest(n) for n in names}
     assert len(digests) == len(names)  # each user's own material
 
     # A change to one user's files changes that user's digest only.
     before = {n: inputs.pki_digest(n) for n in names}
     (pki / "eap" / "bob.password").write_text("another-password\n")
-    after = verify.BundleInputs(site)
+    after = provenance.BundleInputs(site)
     assert after.pki_digest("bob") != before["bob"]
-    assert after.pki_digest("bob") == verify.user_pki_digest(pki, "bob")
+    assert after.pki_digest("bob") == provenance.user_pki_digest(pki, "bob")
     assert {n: after.pki_digest(n) for n in ("alice", "carol")} == {
         n: before[n] for n in ("alice", "carol")
     }
     # The bundle-info written by `bundle` is what bundle_inputs says.
-    assert verify.bundle_inputs(site, "carol") == after.of("carol")
-    assert after.of("carol")["pki"] == verify.user_pki_digest(pki, "carol")
+    assert provenance.bundle_inputs(site, "carol") == after.of("carol")
+    assert after.of("carol")["pki"] == provenance.user_pki_digest(pki, "carol")

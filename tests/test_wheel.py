@@ -82,7 +82,7 @@ def test_wheel_contents(wheel: Path) -> None:
         if shipped.is_file():
             rel = shipped.relative_to(REPO / "files-overlay").as_posix()
             assert f"owrt_vpn/_data/files-overlay/{rel}" in names
-    assert "owrt_vpn/cli.py" in names and "owrt_vpn/commands/site_cmds.py" in names
+    assert "owrt_vpn/cli.py" in names and "owrt_vpn/commands/check.py" in names
     assert not any(n.startswith(("tests/", "builder/")) for n in names)
     # The dependencies the wheel declares are the project's.
     dist_info = next(n for n in names if n.endswith(".dist-info/METADATA"))

@@ -1,64 +1,33 @@
 """The `owrt-vpn` command line: options, output format, errors -> exit codes.
 
-Commands live in ``owrt_vpn.commands.*`` (one module per area, each with a
-``register(app)``); they import heavy libraries lazily so that ``--help`` and
-no-op runs stay fast. The library raises :mod:`owrt_vpn.errors`; this module
-is the only place that prints ``error:``/``hint:`` and picks the exit status.
+Commands live in ``owrt_vpn.commands.*`` (one module per top-level command,
+each with a ``register(app)``, registered in :data:`ORDER`); they import heavy
+libraries lazily so that ``--help`` and no-op runs stay fast. The library
+raises :mod:`owrt_vpn.errors`; this module is the only place that prints
+``error:``/``hint:`` and picks the exit status.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError, UsageError
+from owrt_vpn.ui.state import State
 
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q", "--debug")
 GLOBAL_VALUED = ("--site",)
-
-
-@dataclass
-class State:
-    """Options common to every command."""
-
-    site: Path
-    site_display: str
-    json: bool = False
-    verbose: bool = False
-    quiet: bool = False
-    debug: bool = False
-
-    def load_site(self) -> Any:
-        """Load and validate the site file named by ``--site``."""
-        from owrt_vpn.site import load_site
-
-        return load_site(self.site, self.site_display)
-
-    def emit(self, data: Any, human: str | None = None) -> None:
-        """Print the command's result: JSON with ``--json``, else ``human``."""
-        if self.json:
-            sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-        elif human is not None and not self.quiet:
-            sys.stdout.write(human if human.endswith("\n") else human + "\n")
-
-    def info(self, message: str) -> None:
-        """A progress/status line on stderr (hidden by --quiet and --json)."""
-        if not self.quiet and not self.json:
-            sys.stderr.write(message + "\n")
-
-    def warn(self, message: str) -> None:
-        """A warning on stderr (always shown: warnings matter in CI logs)."""
-        sys.stderr.write(f"warning: {message}\n")
 
 
 app = typer.Typer(
@@ -119,13 +88,6 @@ def _common(
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
 
 
-def state(ctx: typer.Context) -> State:
-    """The common options of the running command."""
-    obj = ctx.find_root().obj
-    assert isinstance(obj, State)
-    return obj
-
-
 def hoist_global_options(argv: Sequence[str]) -> list[str]:
     """Move common options found after the command name in front of it.
 
@@ -155,10 +117,47 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
     return front + rest
 
 
-def _register_commands() -> None:
-    from owrt_vpn.commands import register_all
+# The modules of owrt_vpn.commands, in the order `owrt-vpn --help` lists their
+# commands (typer lists the plain commands first, then the groups: keys, pki, user).
+ORDER = (
+    "build",
+    "doctor",
+    "bundle",
+    "flash",
+    "push",
+    "status",
+    "render",
+    "packages",
+    "init",
+    "check",
+    "verify",
+    "matrix",
+    "keys",
+    "pki",
+    "user",
+)
 
-    register_all(app)
+
+def _register_commands() -> None:
+    """Call ``register(app)`` of every ``owrt_vpn.commands`` module, in :data:`ORDER`.
+
+    RuntimeError naming the module(s) when a module is not in ORDER or ORDER
+    names a module that does not exist: a command is never silently dropped.
+    """
+    import owrt_vpn.commands
+
+    package = owrt_vpn.commands.__name__
+    found = {m.name for m in pkgutil.iter_modules(owrt_vpn.commands.__path__)}
+    unlisted = sorted(found - set(ORDER))
+    if unlisted:
+        names = ", ".join(f"{package}.{n}" for n in unlisted)
+        raise RuntimeError(f"{names}: not in owrt_vpn.cli.ORDER (add it where --help lists it)")
+    missing = [n for n in ORDER if n not in found]
+    if missing:
+        names = ", ".join(f"{package}.{n}" for n in missing)
+        raise RuntimeError(f"{names}: named in owrt_vpn.cli.ORDER, but no such module")
+    for name in ORDER:
+        importlib.import_module(f"{package}.{name}").register(app)
 
 
 def _front(args: Sequence[str]) -> list[str]:

@@ -9,7 +9,9 @@ and the process exit status the CLI maps it to:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -121,3 +123,28 @@ class CommandError(OwrtVpnError):
         if stderr_tail:
             msg += f": {stderr_tail.strip().splitlines()[-1]}"
         super().__init__(msg, hint)
+
+
+# ------------------------------------------------------------------ "did you mean"
+
+
+def closest(
+    word: str, choices: Iterable[str], n: int = 5, cutoff: float = 0.5, same_prefix: bool = True
+) -> list[str]:
+    """The names in ``choices`` closest to ``word``, best first (for hints).
+
+    With ``same_prefix``, when nothing is close, the names sharing the
+    vendor-style prefix of ``word`` (``tplink_...``, ``netgear-...``).
+    """
+    names = list(choices)
+    found = difflib.get_close_matches(word, names, n=n, cutoff=cutoff)
+    if not found and same_prefix:
+        prefix = re.split(r"[_,-]", word)[0]
+        found = [c for c in names if c.startswith(prefix)][:n]
+    return found
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when one of ``choices`` is close to ``word``, else ``''``."""
+    close = closest(word, choices, n=1, cutoff=0.6, same_prefix=False)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -10,6 +10,9 @@ from typing import Any
 from owrt_vpn.errors import ConfigError
 from owrt_vpn.resources import profiles_dir
 
+# OpenWrt's download site: the mirror a build uses unless told otherwise.
+DEFAULT_MIRROR = "https://downloads.openwrt.org"
+
 
 @cache
 def load(name: str) -> dict[str, Any]:

@@ -8,31 +8,32 @@ them) and then interrupt the run; an ``atexit`` sweep catches what is left.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import pytest
 
+from owrtcli import OWRT_ENV, CliRunner, run_owrt
+from requires import require
+
 from .netns import Topology, sweep_all
 
-OWRT_ENV = {
-    "OWRT_VPN_CA_PASSPHRASE": "test-ca-passphrase",
-    "SOURCE_DATE_EPOCH": "1700000000",
-}
+if TYPE_CHECKING:
+    from .liverouter import LiveLab, LiveRouter
 
+__all__ = ["OWRT_ENV", "OwrtRunner", "TopologyFactory", "new_router"]
 
-def _netns_usable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    for tool in ("ip", "charon-systemd", "swanctl"):
-        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
-            return f"{tool} is not installed (see .ci/run)"
-    return None
+# What the router/LAN/WAN topologies (netns.py) run.
+NETNS_TOOLS = ("ip", "charon-systemd", "swanctl")
+# What the SSH test routers (sshrouter.py) run, and the flasher's client.
+SSH_LAB_TOOLS = ("ip", "unshare", "dropbear", "dropbearkey", "ssh", "ssh-keygen", "unsquashfs")
+# Live routers (liverouter.py): SSH routers running a real charon, road warriors, fw4 tables.
+LIVE_LAB_TOOLS = (*SSH_LAB_TOOLS, "charon-systemd", "swanctl", "nft")
+NAMESPACES = "network, mount and pid namespaces"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -69,9 +70,7 @@ TopologyFactory = Callable[[], Topology]
 @pytest.fixture(scope="module")
 def topologies() -> Iterator[TopologyFactory]:
     """Make fresh router/LAN/WAN topologies; all are removed at module end."""
-    reason = _netns_usable()
-    if reason:
-        pytest.skip(reason)
+    require(*NETNS_TOOLS, root="network namespaces")
     made: list[Topology] = []
 
     def make() -> Topology:
@@ -86,34 +85,54 @@ def topologies() -> Iterator[TopologyFactory]:
             topo.close()
 
 
-OwrtRunner = Callable[..., subprocess.CompletedProcess[str]]
+OwrtRunner = CliRunner
 
 
 @pytest.fixture(scope="module")
 def owrt() -> OwrtRunner:
-    """Run the real ``owrt-vpn`` CLI (module scope; same env as tests/conftest.py's ``cli``)."""
+    """Run the real ``owrt-vpn`` CLI in ``cwd`` (module scope); it must succeed unless
+    ``check=False``. The same runner as tests/conftest.py's ``cli`` (owrtcli.py)."""
 
     def run(
-        *args: str | os.PathLike[str], cwd: Path, input: str | None = None, check: bool = True
+        *args: str | os.PathLike[str],
+        cwd: Path,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env.pop("OWRT_VPN_SITE", None)
-        env.update(OWRT_ENV)
-        proc = subprocess.run(
-            [sys.executable, "-m", "owrt_vpn", *(os.fspath(a) for a in args)],
-            cwd=cwd,
-            env=env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"owrt-vpn {' '.join(map(str, args))} exited {proc.returncode}\n"
-                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
-        return proc
+        return run_owrt(*args, cwd=cwd, input=input, check=check, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def live_lab(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LiveLab]:
+    """Live routers (liverouter.py) for one test module: SSH routers with WAN sides.
+
+    Every test adds its own routers (:func:`new_router`), so state never
+    leaks between tests; everything is removed at module end.
+    """
+    require(*LIVE_LAB_TOOLS, root=NAMESPACES)
+    from .liverouter import LiveLab
+    from .sshrouter import SshLab
+
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    work = tmp_path_factory.mktemp(f"{module}-lab")
+    ssh_lab = SshLab(work / "ssh")
+    live = LiveLab(ssh_lab, work / "live")
+    try:
+        ssh_lab.start()
+        yield live
+    finally:
+        live.close()
+        ssh_lab.close()
+
+
+def new_router(lab: LiveLab, name: str) -> LiveRouter:
+    """A fresh live router (own namespaces, own WAN, own state directory)."""
+    from .sshrouter import RouterSpec
+
+    spec = RouterSpec(f"{name}-{len(lab.routers)}")
+    return lab.add_router(lab.ssh_lab.add_router(spec))

@@ -16,7 +16,7 @@ firmware's VPN for real:
   ``/etc/strongswan.d/owrt-vpn.conf`` and ``/etc/swanctl/conf.d``);
 - ``uci`` is a stub in the shim directory with libuci's CLI for what the
   installer and doctor use (batch, export, commit, revert, show) on real UCI
-  files (written and parsed by :mod:`owrt_vpn.uci`); every call is recorded
+  files (written and parsed by :mod:`owrt_vpn.render.uci`); every call is recorded
   in the state directory's ``uci.log``;
 - "flashing" copies the image's ``usr/share/owrt-vpn`` (installer, VPN file
   set, build-info) into the router and runs the image's uci-defaults script
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from owrt_vpn import uci
+from owrt_vpn.render import uci
 
 from .charon import Charon, ClientProfile, InitiateResult, LoadList, debian_load_list, load_client
 from .charon import strongswan_conf as plumbing_conf
@@ -294,7 +294,7 @@ class LiveRouter:
     def flash(self, overlay_root: Path, build_info: dict[str, Any], *, load: LoadList) -> None:
         """Install a rendered image tree as a flash would, then start strongSwan.
 
-        ``overlay_root`` is a rendered overlay (``owrt_vpn.overlay.render``);
+        ``overlay_root`` is a rendered overlay (``owrt_vpn.render.overlay.render``);
         ``build_info`` is baked as ``usr/share/owrt-vpn/build-info.json``.
         """
         release = build_info["release"]
@@ -399,7 +399,7 @@ class LiveLab:
         # (a CI clone there) is invisible inside it. So the stub runs the system
         # Python with a copy of our UCI module beside it in the shims dir.
         python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-        shutil.copy2(BUILDER / "owrt_vpn" / "uci.py", shims / "owrt_vpn_uci.py")
+        shutil.copy2(BUILDER / "owrt_vpn" / "render" / "uci.py", shims / "owrt_vpn_uci.py")
         stub.write_text(UCI_STUB.format(python=python))
         stub.chmod(0o755)
         wan = Namespace(f"{self.ssh_lab.prefix}w{i}")

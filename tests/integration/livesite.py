@@ -11,18 +11,21 @@ style and package list) and makes road-warrior client profiles.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import sitefile
+from owrtcli import cli_env, owrt_argv, run_owrt
 
 from .charon import ClientProfile, debian_load_list
 from .liverouter import ROUTER_WAN, LiveLab, LiveRouter, sha256
 
 FIRMWARE_REVISION = "r28739-d9340319c6"
+LIVE_ENV = {"OWRT_VPN_CA_PASSPHRASE": "live-test"}
 
 
 @dataclass
@@ -39,45 +42,52 @@ class LiveSite:
         """The site file."""
         return self.dir / "owrt-vpn.toml"
 
-    def write(self, routers: dict[str, LiveRouter | str], users: str, extra: str = "") -> None:
-        """The site file: ``routers`` maps router names to live routers (or addresses)."""
-        text = (
-            f'[site]\nname = "{self.name}"\norganization = "Live Test"\n'
-            f'shared_identity = "{self.name}Clients"\nserver_key = "{self.server_key}"\n{extra}'
-        )
-        for name, r in routers.items():
-            address = r if isinstance(r, str) else r.router.address
-            text += (
-                f'\n[[routers]]\nname = "{name}"\nserver_id = "{name}.vpn.example"\n'
-                'release = "24.10.2"\ntarget = "bcm53xx"\nsubtarget = "generic"\n'
-                'device = "phicomm_k3"\nlan = ["10.77.0.0/24"]\npool = "10.78.0.0/24"\n'
-                'dns = ["10.77.0.10"]\n'
-                f'\n[routers.management]\naddress = "{address}"\n'
-                f'identity_file = "{self.live.ssh_lab.client_key}"\nknown_hosts = "known_hosts"\n'
+    def write(
+        self, routers: dict[str, LiveRouter | str], users: Iterable[str], **settings: object
+    ) -> None:
+        """The site file: ``routers`` maps router names to live routers (or addresses);
+        ``users`` are sitefile.user() tables; ``settings`` go to ``[site]``."""
+        management = {
+            "identity_file": str(self.live.ssh_lab.client_key),
+            "known_hosts": "known_hosts",
+        }
+        site_routers = [
+            sitefile.router(
+                name,
+                server_id=f"{name}.vpn.example",
+                subtarget="generic",
+                lan=["10.77.0.0/24"],
+                pool="10.78.0.0/24",
+                dns=["10.77.0.10"],
+                management={"address": r if isinstance(r, str) else r.router.address, **management},
             )
+            for name, r in routers.items()
+        ]
+        text = sitefile.site(
+            self.name,
+            organization="Live Test",
+            shared_identity=f"{self.name}Clients",
+            server_key=self.server_key,
+            **settings,
+            routers=site_routers,
+            users=users,
+        )
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(text + "\n" + users)
+        self.path.write_text(text)
         (self.dir / "known_hosts").write_text(self.live.ssh_lab.known_hosts())
 
     def env(self) -> dict[str, str]:
-        """The CLI's environment (the CA passphrase, a fixed epoch)."""
-        env = dict(os.environ, OWRT_VPN_CA_PASSPHRASE="live-test", SOURCE_DATE_EPOCH="1700000000")
-        env.pop("OWRT_VPN_SITE", None)
-        return env
+        """The CLI's environment (owrtcli's, with this site's CA passphrase)."""
+        return cli_env(LIVE_ENV)
 
     def owrt(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """``owrt-vpn --site FILE ARGS`` on the host (PKI and user commands); must succeed."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "owrt_vpn", "--site", str(self.path), *args],
-            cwd=self.dir, env=self.env(), input=input, capture_output=True, text=True,
-            timeout=120, check=False,
-        )  # fmt: skip
-        assert proc.returncode == 0, f"owrt-vpn {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
-        return proc
+        argv = ("--site", self.path, *args)
+        return run_owrt(*argv, cwd=self.dir, env=LIVE_ENV, input=input, check=True, timeout=120)
 
     def cli(self, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], Any]:
         """``owrt-vpn --json ARGS`` in the management namespace; (process, parsed JSON)."""
-        argv = [sys.executable, "-m", "owrt_vpn", "--site", str(self.path), "--json", *args]
+        argv = owrt_argv("--site", self.path, "--json", *args)
         proc = self.live.ssh_lab.run_in_mgmt(argv, env=self.env(), cwd=self.dir, timeout=timeout)
         try:
             data = json.loads(proc.stdout)
@@ -93,13 +103,13 @@ class LiveSite:
 
     def text(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``owrt-vpn ARGS`` (human output) in the management namespace."""
-        argv = [sys.executable, "-m", "owrt_vpn", "--site", str(self.path), *args]
+        argv = owrt_argv("--site", self.path, *args)
         return self.live.ssh_lab.run_in_mgmt(argv, env=self.env(), cwd=self.dir, timeout=timeout)
 
     def load(self) -> tuple[Any, Any]:
         """(site, pki) as the library sees them now."""
-        from owrt_vpn.pki import Pki
-        from owrt_vpn.site import load_site
+        from owrt_vpn.pki.authority import Pki
+        from owrt_vpn.site.load import load_site
 
         site = load_site(self.path)
         return site, Pki.open(site)
@@ -112,7 +122,8 @@ class LiveSite:
         the same build-info (plus an image entry) is written where ``build``
         puts it, as the "last build".
         """
-        from owrt_vpn import overlay, packages, profiles
+        from owrt_vpn import profiles
+        from owrt_vpn.render import overlay, packages
 
         site, pki = self.load()
         r = site.router(router)

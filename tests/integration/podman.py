@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from requires import why_not
+
 # What the double runs (its README: POSIX sh, GNU make, awk, sed, coreutils,
 # mksquashfs), plus `sleep` for the deliberately slow image.
 TOOLS = [
@@ -80,14 +82,12 @@ graphroot = "{work}/root"
 SLOW_MAKE = '#!/bin/sh\necho "slow make: waiting"\nsleep 300\nexec /usr/bin/make "$@"\n'
 
 
+PODMAN_TOOLS = ("podman", "runc", "conmon", "mksquashfs", "ldd")
+
+
 def podman_unusable() -> str | None:
     """Why these tests cannot run here (None when they can)."""
-    if os.geteuid() != 0:
-        return "needs root (rootful podman)"
-    for tool in ("podman", "runc", "conmon", "mksquashfs", "ldd"):
-        if shutil.which(tool) is None and not Path("/usr/libexec/podman", tool).exists():
-            return f"{tool} is not installed (see .ci/run)"
-    return None
+    return why_not(*PODMAN_TOOLS, root="rootful podman", extra_dirs=("/usr/libexec/podman",))
 
 
 @dataclass

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CliRunner, _cli_env
+import sitefile
 from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
+from owrtcli import CliRunner, cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +187,7 @@ def test_bcm53xx_build_then_noop_then_rebuild_on_change(lab: Lab, tmp_path: Path
     timed = subprocess.run(
         [*argv, lab.mirror.url, "--target", "bcm53xx"],
         cwd=lab.site,
-        env=_cli_env(lab.env),
+        env=cli_env(lab.env),
         capture_output=True,
         text=True,
         check=True,
@@ -258,24 +259,11 @@ def test_ath79_builds_sysupgrade_and_factory(lab: Lab, tmp_path: Path) -> None:
     assert_cache_clean(lab.cache)
 
 
-SECOND_ROUTER = """
-[[routers]]
-name = "gw2"
-server_id = "vpn2.example.org"
-release = "24.10.2"
-target = "ath79"
-subtarget = "generic"
-device = "tplink_archer-c7-v5"
-lan = ["192.168.2.0/24"]
-pool = "10.10.20.0/24"
-"""
-
-
 def test_two_routers_build_in_parallel_each_in_its_own_copy(lab: Lab) -> None:
     site_file = lab.site / "owrt-vpn.toml"
     text = site_file.read_text()
     head, users = text.split("[[users]]", 1)
-    site_file.write_text(head + SECOND_ROUTER + "\n[[users]]" + users)
+    site_file.write_text(head + sitefile.SECOND_ROUTER + "\n[[users]]" + users)
     proc = lab.build("--jobs", "2")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^gw: built .* -> ", proc.stdout, re.M)
@@ -420,7 +408,7 @@ def test_killed_mid_download_then_rerun_resumes(lab: Lab) -> None:
     argv = [sys.executable, "-m", "owrt_vpn", "build", "--mirror", lab.mirror.url]
     argv += ["--trust-key", str(lab.mirror.key.public)]
     proc = subprocess.Popen(
-        argv, cwd=lab.site, env=_cli_env(lab.env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        argv, cwd=lab.site, env=cli_env(lab.env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         import time
@@ -459,7 +447,7 @@ def test_first_build_creates_the_ca(lab: Lab) -> None:
 def test_one_router_failing_of_two_is_a_partial_failure(lab: Lab) -> None:
     site_file = lab.site / "owrt-vpn.toml"
     head, users = site_file.read_text().split("[[users]]", 1)
-    broken = SECOND_ROUTER.replace("tplink_archer-c7-v5", "tplink_archer-c7-v9")
+    broken = sitefile.SECOND_ROUTER.replace("tplink_archer-c7-v5", "tplink_archer-c7-v9")
     site_file.write_text(head + broken + "\n[[users]]" + users)
     proc = lab.build("--jobs", "2")
     assert proc.returncode == 4, proc.stderr

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from imagebuilder_double import Variant, cached_imagebuilder
-from owrt_vpn.backends import BuildRequest, parse_info
-from owrt_vpn.backends.local import LocalBackend, detect_package_manager
-from owrt_vpn.cache import Cache, sha256_file
 from owrt_vpn.errors import BuildError
+from owrt_vpn.imagebuilder.backends.base import BuildRequest, parse_info
+from owrt_vpn.imagebuilder.backends.local import LocalBackend, detect_package_manager
+from owrt_vpn.imagebuilder.cache import Cache, sha256_file
 
 pytestmark = pytest.mark.integration
 

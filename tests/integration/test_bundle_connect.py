@@ -40,6 +40,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+import sitefile
 from bundlekit import apple_esp, apple_ike, ps_commands, ps_params, windows_proposals
 
 from .charon import Charon, debian_load_list
@@ -61,61 +62,41 @@ USERS = {
     "pubkey+eap-mschapv2": "carol",
 }
 
+
+def _devices(auth: str) -> list[tuple[str, str]]:
+    devices = [("laptop", "linux"), ("phone", "android-strongswan")]
+    if auth != "pubkey+eap-mschapv2":
+        devices.append(("iphone", "ios"))
+    # Windows: machine certificate or EAP-MSCHAPv2 (the site model refuses its EAP-TLS).
+    if auth in ("pubkey", "eap-mschapv2"):
+        devices.append(("pc", "windows"))
+    return devices
+
+
 # The router is dialled by IP (192.0.2.1 in the harness topology): no DNS in
 # the namespaces, and it covers the IP-address server identity.
-SITE_TOML = f"""\
-[site]
-name = "{SITE}"
-
-[[routers]]
-name = "{ROUTER}"
-server_id = "{ROUTER_WAN}"
-release = "24.10.2"
-target = "bcm53xx"
-subtarget = "generic"
-device = "phicomm_k3"
-lan = ["10.77.0.0/24"]
-pool = "{POOL}"
-dns = ["{DNS}"]
-tunnel = "full"
-""" + "".join(
-    f"""
-[[users]]
-name = "{user}"
-auth = "{auth}"
-[[users.devices]]
-name = "laptop"
-platform = "linux"
-[[users.devices]]
-name = "phone"
-platform = "android-strongswan"
-"""
-    + (
-        ""
-        if auth == "pubkey+eap-mschapv2"
-        else """[[users.devices]]
-name = "iphone"
-platform = "ios"
-"""
-    )
-    # Windows: machine certificate or EAP-MSCHAPv2 (the site model refuses its EAP-TLS).
-    + (
-        """[[users.devices]]
-name = "pc"
-platform = "windows"
-"""
-        if auth in ("pubkey", "eap-mschapv2")
-        else ""
-    )
-    for auth, user in USERS.items()
+SITE_TOML = sitefile.site(
+    SITE,
+    routers=[
+        sitefile.router(
+            ROUTER,
+            server_id=ROUTER_WAN,
+            subtarget="generic",
+            lan=["10.77.0.0/24"],
+            pool=str(POOL),
+            dns=[DNS],
+            tunnel="full",
+        )
+    ],
+    users=[sitefile.user(user, _devices(auth), auth=auth) for auth, user in USERS.items()],
 )
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """The site, its PKI and its bundles (written by the real CLI)."""
-    from owrt_vpn.pki import Pki
-    from owrt_vpn.site import load_site
+    from owrt_vpn.pki.authority import Pki
+    from owrt_vpn.site.load import load_site
 
     d = tmp_path_factory.mktemp("bundle-site")
     (d / "owrt-vpn.toml").write_text(SITE_TOML)
@@ -125,7 +106,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         site = load_site(d / "owrt-vpn.toml")
         pki = Pki.open(site)
         pki.init(site)
-        from owrt_vpn import bundles
+        from owrt_vpn.bundles import writer as bundles
 
         bundles.build(site, pki, d / "dist")
         yield Lab(d, site, pki, pki.ca_cert_pem())

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CliRunner, _cli_env
+import sitefile
 from imagebuilder_double import Variant, cached_imagebuilder
 from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
 from imagebuilder_double.mirror_tree import make_mirror
@@ -38,11 +38,12 @@ from integration.podman import (
     official_tag,
     podman_unusable,
 )
-from owrt_vpn.backends import BuildRequest, parse_info
-from owrt_vpn.backends.engine import LABEL
-from owrt_vpn.backends.local import LocalBackend
-from owrt_vpn.cache import Cache, sha256_file
 from owrt_vpn.errors import BuildError
+from owrt_vpn.imagebuilder.backends.base import BuildRequest, parse_info
+from owrt_vpn.imagebuilder.backends.engine import LABEL
+from owrt_vpn.imagebuilder.backends.local import LocalBackend
+from owrt_vpn.imagebuilder.cache import Cache, sha256_file
+from owrtcli import CliRunner, cli_env
 
 pytestmark = [
     pytest.mark.integration,
@@ -336,17 +337,14 @@ def _wait_for_running(engine: Engine, count: int, proc: subprocess.Popen[str]) -
     raise AssertionError("the build's container never ran")
 
 
-SECOND_ROUTER = """
-[[routers]]
-name = "gw2"
-server_id = "vpn2.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-subtarget = "generic"
-device = "tenda_ac9"
-lan = ["192.168.2.0/24"]
-pool = "10.10.20.0/24"
-"""
+SECOND_ROUTER = sitefile.router(
+    "gw2",
+    server_id="vpn2.example.org",
+    subtarget="generic",
+    device="tenda_ac9",
+    lan=["192.168.2.0/24"],
+    pool="10.10.20.0/24",
+)
 
 
 @pytest.mark.parametrize(
@@ -360,7 +358,7 @@ def test_interrupted_build_leaves_no_container(lab: Lab, signum: int, jobs: int)
     argv = [sys.executable, "-m", "owrt_vpn", "build", "--mirror", lab.mirror.url,
             "--trust-key", str(lab.mirror.key.public), "--backend", "docker",
             "--container-image", f"{TEST_REPO}/slow", "--jobs", str(jobs)]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=lab.site, env=_cli_env(lab.env), text=True,
+    proc = subprocess.Popen(argv, cwd=lab.site, env=cli_env(lab.env), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         _wait_for_running(lab.engine, jobs, proc)
@@ -421,7 +419,7 @@ def docker_host(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Eng
 def _both(tmp_path: Path, release: str, variant: Variant | None, image: str | None, **kw: Any
           ) -> list[Any]:  # fmt: skip
     """A local session on the double's tree and a docker session on its image."""
-    from owrt_vpn.backends.docker import DockerBackend
+    from owrt_vpn.imagebuilder.backends.docker import DockerBackend
 
     archive = cached_imagebuilder(release, "bcm53xx", "generic", variant)
     tree = Cache(tmp_path / "cache").tree(archive, sha256_file(archive))
@@ -482,7 +480,7 @@ def test_unknown_profile_lists_names_from_make_info_in_the_container(
 
 
 def test_too_big_and_missing_images_are_errors(tmp_path: Path, docker_host: Engine) -> None:
-    from owrt_vpn.backends.docker import DockerBackend
+    from owrt_vpn.imagebuilder.backends.docker import DockerBackend
 
     small = DockerBackend(f"{TEST_REPO}/small-flash").open(_request(tmp_path))
     try:
@@ -504,7 +502,7 @@ def test_too_big_and_missing_images_are_errors(tmp_path: Path, docker_host: Engi
 
 def test_container_is_locked_down(tmp_path: Path, docker_host: Engine) -> None:
     """No capabilities, no-new-privileges, the build user, no network, our label."""
-    from owrt_vpn.backends.docker import DockerBackend
+    from owrt_vpn.imagebuilder.backends.docker import DockerBackend
 
     session = DockerBackend().open(_request(tmp_path))
     try:
@@ -540,8 +538,8 @@ def test_container_is_locked_down(tmp_path: Path, docker_host: Engine) -> None:
 def test_engine_unreachable_and_doctor(
     tmp_path: Path, cli: CliRunner, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from owrt_vpn.backends.docker import DockerBackend
-    from owrt_vpn.backends.engine import engine_status
+    from owrt_vpn.imagebuilder.backends.docker import DockerBackend
+    from owrt_vpn.imagebuilder.backends.engine import engine_status
 
     nothing = f"unix://{tmp_path}/nothing.sock"
     monkeypatch.setenv("DOCKER_HOST", nothing)

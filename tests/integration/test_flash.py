@@ -24,6 +24,10 @@ from typing import Any
 
 import pytest
 
+import sitefile
+from requires import require
+
+from .conftest import NAMESPACES, SSH_LAB_TOOLS
 from .sshrouter import RouterSpec, SshLab, TestRouter, make_client_key, openwrt_release
 
 pytestmark = pytest.mark.integration
@@ -54,7 +58,7 @@ pools { rw-pool { addrs = 10.10.10.0/24 } }
 
 
 def make_build(tmp: Path, build_dir: Path, *, router: str) -> dict[str, Any]:
-    """A hand-made router build in the shape `owrt-vpn build` leaves (build.py): a squashfs
+    """A hand-made router build in the shape `owrt-vpn build` leaves (build/runner.py): a squashfs
     of the root fs (as the ImageBuilder double makes), build-info baked without digests, and
     a uci-defaults script that installs the VPN files at first boot. Quicker than a real
     build (no CA, no ImageBuilder) for the tests about the flasher's own decisions."""
@@ -122,17 +126,20 @@ class Fleet:
 
     def write_site(self, routers: list[TestRouter]) -> None:
         """A site file with one site router per test router, each with a hand-made build."""
-        text = '[site]\nname = "lab"\n'
-        for r in routers:
-            text += (
-                f'\n[[routers]]\nname = "{r.spec.name}"\nserver_id = "vpn.example.org"\n'
-                f'release = "{NEW_RELEASE}"\ntarget = "bcm53xx"\nsubtarget = "generic"\n'
-                'device = "phicomm_k3"\nlan = ["192.168.1.0/24"]\n'
-                f'\n[routers.management]\naddress = "{r.address}"\n'
-                f'identity_file = "{self.lab.client_key}"\nknown_hosts = "known_hosts"\n'
+        management = {"identity_file": str(self.lab.client_key), "known_hosts": "known_hosts"}
+        site_routers = [
+            sitefile.router(
+                r.spec.name,
+                release=NEW_RELEASE,
+                subtarget="generic",
+                lan=["192.168.1.0/24"],
+                management={"address": r.address, **management},
             )
+            for r in routers
+        ]
+        for r in routers:
             make_build(self.dir, self.dir / "dist/lab/routers" / r.spec.name, router=r.spec.name)
-        self.site.write_text(text)
+        self.site.write_text(sitefile.site("lab", routers=site_routers, users=[]))
 
     def flash(self, *args: str, timeout: float = 180) -> tuple[Proc, Any]:
         """Run `owrt-vpn --json flash ARGS` in the management namespace; (process, JSON)."""
@@ -159,8 +166,7 @@ def sysupgrades(router: TestRouter) -> list[str]:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Any:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network, mount and pid namespaces")
+    require(*SSH_LAB_TOOLS, root=NAMESPACES)
     lab = SshLab(tmp_path / "lab")
     try:
         lab.start()
@@ -175,32 +181,18 @@ def fleet(lab: SshLab, tmp_path: Path) -> Fleet:
     return Fleet(lab, tmp_path / "site")
 
 
-REAL_SITE = """\
-[site]
-name = "lab"
-
-[[routers]]
-name = "gw"
-server_id = "vpn.example.org"
-release = "24.10.2"
-target = "bcm53xx"
-subtarget = "generic"
-device = "phicomm_k3"
-
-[routers.management]
-address = "198.51.100.10"  # the first router of a lab
-identity_file = "{key}"
-known_hosts = "known_hosts"
-authorized_keys = ["{pub}"]
-lan_address = "192.168.1.1/24"
-
-[[users]]
-name = "alice"
-
-[[users.devices]]
-name = "phone"
-platform = "ios"
-"""
+def real_site(key: Path, pub: str) -> str:
+    """One router at the lab's first address, baking the flasher's key; alice's iPhone."""
+    management = {
+        "address": "198.51.100.10",  # the first router of a lab
+        "identity_file": str(key),
+        "known_hosts": "known_hosts",
+        "authorized_keys": [pub],
+        "lan_address": "192.168.1.1/24",
+    }
+    return sitefile.site(
+        "lab", routers=[sitefile.router(subtarget="generic", management=management)]
+    )
 
 
 @dataclass(frozen=True)
@@ -215,8 +207,7 @@ class RealBuild:
 def real_build(tmp_path_factory: pytest.TempPathFactory) -> RealBuild:
     """`owrt-vpn build` of a one-router site against the ImageBuilder double on a loopback
     mirror (the images are squashfs file systems with our real overlay and installer)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network, mount and pid namespaces")
+    require(*SSH_LAB_TOOLS, root=NAMESPACES)
     from imagebuilder_double.fixtures import start_served_mirror
 
     root = tmp_path_factory.mktemp("real-build")
@@ -225,7 +216,7 @@ def real_build(tmp_path_factory: pytest.TempPathFactory) -> RealBuild:
     site = root / "site"
     site.mkdir()
     pub = key.with_suffix(".pub").read_text().strip()
-    (site / "owrt-vpn.toml").write_text(REAL_SITE.format(key=key, pub=pub))
+    (site / "owrt-vpn.toml").write_text(real_site(key, pub))
     served, server = start_served_mirror(root / "double", [("24.10.2", "bcm53xx", "generic")])
     env = dict(os.environ, OWRT_VPN_CA_PASSPHRASE="test-ca-passphrase")
     env.update(

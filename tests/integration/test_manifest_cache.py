@@ -12,7 +12,7 @@ import pytest
 
 from conftest import CliRunner
 from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
-from owrt_vpn.manifest_cache import ManifestCache, manifest_key
+from owrt_vpn.imagebuilder.manifests import ManifestCache, manifest_key
 
 pytestmark = pytest.mark.integration
 

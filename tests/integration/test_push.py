@@ -9,77 +9,34 @@ in the management namespace, as an operator's machine would.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .liverouter import LiveLab, LiveRouter, log_mark, router_log_since
+import sitefile
+
+from .conftest import new_router
+from .liverouter import LiveLab, log_mark, router_log_since
 from .livesite import LiveSite
-from .sshrouter import RouterSpec, SshLab
 
 pytestmark = pytest.mark.integration
 
-USERS = """
-[[users]]
-name = "alice"
-[[users.devices]]
-name = "laptop"
-platform = "linux"
+USERS = [
+    sitefile.user("alice", [("laptop", "linux")]),
+    sitefile.user("bob", [("phone", "android")]),
+]
 
-[[users]]
-name = "bob"
-[[users.devices]]
-name = "phone"
-platform = "android"
-"""
+IVY = [sitefile.user("ivy", [("phone", "ios", {"shared_identity": True})])]
 
-IVY = """
-[[users]]
-name = "ivy"
-[[users.devices]]
-name = "phone"
-platform = "ios"
-shared_identity = true
-"""
-
-ERIN = """
-[[users]]
-name = "erin"
-auth = "eap-mschapv2"
-[[users.devices]]
-name = "phone"
-platform = "android"
-"""
+ERIN = [sitefile.user("erin", [("phone", "android")], auth="eap-mschapv2")]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
-    """SSH routers with WAN sides; every test adds its own routers (state never leaks)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network, mount and pid namespaces")
-    work = tmp_path_factory.mktemp("push-lab")
-    ssh_lab = SshLab(work / "ssh")
-    live = LiveLab(ssh_lab, work / "live")
-    try:
-        ssh_lab.start()
-        yield live
-    finally:
-        live.close()
-        ssh_lab.close()
-
-
-def new_router(lab: LiveLab, name: str) -> LiveRouter:
-    """A fresh live router (own namespaces, own WAN, own state directory)."""
-    spec = RouterSpec(f"{name}-{len(lab.routers)}")
-    return lab.add_router(lab.ssh_lab.add_router(spec))
-
-
-def site_for(lab: LiveLab, tmp_path: Path, routers: dict[str, Any], users: str) -> LiveSite:
-    site = LiveSite(tmp_path / "site", lab, name="push")
+def site_for(
+    live_lab: LiveLab, tmp_path: Path, routers: dict[str, Any], users: list[str]
+) -> LiveSite:
+    site = LiveSite(tmp_path / "site", live_lab, name="push")
     site.write(routers, users)
     site.owrt("pki", "init")
     return site
@@ -98,14 +55,14 @@ def by_name(data: Any) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in data["routers"]}
 
 
-def test_revoke_push_terminates_and_refuses(lab: LiveLab, tmp_path: Path) -> None:
+def test_revoke_push_terminates_and_refuses(live_lab: LiveLab, tmp_path: Path) -> None:
     """Revoke bob: a dry run changes nothing; the push ends his SA and refuses him; alice stays.
 
     ivy (revoked too) is on the shared iOS identity: her SA cannot be singled out, and the
     report says so instead of guessing; her next login is refused.
     """
-    gw = new_router(lab, "gw")
-    site = site_for(lab, tmp_path, {"gw": gw}, USERS + IVY)
+    gw = new_router(live_lab, "gw")
+    site = site_for(live_lab, tmp_path, {"gw": gw}, USERS + IVY)
     site.flash(gw, "gw")
     alice = gw.add_client(site.profile(gw, "gw", "alice", "laptop"))
     bob = gw.add_client(site.profile(gw, "gw", "bob", "phone"))
@@ -170,11 +127,11 @@ def site_crl_sha(site: LiveSite) -> str:
 
 
 def test_push_adds_user_and_changes_password_without_showing_secrets(
-    lab: LiveLab, tmp_path: Path
+    live_lab: LiveLab, tmp_path: Path
 ) -> None:
     """A new user connects after the push; secrets are 'changed' only, never printed."""
-    gw = new_router(lab, "gw")
-    site = site_for(lab, tmp_path, {"gw": gw}, USERS + ERIN)
+    gw = new_router(live_lab, "gw")
+    site = site_for(live_lab, tmp_path, {"gw": gw}, USERS + ERIN)
     site.flash(gw, "gw")
     old_password = (site.dir / "pki/eap/erin.password").read_text().strip()
     erin_old = gw.add_client(site.profile(gw, "gw", "erin", None, "eap-mschapv2"))
@@ -210,11 +167,11 @@ def test_push_adds_user_and_changes_password_without_showing_secrets(
     assert proc.returncode == 0 and by_name(data)["gw"]["status"] == "unchanged", data
 
 
-def test_refusals_and_batch_exit_codes(lab: LiveLab, tmp_path: Path) -> None:
+def test_refusals_and_batch_exit_codes(live_lab: LiveLab, tmp_path: Path) -> None:
     """Not our firmware, another site's firmware, new packages needed: refused; exit 0/4/1."""
-    gw = new_router(lab, "gw")
-    plain = new_router(lab, "plain")  # stock firmware: no baked build-info, no installer
-    site = site_for(lab, tmp_path, {"gw": gw, "plain": plain}, USERS)
+    gw = new_router(live_lab, "gw")
+    plain = new_router(live_lab, "plain")  # stock firmware: no baked build-info, no installer
+    site = site_for(live_lab, tmp_path, {"gw": gw, "plain": plain}, USERS)
     site.flash(gw, "gw")
     plain_before = plain.file_hashes()
 
@@ -240,7 +197,7 @@ def test_refusals_and_batch_exit_codes(lab: LiveLab, tmp_path: Path) -> None:
     assert gw.file_hashes() == before
 
     # the router answering at gw's address runs firmware built for another router
-    other = LiveSite(tmp_path / "other", lab, name="push")
+    other = LiveSite(tmp_path / "other", live_lab, name="push")
     other.write({"gw2": gw.router.address}, USERS)
     (other.dir / "pki").symlink_to(site.dir / "pki")
     proc, data = other.cli("push")
@@ -249,10 +206,10 @@ def test_refusals_and_batch_exit_codes(lab: LiveLab, tmp_path: Path) -> None:
     assert "built for router 'gw'" in rep["message"]
 
 
-def test_push_two_routers_concurrently(lab: LiveLab, tmp_path: Path) -> None:
+def test_push_two_routers_concurrently(live_lab: LiveLab, tmp_path: Path) -> None:
     """Two routers in one run, --jobs 2: both pushed, each with its own report."""
-    a, b = new_router(lab, "ra"), new_router(lab, "rb")
-    site = site_for(lab, tmp_path, {"ra": a, "rb": b}, USERS)
+    a, b = new_router(live_lab, "ra"), new_router(live_lab, "rb")
+    site = site_for(live_lab, tmp_path, {"ra": a, "rb": b}, USERS)
     site.flash(a, "ra")
     site.flash(b, "rb")
     site.owrt("user", "revoke", "bob", "--device", "phone")

@@ -16,25 +16,15 @@ from pathlib import Path
 
 import pytest
 
+import sitefile
 from conftest import CliRunner
 from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
+from requires import requires
 
 pytestmark = pytest.mark.integration
 
 EPOCH = 1700000000  # conftest's SOURCE_DATE_EPOCH
 K3_TRX = "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3-squashfs.trx"
-
-SECOND_ROUTER = """
-[[routers]]
-name = "gw2"
-server_id = "vpn2.example.org"
-release = "24.10.2"
-target = "ath79"
-subtarget = "generic"
-device = "tplink_archer-c7-v5"
-lan = ["192.168.2.0/24"]
-pool = "10.10.20.0/24"
-"""
 
 
 @dataclass
@@ -61,7 +51,7 @@ class Lab:
         text = site_file.read_text().replace('name = "home"', f'name = "{name}"', 1)
         if two_routers:
             head, users = text.split("[[users]]", 1)
-            text = head + SECOND_ROUTER + "\n[[users]]" + users
+            text = head + sitefile.SECOND_ROUTER + "\n[[users]]" + users
         site_file.write_text(text)
         return folder
 
@@ -168,14 +158,6 @@ def test_verify_identical_then_tampered_then_changed_inputs(lab: Lab) -> None:
     )
     assert data["exit_code"] == 3 and [i["name"] for i in data["items"]] == ["gw"]
     assert [d["path"] for d in data["items"][0]["differences"]] == [f"home/routers/gw/{K3_TRX}"]
-    if shutil.which("diffoscope"):
-        # diffoscope says where, in its own words (time-limited).
-        (dist / "routers/gw/profile.json").write_text(
-            (dist / "routers/gw/profile.json").read_text().replace('"K3"', '"K4"')
-        )
-        proc = lab.run("verify", "-r", "gw", *lab.mirror_args[2:], cwd=site)
-        assert proc.returncode == 3
-        assert "diffoscope:" in proc.stdout and '"model": "K4"' in proc.stdout
 
     # A changed user: inputs changed (site file), not a reproducibility failure.
     for name, content in before.items():
@@ -201,6 +183,20 @@ def test_verify_identical_then_tampered_then_changed_inputs(lab: Lab) -> None:
     proc = lab.run("verify", "--router", "gw", *lab.mirror_args[2:], cwd=site)
     assert proc.returncode == 1
     assert "inputs changed since the build: PKI, lock" in proc.stdout
+
+
+@requires("diffoscope")
+def test_verify_says_where_with_diffoscope(lab: Lab) -> None:
+    """Without --no-diffoscope, a differing file is explained by diffoscope (time-limited)."""
+    site = lab.site(lab.root / "site")
+    ok(lab.run("build", *lab.mirror_args, cwd=site))
+    dist = site / "dist" / "home"
+    (dist / "routers/gw/profile.json").write_text(
+        (dist / "routers/gw/profile.json").read_text().replace('"K3"', '"K4"')
+    )
+    proc = lab.run("verify", "-r", "gw", *lab.mirror_args[2:], cwd=site)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "diffoscope:" in proc.stdout and '"model": "K4"' in proc.stdout
 
 
 def test_verify_adopts_the_builds_epoch_and_keeps_the_scratch(lab: Lab) -> None:

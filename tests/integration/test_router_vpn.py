@@ -1,7 +1,7 @@
 """Proof of the router overlay: real IKEv2 handshakes against the rendered files.
 
 The router runs Debian's strongSwan in a network namespace with exactly the
-files ``owrt_vpn.overlay.render`` puts into ``usr/share/owrt-vpn/files``
+files ``owrt_vpn.render.overlay.render`` puts into ``usr/share/owrt-vpn/files``
 (swanctl style: charon-systemd + ``swanctl --load-all``; legacy style: the
 ``ipsec`` starter reading ipsec.conf/ipsec.secrets/ipsec.d) and only the
 plugins our OpenWrt package list implies (mapped to Debian's by the table in
@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import sitefile
+
 from .charon import (
     Charon,
     ClientProfile,
@@ -52,106 +54,46 @@ NASTY_PASSWORD = "q\"uo'te {brace} #hash \\back\\slash  end"
 
 ROUTERS = {"swanctl": ("gw", "vpn.itest.example"), "ipsec": ("oldgw", "old.itest.example")}
 
-SITE_TOML = f"""\
-[site]
-name = "{SITE}"
-organization = "Owrt VPN Test"
-shared_identity = "{SHARED_ID}"
-crl_days = 30
-
-[[routers]]
-name = "gw"
-server_id = "vpn.itest.example"
-release = "24.10.2"
-target = "bcm53xx"
-subtarget = "generic"
-device = "phicomm_k3"
-lan = ["10.77.0.0/24"]
-pool = "{POOL}"
-dns = ["{DNS}"]
-tunnel = "full"
-
-# OpenWrt 21.02: the legacy ipsec.conf style
-[[routers]]
-name = "oldgw"
-server_id = "old.itest.example"
-release = "21.02.7"
-target = "bcm53xx"
-subtarget = "generic"
-device = "phicomm_k3"
-lan = ["10.77.0.0/24"]
-pool = "{POOL}"
-dns = ["{DNS}"]
-tunnel = "split"
-
-[[users]]
-name = "alice"
-auth = "pubkey"
-[[users.devices]]
-name = "laptop"
-platform = "linux"
-[[users.devices]]
-name = "pc"
-platform = "windows"
-
-[[users]]
-name = "ivy"
-auth = "pubkey"
-[[users.devices]]
-name = "phone"
-platform = "ios"
-shared_identity = true
-
-[[users]]
-name = "iris"
-auth = "eap-tls"
-[[users.devices]]
-name = "ipad"
-platform = "ios"
-shared_identity = true
-
-[[users]]
-name = "erin"
-auth = "eap-tls"
-[[users.devices]]
-name = "laptop"
-platform = "linux"
-
-[[users]]
-name = "bob"
-auth = "eap-mschapv2"
-[[users.devices]]
-name = "phone"
-platform = "android"
-
-[[users]]
-name = "carol"
-auth = "pubkey+eap-mschapv2"
-[[users.devices]]
-name = "tablet"
-platform = "android-strongswan"
-
-[[users]]
-name = "quinn"
-auth = "eap-mschapv2"
-[[users.devices]]
-name = "pc"
-platform = "windows"
-
-[[users]]
-name = "mallory"
-auth = "pubkey"
-[[users.devices]]
-name = "laptop"
-platform = "linux"
-
-[[users]]
-name = "eve"
-auth = "eap-mschapv2"
-[[users.devices]]
-name = "phone"
-platform = "ios"
-"""
+SHARED = {"shared_identity": True}
+SITE_TOML = sitefile.site(
+    SITE,
+    organization="Owrt VPN Test",
+    shared_identity=SHARED_ID,
+    crl_days=30,
+    routers=[
+        sitefile.router(
+            "gw",
+            server_id="vpn.itest.example",
+            subtarget="generic",
+            lan=["10.77.0.0/24"],
+            pool=str(POOL),
+            dns=[DNS],
+            tunnel="full",
+        ),
+        # OpenWrt 21.02: the legacy ipsec.conf style
+        sitefile.router(
+            "oldgw",
+            server_id="old.itest.example",
+            release="21.02.7",
+            subtarget="generic",
+            lan=["10.77.0.0/24"],
+            pool=str(POOL),
+            dns=[DNS],
+            tunnel="split",
+        ),
+    ],
+    users=[
+        sitefile.user("alice", [("laptop", "linux"), ("pc", "windows")], auth="pubkey"),
+        sitefile.user("ivy", [("phone", "ios", SHARED)], auth="pubkey"),
+        sitefile.user("iris", [("ipad", "ios", SHARED)], auth="eap-tls"),
+        sitefile.user("erin", [("laptop", "linux")], auth="eap-tls"),
+        sitefile.user("bob", [("phone", "android")], auth="eap-mschapv2"),
+        sitefile.user("carol", [("tablet", "android-strongswan")], auth="pubkey+eap-mschapv2"),
+        sitefile.user("quinn", [("pc", "windows")], auth="eap-mschapv2"),
+        sitefile.user("mallory", [("laptop", "linux")], auth="pubkey"),
+        sitefile.user("eve", [("phone", "ios")], auth="eap-mschapv2"),
+    ],
+)
 
 # OpenWrt's /etc/swanctl/swanctl.conf (a conffile of strongswan-swanctl)
 # includes conf.d; used when the overlay does not ship its own swanctl.conf.
@@ -173,7 +115,7 @@ class Lab:
 
     def identity(self, user: str, device: str) -> str:
         """The device's IKE identity (SAN rfc822Name)."""
-        from owrt_vpn.site import device_identity
+        from owrt_vpn.site.model import device_identity
 
         return device_identity(SITE, user, device)
 
@@ -181,8 +123,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, owrt: OwrtRunner) -> Lab:
     """Site file + PKI through the CLI: mallory and eve revoked, quinn's password full of syntax."""
-    from owrt_vpn.pki import Pki
-    from owrt_vpn.site import load_site
+    from owrt_vpn.pki.authority import Pki
+    from owrt_vpn.site.load import load_site
 
     d = tmp_path_factory.mktemp("site")
     (d / "owrt-vpn.toml").write_text(SITE_TOML)
@@ -217,7 +159,7 @@ class Router:
 
 def render_files(lab: Lab, router: str, out: Path) -> Path:
     """Render the router's overlay; return its usr/share/owrt-vpn/files."""
-    from owrt_vpn import overlay
+    from owrt_vpn.render import overlay
 
     overlay.render(lab.site, lab.site.router(router), lab.pki, out)  # type: ignore[attr-defined]
     files = out / "usr/share/owrt-vpn/files"
@@ -227,7 +169,7 @@ def render_files(lab: Lab, router: str, out: Path) -> Path:
 
 def router_plugins(lab: Lab, router: str) -> list[str]:
     """The strongSwan plugins our package list installs on ``router``."""
-    from owrt_vpn import packages
+    from owrt_vpn.render import packages
 
     return list(packages.charon_plugins(lab.site, lab.site.router(router)))  # type: ignore[attr-defined]
 

@@ -11,65 +11,37 @@ router's network namespace from the router's own UCI rules and our snippets.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from owrt_vpn import profiles, uci
+import sitefile
+from owrt_vpn import profiles
+from owrt_vpn.render import uci
 
+from .conftest import new_router
 from .liverouter import LiveLab, LiveRouter
 from .livesite import FIRMWARE_REVISION, LiveSite
-from .sshrouter import RouterSpec, SshLab
 
 pytestmark = pytest.mark.integration
 
-USERS = """
-[[users]]
-name = "alice"
-[[users.devices]]
-name = "laptop"
-platform = "linux"
-
-[[users]]
-name = "bob"
-[[users.devices]]
-name = "phone"
-platform = "android"
-"""
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
-    """SSH routers with WAN sides; every test adds its own routers."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network, mount and pid namespaces")
-    work = tmp_path_factory.mktemp("status-lab")
-    ssh_lab = SshLab(work / "ssh")
-    live = LiveLab(ssh_lab, work / "live")
-    try:
-        ssh_lab.start()
-        yield live
-    finally:
-        live.close()
-        ssh_lab.close()
-
-
-def new_router(lab: LiveLab, name: str) -> LiveRouter:
-    spec = RouterSpec(f"{name}-{len(lab.routers)}")
-    return lab.add_router(lab.ssh_lab.add_router(spec))
+USERS = [
+    sitefile.user("alice", [("laptop", "linux")]),
+    sitefile.user("bob", [("phone", "android")]),
+]
 
 
 def by_name(data: Any) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in data["routers"]}
 
 
-def test_status_reports_firmware_build_and_connected_user(lab: LiveLab, tmp_path: Path) -> None:
+def test_status_reports_firmware_build_and_connected_user(
+    live_lab: LiveLab, tmp_path: Path
+) -> None:
     """status --json: release vs the last build, marker, connections, alice with her VIP."""
-    gw = new_router(lab, "gw")
-    site = LiveSite(tmp_path / "site", lab, name="stat")
+    gw = new_router(live_lab, "gw")
+    site = LiveSite(tmp_path / "site", live_lab, name="stat")
     # "gone" is in the site but nothing answers at its address
     site.write({"gw": gw, "gone": "198.51.100.250"}, USERS)
     site.owrt("pki", "init")
@@ -128,7 +100,7 @@ def fake_kernel(gw: LiveRouter, site: LiveSite, router: str, drop: tuple[str, ..
     The test machines' kernels differ (some have no loadable modules at all),
     so the router's module list is a stand-in, like its /proc/meminfo.
     """
-    from owrt_vpn import packages
+    from owrt_vpn.render import packages
 
     s, _ = site.load()
     table = profiles.load("kernel-modules")["modules"]
@@ -171,10 +143,10 @@ def checks(data: Any) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in data["checks"]}
 
 
-def test_doctor_router_healthy_then_each_failure_named(lab: LiveLab, tmp_path: Path) -> None:
+def test_doctor_router_healthy_then_each_failure_named(live_lab: LiveLab, tmp_path: Path) -> None:
     """A healthy router passes; a missing rule, module and CRL are each named with a fix."""
-    gw = new_router(lab, "gw")
-    site = LiveSite(tmp_path / "site", lab, name="doc")
+    gw = new_router(live_lab, "gw")
+    site = LiveSite(tmp_path / "site", live_lab, name="doc")
     site.write({"gw": gw}, USERS)
     site.owrt("pki", "init")
     site.flash(gw, "gw")
@@ -229,10 +201,10 @@ def test_doctor_router_healthy_then_each_failure_named(lab: LiveLab, tmp_path: P
     assert proc.returncode == 0, json.dumps(data, indent=1)
 
 
-def test_doctor_router_not_ours_and_stopped(lab: LiveLab, tmp_path: Path) -> None:
+def test_doctor_router_not_ours_and_stopped(live_lab: LiveLab, tmp_path: Path) -> None:
     """Stock firmware, strongSwan stopped: firmware and daemon checks fail with fixes."""
-    plain = new_router(lab, "plain")
-    site = LiveSite(tmp_path / "site", lab, name="doc")
+    plain = new_router(live_lab, "plain")
+    site = LiveSite(tmp_path / "site", live_lab, name="doc")
     site.write({"plain": plain}, USERS)
     site.owrt("pki", "init")
     proc, data = site.cli("doctor", "--router", "plain")

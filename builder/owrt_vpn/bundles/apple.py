@@ -18,7 +18,7 @@ import plistlib
 from typing import Any
 
 from owrt_vpn.bundles.common import BundleFile, DeviceContext, RouterProfile, render
-from owrt_vpn.proposals import parse
+from owrt_vpn.render.proposals import parse
 
 # strongSwan names -> the profile's IKESecurityAssociationParameters values.
 ENCRYPTION = {

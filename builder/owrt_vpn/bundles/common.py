@@ -21,8 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from owrt_vpn import proposals
-from owrt_vpn.site import (
+from owrt_vpn.render import proposals
+from owrt_vpn.site.model import (
     CERT_AUTH,
     EAP_PASSWORD_AUTH,
     Device,
@@ -201,7 +201,7 @@ class SiteContext:
         profile's IKE proposals, and its ESP proposals minus what the
         release's kernel lacks (``packages.esp_proposals``).
         """
-        from owrt_vpn import packages
+        from owrt_vpn.render import packages
 
         ike = proposals.server_ike(site.settings.crypto)
         chosen: dict[tuple[str, str], proposals.ClientProposal | None] = {}

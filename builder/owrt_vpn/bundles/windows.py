@@ -22,7 +22,7 @@ import base64
 from typing import Any
 
 from owrt_vpn.bundles.common import BundleFile, DeviceContext, RouterProfile, render
-from owrt_vpn.proposals import parse
+from owrt_vpn.render.proposals import parse
 
 # strongSwan names -> Set-VpnConnectionIPsecConfiguration values.
 IKE_ENCRYPTION = {

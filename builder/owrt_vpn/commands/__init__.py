@@ -1,20 +1,10 @@
-"""Command modules; each exposes ``register(app)`` and is found automatically.
+"""The commands: one module per top-level command of `owrt-vpn`, each with ``register(app)``.
 
-Keep imports at the top of these modules light (typer, pathlib): heavy
-libraries are imported inside the command functions, so that ``--help`` and
-no-op runs stay fast.
+``owrt_vpn.cli`` registers them in the order of its ``ORDER`` (that of
+``owrt-vpn --help``); a module missing from ``ORDER`` is an error. Shared
+helpers live in :mod:`owrt_vpn.ui`: a command module never imports another.
+
+Keep imports at the top of these modules light (typer, pathlib, typing):
+heavy libraries are imported inside the command functions, so that
+``--help`` and no-op runs stay fast.
 """
-
-from __future__ import annotations
-
-import importlib
-import pkgutil
-
-import typer
-
-
-def register_all(app: typer.Typer) -> None:
-    """Register every ``owrt_vpn.commands.*`` module's commands on ``app``, in name order."""
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        module.register(app)

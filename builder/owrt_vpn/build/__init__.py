@@ -1,0 +1,1 @@
+"""One build per router: plan, inputs and state, dist output, fleets, verify."""

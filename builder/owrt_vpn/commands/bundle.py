@@ -1,0 +1,91 @@
+"""`bundle`: client bundles (profiles, certificates, README) for the site's users."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from owrt_vpn.ui.state import state
+
+
+def register(app: typer.Typer) -> None:
+    """Add `bundle`."""
+    app.command("bundle")(bundle)
+
+
+def bundle(
+    ctx: typer.Context,
+    users: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
+        None, metavar="[USER]...", help="Only these users (default: all)."
+    ),
+    out: Path = typer.Option(  # noqa: B008
+        Path("dist"), "--out", metavar="DIR", help="Dist root: writes DIR/<site>/clients/."
+    ),
+    password_file: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--password-file",
+        metavar="PATH",
+        help="Write the bundles' passwords there (0600) instead of printing them.",
+    ),
+) -> None:
+    """Write each user device's bundle: folder + zip with profiles, CA, certificate, README.
+
+    Passwords (of the PKCS#12 files, EAP passwords) are never inside a bundle:
+    they are printed once (or written to --password-file) to be handed over
+    by another channel.
+    """
+    from owrt_vpn.bundles import writer as bundles
+    from owrt_vpn.errors import UsageError
+    from owrt_vpn.fsutil import write_atomic
+    from owrt_vpn.pki.authority import Pki
+
+    st = state(ctx)
+    site = st.load_site()
+    clients = bundles.clients_dir(site, out).resolve()
+    if password_file is not None:
+        target = password_file.resolve()
+        if target == clients or clients in target.parents:
+            raise UsageError(
+                f"--password-file {password_file}: inside the bundles ({clients})",
+                hint="the passwords must travel separately: pick a path outside --out",
+            )
+    pki = Pki.open(site)
+    ensured = pki.ensure(site) if pki.exists else pki.init(site)
+    for item in ensured.issued:
+        st.info(f"issued {item}")
+    report = bundles.build(site, pki, out, users or None)
+    # What each user's bundles were made from, for `owrt-vpn verify` (issue 7).
+    from owrt_vpn.bundles.provenance import record_bundle_inputs
+
+    record_bundle_inputs(site, report.clients, users or None)
+    for item in report.skipped:
+        st.warn(f"skipped {item}")
+    for name in report.removed:
+        st.info(f"removed the bundles of {name} (no longer in the site file)")
+    if password_file is not None:
+        write_atomic(password_file, bundles.password_file_text(report), 0o600)
+
+    lines = [f"bundles for {len(report.devices)} device(s) in {report.clients}"]
+    for d in report.devices:
+        lines.append(f"  {d.user}/{d.device} ({d.platform}, {d.auth}): {d.zip.name}")
+        for extra in d.beside:
+            lines.append(f"    secret, not in the zip: {extra.name}")
+    secrets = bundles.password_file_text(report).splitlines()[4:]
+    if password_file is not None:
+        lines.append(f"passwords written to {password_file} (0600): hand them over separately")
+    elif secrets:
+        lines.append("passwords (shown once; give each by another channel than its bundle):")
+        lines += [f"  {line.replace(chr(9), '  ')}" for line in secrets]
+    st.emit(
+        {
+            "ok": True,
+            "site": site.name,
+            "clients": str(report.clients),
+            "devices": [d.to_json() for d in report.devices],
+            "skipped": report.skipped,
+            "removed": report.removed,
+            "password_file": str(password_file) if password_file else None,
+        },
+        "\n".join(lines),
+    )

@@ -1,0 +1,34 @@
+"""`check`: validate the site file and report every problem at once."""
+
+from __future__ import annotations
+
+import typer
+
+from owrt_vpn.ui.state import state
+
+
+def register(app: typer.Typer) -> None:
+    """Add `check`."""
+    app.command("check")(check)
+
+
+def check(ctx: typer.Context) -> None:
+    """Validate the site file and report every problem at once."""
+    from owrt_vpn.render import checks
+
+    st = state(ctx)
+    site = st.load_site()
+    warnings: list[str] = list(checks.site_warnings(site))
+    for w in warnings:
+        st.warn(w)
+    st.emit(
+        {
+            "ok": True,
+            "site": site.name,
+            "site_file": st.site_display,
+            "routers": [r.name for r in site.routers],
+            "users": [u.name for u in site.users],
+            "warnings": warnings,
+        },
+        f"{st.site_display}: ok ({len(site.routers)} router(s), {len(site.users)} user(s))",
+    )

@@ -1,0 +1,1 @@
+"""OpenWrt's ImageBuilder: mirror, keys, verified cache, extraction, backends."""

@@ -1,0 +1,1 @@
+"""Where ``make image`` runs: on this host or in a container."""

@@ -1,0 +1,91 @@
+"""What the PKI issues for a site, and the reports of what it did.
+
+Key types per platform, the EAP password rules, which users have device
+certificates, and :class:`EnsureReport` / :class:`RevokeResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from owrt_vpn.errors import ConfigError, Problem, did_you_mean
+from owrt_vpn.pki.store import CertRecord
+from owrt_vpn.site.model import CERT_AUTH, Device, Site, User
+
+MAX_PASSWORD = 128
+
+
+@dataclass
+class EnsureReport:
+    """What an ensure/init/import did."""
+
+    issued: list[str] = field(default_factory=list)  # "server gw", "client alice/phone"
+    skipped: list[str] = field(default_factory=list)  # revoked devices not re-issued
+    passwords: dict[str, str] = field(default_factory=dict)  # newly generated EAP passwords
+
+    @property
+    def changed(self) -> bool:
+        """True when anything was issued or generated."""
+        return bool(self.issued or self.passwords)
+
+
+@dataclass
+class RevokeResult:
+    """What a revoke/remove did."""
+
+    certs: list[CertRecord] = field(default_factory=list)
+    eap: bool = False  # the EAP password was disabled
+
+    @property
+    def changed(self) -> bool:
+        """True when anything was revoked."""
+        return bool(self.certs or self.eap)
+
+
+def client_key_type_for(device: Device) -> str:
+    """The key type a platform's client accepts: RSA-3072 for Android's built-in client."""
+    return "rsa3072" if device.platform == "android" else "ecdsa-p256"
+
+
+def check_password(password: str, where: str) -> str:
+    """Validate an EAP password (ConfigError naming ``where``); returns it."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in password):
+        problem = "the password contains a control character or newline"
+    elif not 8 <= len(password) <= MAX_PASSWORD:
+        problem = f"the password must have 8 to {MAX_PASSWORD} characters"
+    else:
+        return password
+    raise ConfigError([Problem(where, "", problem)])
+
+
+def find_device(site: Site, user: User, device: str) -> Device:
+    """``user``'s device called ``device`` (ConfigError with a did-you-mean when none)."""
+    for d in user.devices:
+        if d.name == device:
+            return d
+    i = site.users.index(user)
+    names = [d.name for d in user.devices]
+    raise ConfigError(
+        [
+            Problem(
+                site.path.name,
+                f"users[{i}].devices",
+                f"user {user.name!r} has no device {device!r}{did_you_mean(device, names)}",
+            )
+        ]
+    )
+
+
+def needs_certs(site: Site, user: User) -> None:
+    """ConfigError unless ``user`` authenticates with device certificates."""
+    if user.auth not in CERT_AUTH:
+        i = site.users.index(user)
+        raise ConfigError(
+            [
+                Problem(
+                    site.path.name,
+                    f"users[{i}].auth",
+                    f"user {user.name!r} uses {user.auth!r}: there are no device certificates",
+                )
+            ]
+        )

@@ -1,0 +1,1 @@
+"""Live routers over SSH: inventory, probe, flash, push, status, doctor."""

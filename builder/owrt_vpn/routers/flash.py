@@ -1,0 +1,433 @@
+"""Batch flashing over SSH: the per-router upgrade state machine, concurrency, report.
+
+For each router (up to ``jobs`` at a time; one failing router never stops
+the others):
+
+1. connect with host key checking (:mod:`owrt_vpn.routers.ssh`);
+2. read ``ubus call system board``, ``/proc/meminfo`` and our marker in one
+   round trip; refuse a board not in the image's ``supported_devices`` (most
+   bcm53xx images carry no metadata, so ``sysupgrade -T`` alone would take
+   the wrong device's image) and an image that does not fit in RAM;
+3. skip when the marker of our last flash names this image's sha256 *and*
+   the router runs the build's release and revision (a router that runs the
+   build but lacks the marker, after an interrupted run, gets its VPN checked
+   and the marker written);
+4. upload the image to /tmp, check its sha256 there, ``sysupgrade -T``, then
+   ``sysupgrade`` (keeping settings, or ``-n`` when asked and the build
+   bakes management access; never ``-F``);
+5. expect the session to drop; wait for a *new* boot (the kernel's boot id
+   changes) within the timeout; verify release, revision, the image's baked
+   build-info and that our VPN connections are loaded; then write the marker.
+
+``dry_run`` stops after step 3 and says what would happen.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from owrt_vpn import __version__
+from owrt_vpn.errors import FlashError, OwrtVpnError
+from owrt_vpn.routers import batch
+from owrt_vpn.routers import probe as remote
+from owrt_vpn.routers.dist import Build, load_build
+from owrt_vpn.routers.inventory import RouterTarget
+from owrt_vpn.routers.ssh import HostKeyError, SshClient, SshError, quote
+
+# RAM the router needs beyond the image while sysupgrade runs (it copies
+# itself and a few tools to a ramdisk before writing flash).
+HEADROOM = 4 * 1024 * 1024
+
+
+class Stage(StrEnum):
+    """Where a router is in its flash."""
+
+    QUEUED = "queued"
+    CONNECTING = "connecting"
+    CHECKING = "checking"
+    UPLOADING = "uploading"
+    VERIFYING_UPLOAD = "verifying upload"
+    TESTING = "testing image"
+    UPGRADING = "upgrading"
+    REBOOTING = "waiting for reboot"
+    VERIFYING = "verifying"
+    MARKING = "writing marker"
+    DONE = "done"
+
+
+class Status(StrEnum):
+    """How a router's flash ended."""
+
+    FLASHED = "flashed"
+    SKIPPED = "skipped"
+    WOULD_FLASH = "would-flash"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+OK_STATUSES = frozenset({Status.FLASHED, Status.SKIPPED, Status.WOULD_FLASH})
+
+
+@dataclass(frozen=True)
+class FlashOptions:
+    """How to flash (the CLI's options)."""
+
+    jobs: int = 4
+    dry_run: bool = False
+    reset_settings: bool = False
+    accept_new_host_keys: bool = False
+    connect_timeout: float = 10.0
+    reboot_timeout: float = 300.0  # sysupgrade start -> verified, VPN loaded
+    command_timeout: float = 120.0
+    upload_timeout: float = 600.0
+    poll_interval: float = 2.0
+
+
+@dataclass
+class RouterReport:
+    """The outcome for one router (JSON-ready through :meth:`to_json`)."""
+
+    name: str
+    router: str
+    address: str
+    status: Status | None = None
+    stage: Stage = Stage.QUEUED
+    message: str = ""
+    hint: str | None = None
+    board_name: str | None = None
+    image: str | None = None
+    image_sha256: str | None = None
+    before: dict[str, str] = field(default_factory=dict)
+    after: dict[str, str] = field(default_factory=dict)
+    new_host_key: str | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    stages: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True for flashed, skipped and (dry run) would-flash."""
+        return self.status in OK_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON data."""
+        return {
+            "name": self.name,
+            "router": self.router,
+            "address": self.address,
+            "status": str(self.status),
+            "stage": str(self.stage),
+            "message": self.message,
+            "hint": self.hint,
+            "board_name": self.board_name,
+            "image": self.image,
+            "image_sha256": self.image_sha256,
+            "before": self.before,
+            "after": self.after,
+            "new_host_key": self.new_host_key,
+            "started": batch.iso_time(self.started),
+            "finished": batch.iso_time(self.finished),
+            "seconds": round(self.finished - self.started, 3),
+            "stages": [{"stage": s, "at": round(t - self.started, 3)} for s, t in self.stages],
+        }
+
+
+Progress = Callable[[RouterReport], None]
+
+
+class _Stop(FlashError):
+    """Ends a router's flash with a status (refused, skipped, would-flash)."""
+
+    def __init__(self, status: Status, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+def flash_batch(
+    targets: Sequence[RouterTarget], options: FlashOptions, progress: Progress | None = None
+) -> list[RouterReport]:
+    """Flash ``targets`` concurrently (up to ``options.jobs``); one report per target, in order.
+
+    On Ctrl-C the routers in flight stop at their next step (a router in the
+    middle of sysupgrade is left to finish on its own) and every unfinished
+    router is reported as failed, so the report still says what was done.
+    """
+    reports = [RouterReport(t.name, t.router.name, str(t.ssh)) for t in targets]
+    builds: dict[Path, Build | OwrtVpnError] = {}
+    for t in targets:  # load (and hash) each build once, before any router is touched
+        if t.build_dir not in builds:
+            try:
+                builds[t.build_dir] = load_build(t.build_dir)
+            except OwrtVpnError as exc:
+                builds[t.build_dir] = exc
+    lock = threading.Lock()  # serialises progress callbacks and known_hosts appends
+    cancel = threading.Event()
+
+    def notify(report: RouterReport) -> None:
+        if progress is not None:
+            with lock:
+                progress(report)
+
+    def work(i: int) -> None:
+        t = targets[i]
+        _flash_one(t, builds[t.build_dir], options, reports[i], notify, lock, cancel)
+
+    if batch.run_concurrently(len(targets), work, options.jobs, cancel, name="flash"):
+        for r in reports:
+            if r.status is None:
+                r.status, r.message = Status.FAILED, "interrupted before it started"
+    return reports
+
+
+def batch_exit_code(reports: Sequence[RouterReport]) -> int:
+    """0 when every router is fine (flashed, skipped, would-flash), 1 when all failed, else 4."""
+    return batch.exit_code([r.ok for r in reports])
+
+
+def _flash_one(
+    target: RouterTarget,
+    build: Build | OwrtVpnError,
+    opts: FlashOptions,
+    report: RouterReport,
+    notify: Progress,
+    lock: threading.Lock,
+    cancel: threading.Event,
+) -> None:
+    report.started = time.time()
+
+    def stage(s: Stage) -> None:
+        remote.check_cancel(cancel)
+        report.stage = s
+        report.stages.append((str(s), time.time()))
+        notify(report)
+
+    try:
+        if isinstance(build, OwrtVpnError):
+            raise build
+        report.image, report.image_sha256 = build.image.name, build.image.sha256
+        _Flash(target, build, opts, report, stage, lock, cancel).run()
+        report.status = Status.FLASHED
+        report.message = f"now runs {build.release} {build.revision}"
+        report.stage = Stage.DONE
+    except _Stop as exc:
+        report.status, report.message, report.hint = exc.status, exc.message, exc.hint
+    except HostKeyError as exc:
+        # Before the first login nothing changed: refused. Later (after a reboot) the
+        # router was upgraded, so a key that no longer matches is a failure.
+        first = report.stage in (Stage.QUEUED, Stage.CONNECTING)
+        report.status = Status.REFUSED if first else Status.FAILED
+        report.message, report.hint = exc.message, exc.hint
+    except OwrtVpnError as exc:
+        report.status, report.message, report.hint = Status.FAILED, exc.message, exc.hint
+        if cancel.is_set():
+            report.message = f"interrupted while {report.stage} ({exc.message})"
+    except Exception as exc:  # a bug must not take the other routers down
+        report.status, report.message = Status.FAILED, f"internal error: {exc!r}"
+    report.finished = time.time()
+    notify(report)
+
+
+class _Flash:
+    """The steps of one router's flash; each method is one stage."""
+
+    def __init__(
+        self,
+        target: RouterTarget,
+        build: Build,
+        opts: FlashOptions,
+        report: RouterReport,
+        stage: Callable[[Stage], None],
+        lock: threading.Lock,
+        cancel: threading.Event,
+    ) -> None:
+        self.t, self.b, self.o, self.r = target, build, opts, report
+        self.stage, self.lock, self.cancel = stage, lock, cancel
+        self.ssh = SshClient(
+            target.ssh,
+            accept_new_host_keys=opts.accept_new_host_keys,
+            connect_timeout=opts.connect_timeout,
+        )
+        self.remote_image = f"/tmp/{build.image.name}"  # noqa: S108 - the router's RAM disk
+
+    def run(self) -> None:
+        if self.o.reset_settings and not self.t.bakes_access:
+            raise _Stop(
+                Status.REFUSED,
+                "--reset-settings wipes SSH keys, passwords and network settings, and this "
+                "build does not bake management access",
+                hint="set routers.management.authorized_keys and lan_address for "
+                f"{self.t.router.name!r} in the site file and rebuild, or flash keeping settings",
+            )
+        facts = self.check()
+        self.upload()
+        deadline = self.upgrade()
+        self.wait_for_boot(facts.boot_id, deadline)
+        self.verify(deadline)
+        self.stage(Stage.MARKING)
+        self.write_marker()
+
+    def check(self) -> remote.Facts:
+        """Steps 1-3: connect, board and memory checks, skip when already done."""
+        self.stage(Stage.CONNECTING)
+        facts = remote.first_probe(self.ssh, self.o.command_timeout, self.lock)
+        self.r.board_name, self.r.before = facts.board_name, facts.release
+        self.stage(Stage.CHECKING)
+        b = self.b
+        if facts.board_name not in b.supported_devices:
+            raise _Stop(
+                Status.REFUSED,
+                f"board {facts.board_name!r} is not one this image supports "
+                f"({', '.join(b.supported_devices)})",
+                hint=f"check routers.device of {self.t.router.name!r}, "
+                "or the inventory entry's router",
+            )
+        if facts.release == {"version": b.release, "revision": b.revision}:
+            if facts.marker and facts.marker.get("image_sha256") == b.image.sha256:
+                raise _Stop(Status.SKIPPED, f"already runs this image ({b.release} {b.revision})")
+            if b.baked_info_matches(facts.baked_build_info):
+                # Flashed, but the marker never got written: an interrupted run, or
+                # one whose verification failed, so check the VPN before marking.
+                remote.wait_for_conns(
+                    self.ssh, b.expected_conns, b.conn_style, time.monotonic(),
+                    poll=0, command_timeout=self.o.command_timeout, cancel=self.cancel,
+                )  # fmt: skip
+                if not self.o.dry_run:
+                    self.write_marker()
+                raise _Stop(
+                    Status.SKIPPED,
+                    f"already runs this build ({b.release} {b.revision}); marker "
+                    + ("missing" if self.o.dry_run else "written"),
+                )
+        need = b.image.size + HEADROOM
+        have = facts.mem_available
+        if have is None or have < need:
+            shown = "unknown" if have is None else f"{have // 1024} KiB"
+            raise _Stop(
+                Status.REFUSED,
+                f"not enough free memory for the image: {shown} available, "
+                f"{need // 1024} KiB needed",
+                hint="reboot the router (or stop services) to free RAM, then run flash again",
+            )
+        if self.o.dry_run:
+            mode = "erasing settings (-n)" if self.o.reset_settings else "keeping settings"
+            raise _Stop(
+                Status.WOULD_FLASH,
+                f"would flash {b.image.name} ({_release_text(facts.release)} -> "
+                f"{b.release} {b.revision}), {mode}",
+            )
+        return facts
+
+    def upload(self) -> None:
+        """Step 4a: upload, check the digest on the router, sysupgrade -T."""
+        img, timeout = self.remote_image, self.o.command_timeout
+        self.stage(Stage.UPLOADING)
+        self.ssh.upload(self.b.image.path, img, timeout=self.o.upload_timeout)
+        self.stage(Stage.VERIFYING_UPLOAD)
+        out = self.ssh.run(quote(["sha256sum", img]), timeout=timeout).text.split()
+        if not out or out[0].lower() != self.b.image.sha256:
+            remote.remove(self.ssh, img, timeout)
+            raise _Stop(
+                Status.REFUSED,
+                f"the uploaded image is damaged: sha256 {out[0] if out else '?'} on the router, "
+                f"{self.b.image.sha256} expected; not flashed",
+                hint="check the link to the router and run flash again",
+            )
+        self.stage(Stage.TESTING)
+        test = self.ssh.run(quote(["sysupgrade", "-T", img]), timeout=timeout, check=False)
+        if test.returncode != 0:
+            remote.remove(self.ssh, img, timeout)
+            raise _Stop(
+                Status.REFUSED,
+                f"sysupgrade -T rejected the image{_last(test.stderr or test.text)}; not flashed",
+            )
+
+    def upgrade(self) -> float:
+        """Step 4b: sysupgrade; the session dropping is the expected outcome.
+
+        Returns the deadline for the router to be back and verified.
+        """
+        self.stage(Stage.UPGRADING)
+        deadline = time.monotonic() + self.o.reboot_timeout
+        argv = ["sysupgrade", *(["-n"] if self.o.reset_settings else []), self.remote_image]
+        try:
+            res = self.ssh.run(quote(argv), timeout=self.o.reboot_timeout, check=False)
+        except SshError:
+            return deadline  # connection closed by the rebooting router
+        if res.returncode != 0:
+            raise FlashError(
+                f"sysupgrade failed (status {res.returncode}){_last(res.stderr or res.text)}"
+            )
+        return deadline
+
+    def wait_for_boot(self, old_boot_id: str, deadline: float) -> None:
+        """Step 5a: wait for the router to come back from a new boot."""
+        self.stage(Stage.REBOOTING)
+        o = self.o
+        with tempfile.TemporaryDirectory(prefix="owrt-vpn-flash-") as tmp:
+            if o.reset_settings:
+                # A reset router makes a new host key at first boot: it can only be
+                # trusted on first use (for this verification); the report shows it.
+                known = Path(tmp) / "known_hosts"
+                self.ssh = SshClient(
+                    self.t.ssh, accept_new_host_keys=True, connect_timeout=o.connect_timeout,
+                    known_hosts=known,
+                )  # fmt: skip
+            remote.wait_for_boot(
+                self.ssh, old_boot_id, deadline, poll=o.poll_interval,
+                command_timeout=o.connect_timeout + 10, cancel=self.cancel,
+                limit=o.reboot_timeout,
+            )  # fmt: skip
+            if o.reset_settings:
+                self.r.new_host_key = known.read_text().strip() or None
+
+    def verify(self, deadline: float) -> None:
+        """Step 5b: the running release, the baked build-info, the VPN connections."""
+        self.stage(Stage.VERIFYING)
+        b, o = self.b, self.o
+        after = remote.probe(self.ssh, o.command_timeout)
+        self.r.after = after.release
+        if after.release != {"version": b.release, "revision": b.revision}:
+            raise FlashError(
+                f"the router came back running {_release_text(after.release)}, "
+                f"not {b.release} {b.revision}",
+                hint="the upgrade did not take: check the router's console or logs, "
+                "then flash again",
+            )
+        if not b.baked_info_matches(after.baked_build_info):
+            raise FlashError(
+                f"{remote.BAKED_BUILD_INFO} on the router is not the one of the image we flashed"
+            )
+        remote.wait_for_conns(
+            self.ssh, b.expected_conns, b.conn_style, deadline, poll=o.poll_interval,
+            command_timeout=o.command_timeout, cancel=self.cancel,
+        )  # fmt: skip
+
+    def write_marker(self) -> None:
+        """Record the flashed image on the router (read back by the next run's step 3)."""
+        b = self.b
+        marker = {
+            "image": b.image.name,
+            "image_sha256": b.image.sha256,
+            "release": b.release,
+            "revision": b.revision,
+            "router": self.t.router.name,
+            "flashed_at": batch.iso_time(time.time()),
+            "tool": f"owrt-vpn {__version__}",
+        }
+        remote.write_marker(self.ssh, marker, self.o.command_timeout)
+
+
+def _last(text: str) -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return f": {lines[-1]}" if lines else ""
+
+
+def _release_text(release: dict[str, str]) -> str:
+    return f"{release['version']} {release['revision']}".strip() or "unknown release"

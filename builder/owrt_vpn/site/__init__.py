@@ -1,0 +1,1 @@
+"""The site file: its model, validation rules, loading and edits."""
