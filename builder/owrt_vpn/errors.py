@@ -9,7 +9,6 @@ and the process exit status the CLI maps it to:
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -136,6 +135,8 @@ def closest(
     With ``same_prefix``, when nothing is close, the names sharing the
     vendor-style prefix of ``word`` (``tplink_...``, ``netgear-...``).
     """
+    import difflib  # only on the error path: keep it out of every start-up
+
     names = list(choices)
     found = difflib.get_close_matches(word, names, n=n, cutoff=cutoff)
     if not found and same_prefix:
