@@ -863,15 +863,16 @@ def test_render_command(cli: CliRunner, tmp_path: Path) -> None:
     assert os.environ.get("OWRT_VPN_SITE") is None
 
 
-def test_router_without_users_renders_an_empty_vpn(tmp_path: Path) -> None:
+def test_router_without_users_renders_no_vpn(tmp_path: Path) -> None:
+    """No VPN users: no strongSwan files, no firewall openings, only deletions
+    of what an earlier set added (test_router_firstboot.py applies it)."""
     text = SITE_TOML.split("[[users]]")[0]
     lab = make_lab(tmp_path / "site", text)
     res = render(lab, "gw", tmp_path / "ov")
-    root = _conf(res)
-    assert root["connections"] == {}
-    assert root["pools"]["owrt-vpn-v4"]["addrs"] == "10.10.10.0/24"
-    secrets = parse_settings(
-        (res.file_set / "etc/swanctl/conf.d/owrt-vpn-secrets.conf").read_text()
-    )
-    assert secrets == {"secrets": {}}
+    assert (res.file_set / "_meta/manifest").read_text() == ""
+    assert not (res.file_set / "etc").exists()
+    batch = (res.file_set / "_meta/uci/firewall.batch").read_text().splitlines()
+    assert batch and all(line.startswith("delete firewall.owrt_vpn_") for line in batch)
+    dhcp = (res.file_set / "_meta/uci/dhcp.batch").read_text()
+    assert dhcp == "set dhcp.@dnsmasq[0].localservice='1'\n"
     assert res.warnings == []

@@ -151,29 +151,32 @@ def render(
 
     key = pki.server_key_pem(router.name)
     crl = pki.crl_pem()
-    if style == "swanctl":
-        from_template("etc/swanctl/conf.d/owrt-vpn.conf")
-        # The EAP passwords sit in their own file, readable by root only.
-        from_template("etc/swanctl/conf.d/owrt-vpn-secrets.conf", SECRET_MODE)
-        put_set(f"etc/swanctl/x509ca/{CA_FILE}", pki.ca_cert_pem())
-        put_set(f"etc/swanctl/x509/{router.name}.crt", pki.server_cert_pem(router.name))
-        put_set(f"etc/swanctl/private/{router.name}.key", key, SECRET_MODE)
-        if crl is not None:
-            put_set(f"etc/swanctl/x509crl/{CRL_FILE}", crl)
-    else:
-        from_template("etc/ipsec.conf")
-        from_template("etc/ipsec.secrets", SECRET_MODE)
-        put_set(f"etc/ipsec.d/cacerts/{CA_FILE}", pki.ca_cert_pem())
-        put_set(f"etc/ipsec.d/certs/{router.name}.crt", pki.server_cert_pem(router.name))
-        put_set(f"etc/ipsec.d/private/{router.name}.key", key, SECRET_MODE)
-        if crl is not None:
-            put_set(f"etc/ipsec.d/crls/{CRL_FILE}", crl)
-    from_template("etc/strongswan.d/owrt-vpn.conf")
-    if firewall == "fw4":
-        for chain in ("input", "forward", "srcnat"):
-            from_template(f"usr/share/nftables.d/chain-pre/{chain}/owrt-vpn.nft")
-    else:
-        from_template("usr/share/owrt-vpn/firewall3.sh", SCRIPT_MODE)
+    # A router no VPN user may use gets no strongSwan files and no firewall
+    # openings: the installer removes what an earlier set installed.
+    if site.router_users(router):
+        if style == "swanctl":
+            from_template("etc/swanctl/conf.d/owrt-vpn.conf")
+            # The EAP passwords sit in their own file, readable by root only.
+            from_template("etc/swanctl/conf.d/owrt-vpn-secrets.conf", SECRET_MODE)
+            put_set(f"etc/swanctl/x509ca/{CA_FILE}", pki.ca_cert_pem())
+            put_set(f"etc/swanctl/x509/{router.name}.crt", pki.server_cert_pem(router.name))
+            put_set(f"etc/swanctl/private/{router.name}.key", key, SECRET_MODE)
+            if crl is not None:
+                put_set(f"etc/swanctl/x509crl/{CRL_FILE}", crl)
+        else:
+            from_template("etc/ipsec.conf")
+            from_template("etc/ipsec.secrets", SECRET_MODE)
+            put_set(f"etc/ipsec.d/cacerts/{CA_FILE}", pki.ca_cert_pem())
+            put_set(f"etc/ipsec.d/certs/{router.name}.crt", pki.server_cert_pem(router.name))
+            put_set(f"etc/ipsec.d/private/{router.name}.key", key, SECRET_MODE)
+            if crl is not None:
+                put_set(f"etc/ipsec.d/crls/{CRL_FILE}", crl)
+        from_template("etc/strongswan.d/owrt-vpn.conf")
+        if firewall == "fw4":
+            for chain in ("input", "forward", "srcnat"):
+                from_template(f"usr/share/nftables.d/chain-pre/{chain}/owrt-vpn.nft")
+        else:
+            from_template("usr/share/owrt-vpn/firewall3.sh", SCRIPT_MODE)
 
     manifest = "".join(f"{mode:04o} {rel}\n" for rel, (_, mode) in sorted(fset.items()))
     for rel, (data, mode) in fset.items():
