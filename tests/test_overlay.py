@@ -378,6 +378,7 @@ def test_layout_modes_and_manifest(lab: Lab, tmp_path: Path) -> None:
         fs + "usr/share/nftables.d/chain-pre/input/owrt-vpn.nft": 0o644,
         fs + "usr/share/nftables.d/chain-pre/forward/owrt-vpn.nft": 0o644,
         fs + "usr/share/nftables.d/chain-pre/srcnat/owrt-vpn.nft": 0o644,
+        fs + "usr/share/nftables.d/chain-pre/dstnat/owrt-vpn.nft": 0o644,
     }
     entries = overlay.tree_entries(res.root)
     files = {rel: mode for rel, mode, is_dir in entries if not is_dir}
@@ -754,7 +755,7 @@ def test_fw4_snippets_match_ipsec_origin_never_pool_sources(lab: Lab, tmp_path: 
         text = (fs / chain / "owrt-vpn.nft").read_text()
         return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
-    for chain in ("input", "forward"):
+    for chain in ("input", "forward", "dstnat"):
         [rule] = rules(chain)
         assert rule.startswith("meta ipsec exists accept")
         assert "saddr" not in rule and "10.10.10." not in rule
@@ -777,6 +778,7 @@ def test_fw3_rules_use_the_ipsec_policy_match(lab: Lab, tmp_path: Path) -> None:
         "forwarding_rule -m policy --dir in --pol ipsec --proto esp -j ACCEPT",
         "forwarding_rule -m policy --dir out --pol ipsec --proto esp -j ACCEPT",
         "nat postrouting_rule -m policy --dir out --pol ipsec -j ACCEPT",
+        "nat prerouting_rule -m policy --dir in --pol ipsec -j ACCEPT",
     ):
         assert needle in text
     assert "-s 10.10.20" not in text and "--src" not in text

@@ -211,6 +211,25 @@ class RouterRoot:
             raise AssertionError(f"uci {' '.join(args)}: {r.stderr}")
         return r.stdout
 
+    def uci_batch(self, commands: str) -> None:
+        """Feed ``commands`` (ending with a ``commit``) to the real ``uci batch``."""
+        r = subprocess.run(
+            [
+                busybox(),
+                "ash",
+                "-c",
+                'uci -c "$OWRT_VPN_ROOT/etc/config" -t "$OWRT_VPN_ROOT/tmp/.uci" batch',
+            ],
+            input=commands,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if r.returncode != 0 or r.stderr.strip():
+            raise AssertionError(f"uci batch: {r.stderr}")
+
     def show(self, pkg: str) -> dict[str, str]:
         """``uci show PKG`` as a dict (``firewall.owrt_vpn_ike.src`` -> ``'wan'``)."""
         out = {}

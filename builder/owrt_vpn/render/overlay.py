@@ -5,7 +5,7 @@ Layout of the rendered tree (see HACKING.md "Image layout of our files")::
     usr/share/owrt-vpn/files/        the VPN file set, mirroring target paths
         etc/swanctl/...  | etc/ipsec.conf, etc/ipsec.secrets, etc/ipsec.d/...
         etc/strongswan.d/owrt-vpn.conf
-        usr/share/nftables.d/chain-pre/{input,forward,srcnat}/owrt-vpn.nft  (fw4)
+        usr/share/nftables.d/chain-pre/{input,forward,srcnat,dstnat}/owrt-vpn.nft  (fw4)
         usr/share/owrt-vpn/firewall3.sh                                     (fw3)
         _meta/                       the installer's inputs (not a target path):
             manifest                 "<mode> <path>" of every file above
@@ -173,7 +173,7 @@ def render(
                 put_set(f"etc/ipsec.d/crls/{CRL_FILE}", crl)
         from_template("etc/strongswan.d/owrt-vpn.conf")
         if firewall == "fw4":
-            for chain in ("input", "forward", "srcnat"):
+            for chain in ("input", "forward", "srcnat", "dstnat"):
                 from_template(f"usr/share/nftables.d/chain-pre/{chain}/owrt-vpn.nft")
         else:
             from_template("usr/share/owrt-vpn/firewall3.sh", SCRIPT_MODE)
