@@ -126,7 +126,7 @@ def test_first_boot_applies_everything_once_and_deletes_the_script(
         assert (r.root / rel).is_file()
     assert (r.root / "etc/swanctl/private/gw.key").stat().st_mode & 0o777 == 0o600
     nft = sorted(p.name for p in (r.root / "usr/share/nftables.d/chain-pre").iterdir())
-    assert nft == ["forward", "input", "srcnat"]
+    assert nft == ["dstnat", "forward", "input", "srcnat"]
 
 
 def test_a_second_boot_a_push_and_a_kept_settings_flash_change_nothing(
