@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .charon import Charon, LoadList
+from .charon import Charon, LoadList, StarterCharon
 
 DEBIAN_ETC = Path("/etc")
 SWANCTL_DIRS = [
@@ -221,3 +222,102 @@ class OpenWrtCharon(Charon):
                 return names
             time.sleep(0.1)
         return names
+
+
+# --------------------------------------------------------------------------
+# the legacy style (19.07/21.02): /etc/init.d/ipsec, the starter, ipsec.conf
+
+# OpenWrt's files/ipsec.secrets is this one comment line (openwrt-21.02).
+OPENWRT_IPSEC_SECRETS = "# /etc/ipsec.secrets - strongSwan IPsec secrets file\n"
+
+
+def ipsec_tree(root: Path, load: LoadList) -> None:
+    """OpenWrt 21.02's legacy layout: strongswan.conf and ipsec.conf/.secrets with their
+    /var includes (package ``strongswan-ipsec``), no /var files: ``/etc/init.d/ipsec``
+    writes them only for a UCI ``ipsec`` section, which a router with our files has not.
+    """
+    swanctl_tree(root, load)
+    shutil.rmtree(root / "etc/swanctl")
+    shutil.rmtree(root / "var/swanctl")
+    (root / "var/ipsec/strongswan.conf").unlink()
+    etc = root / "etc"
+    upstream = (DEBIAN_ETC / "ipsec.conf").read_text()
+    (etc / "ipsec.conf").write_text(upstream + "\ninclude /var/ipsec/ipsec.conf\n")
+    (etc / "ipsec.secrets").write_text(
+        OPENWRT_IPSEC_SECRETS + "\ninclude /var/ipsec/ipsec.secrets\n"
+    )
+    for d in ("aacerts", "acerts", "cacerts", "certs", "crls", "ocspcerts", "private", "reqs"):
+        (etc / "ipsec.d" / d).mkdir(parents=True, exist_ok=True)
+
+
+_STARTER = """\
+set -e
+R=$1
+mkdir -p /var/ipsec
+for f in strongswan.conf strongswan.d ipsec.conf ipsec.secrets ipsec.d; do
+  mount --bind "$R/etc/$f" "/etc/$f"
+done
+mount --bind "$R/var/ipsec" /var/ipsec
+mount --bind "$2" /run
+exec /usr/lib/ipsec/starter --daemon charon --nofork
+"""
+
+
+@dataclass(eq=False)
+class OpenWrtStarter(StarterCharon):
+    """The starter (as ``/etc/init.d/ipsec`` runs it) on an OpenWrt 21.02 tree."""
+
+    root: Path = Path("/nonexistent")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workdir / "run"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "charon.log"
+
+    @property
+    def conf_path(self) -> Path:
+        # only for the stroke client outside the daemon's mount namespace
+        return self.workdir / "stroke-client.conf"
+
+    def prepare(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path.write_text(
+            f"charon {{\n  plugins {{\n    stroke {{\n"
+            f"      socket = unix://{self.run_dir}/charon.ctl\n    }}\n  }}\n}}\n"
+        )
+
+    def _daemon_argv(self) -> list[str]:
+        return [
+            "unshare", "-m", "--propagation", "private",
+            "sh", "-c", _STARTER, "starter", str(self.root), str(self.run_dir),
+        ]  # fmt: skip
+
+    def _ready(self) -> bool:
+        if not (self.run_dir / "charon.ctl").exists():
+            return False
+        proc = self.stroke("statusall", check=False)
+        return proc.returncode == 0 and "Connections:" in proc.stdout
+
+    def start(self, timeout: float = 10.0) -> OpenWrtStarter:
+        self.prepare()
+        super().start(timeout)
+        return self
+
+    def env(self) -> dict[str, str]:
+        # The daemon reads the compiled-in paths: nothing is redirected.
+        env = dict(os.environ)
+        env.pop("STRONGSWAN_CONF", None)
+        env.pop("SWANCTL_DIR", None)
+        return env
+
+    def stroke(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The stroke client, pointed at this daemon's socket by its own small conf."""
+        argv = ["/usr/lib/ipsec/stroke", *args]
+        env = {**self.env(), "STRONGSWAN_CONF": str(self.conf_path)}
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"stroke {' '.join(args)}: {proc.stdout}{proc.stderr}")
+        return proc

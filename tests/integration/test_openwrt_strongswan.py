@@ -1,4 +1,4 @@
-"""Our files on strongSwan as OpenWrt 24.10 packages it: charon loads them itself, clients connect.
+"""Our files on strongSwan as OpenWrt packages it: charon loads them itself, clients connect.
 
 The router's tree is a fresh OpenWrt root (tests/openwrt/router.py) with
 the strongSwan packages' files laid out as the 24.10 packages install them
@@ -8,6 +8,8 @@ the test loads nothing into it: the ``start-scripts`` entry of
 ``/var/ipsec/strongswan.conf`` (written as ``/etc/init.d/swanctl`` writes it)
 must run ``swanctl --load-all`` over our files. Road warriors then connect
 with a certificate and with EAP-MSCHAPv2 and ping through the tunnel.
+The same for 21.02's legacy layout: the starter (as ``/etc/init.d/ipsec``
+starts it) reads our ipsec.conf/ipsec.secrets over the package's.
 A push's reload (``/etc/init.d/swanctl reload`` = ``swanctl --load-all
 --noprompt``) then picks up a new user's connection.
 """
@@ -16,6 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +38,7 @@ from owrt_vpn.site.model import Site, device_identity
 from .charon import Charon, ClientProfile, debian_load_list, load_client
 from .conftest import TopologyFactory
 from .netns import Topology
-from .openwrt_swan import OpenWrtCharon, swanctl_tree
+from .openwrt_swan import OpenWrtCharon, OpenWrtStarter, ipsec_tree, swanctl_tree
 
 pytestmark = pytest.mark.integration
 
@@ -62,21 +67,23 @@ CLIENT_PLUGINS = [
 ]
 
 
+# release series -> (router, its server id): two series, as the CI budget allows
+SERIES = {"24.10": ("gw", SERVER_ID), "21.02": ("old", "old.owrt.example")}
+
+
 def site_text(users: list[str]) -> str:
-    return sitefile.site(
-        "ow",
-        routers=[
-            sitefile.router(
-                "gw",
-                server_id=SERVER_ID,
-                release="24.10.2",
-                lan=["10.77.0.0/24"],
-                pool=str(POOL),
-                dns=["10.77.0.1"],
-            )
-        ],
-        users=users,
-    )
+    routers = [
+        sitefile.router(
+            name,
+            server_id=server_id,
+            release=f"{series}.{'2' if series == '24.10' else '7'}",
+            lan=["10.77.0.0/24"],
+            pool=str(POOL),
+            dns=["10.77.0.1"],
+        )
+        for series, (name, server_id) in SERIES.items()
+    ]
+    return sitefile.site("ow", routers=routers, users=users)
 
 
 ALICE = sitefile.user("alice", [("laptop", "linux")], auth="pubkey")
@@ -99,40 +106,54 @@ class Lab:
 
     def ensure(self) -> None:
         self.pki = Pki.open(self.site)
-        self.pki.ensure_router(self.site, self.site.router("gw"))
+        for r in self.site.routers:
+            self.pki.ensure_router(self.site, r)
         self.pki.ensure(self.site)
 
-    def render(self, out: Path) -> overlay.RenderResult:
-        return overlay.render(self.site, self.site.router("gw"), self.pki, out)
+    def render(self, router: str, out: Path) -> overlay.RenderResult:
+        return overlay.render(self.site, self.site.router(router), self.pki, out)
 
 
 class Router:
-    def __init__(self, lab: Lab, openwrt: Userland, topo: Topology, work: Path) -> None:
-        gw = lab.site.router("gw")
+    def __init__(
+        self, lab: Lab, series: str, openwrt: Userland, topo: Topology, work: Path
+    ) -> None:
+        self.name, self.server_id = SERIES[series]
+        gw = lab.site.router(self.name)
         release = profiles.release_info(gw.release)
+        self.style = release.config_style
         self.load = debian_load_list(
             packages.charon_plugins(lab.site, gw), strongswan=release.strongswan
         )
         self.fs = RouterRoot(work / "fs", openwrt, openwrt.firewall4("HEAD"))
-        swanctl_tree(self.fs.root, self.load)
-        self.fs.flash(lab.render(work / "overlay").root)
+        (swanctl_tree if self.style == "swanctl" else ipsec_tree)(self.fs.root, self.load)
+        self.fs.flash(lab.render(self.name, work / "overlay").root)
         boot = self.fs.first_boot()
         assert boot.returncode == 0, boot.stderr
-        self.charon = OpenWrtCharon(
-            topo.router, work / "charon", self.load, "router", root=self.fs.root
-        )
+        self.charon: OpenWrtCharon | OpenWrtStarter
+        if self.style == "swanctl":
+            self.charon = OpenWrtCharon(
+                topo.router, work / "charon", self.load, "router", root=self.fs.root
+            )
+        else:
+            self.charon = OpenWrtStarter(
+                topo.router, work / "charon", self.load, "router", root=self.fs.root
+            )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=list(SERIES))
 def setup(
-    tmp_path_factory: pytest.TempPathFactory, openwrt: Userland, topologies: TopologyFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    openwrt: Userland,
+    topologies: TopologyFactory,
 ) -> Iterator[tuple[Lab, Router, Topology]]:
     import os
 
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
     lab = Lab(tmp_path_factory.mktemp("site"))
     topo = topologies()
-    router = Router(lab, openwrt, topo, tmp_path_factory.mktemp("router"))
+    router = Router(lab, request.param, openwrt, topo, tmp_path_factory.mktemp("router"))
     router.charon.start()
     try:
         yield lab, router, topo
@@ -140,7 +161,9 @@ def setup(
         router.charon.stop()
 
 
-def connect(lab: Lab, topo: Topology, work: Path, user: str, device: str | None) -> Charon:
+def connect(
+    lab: Lab, router: Router, topo: Topology, work: Path, user: str, device: str | None
+) -> Charon:
     u = lab.site.user(user)
     if u.auth == "pubkey":
         assert device is not None
@@ -150,7 +173,7 @@ def connect(lab: Lab, topo: Topology, work: Path, user: str, device: str | None)
             auth="pubkey",
             local_id=device_identity(lab.site, user, device),
             remote_addr=topo.router_wan,
-            remote_id=SERVER_ID,
+            remote_id=router.server_id,
             ca_pem=lab.pki.ca_cert_pem(),
             cert_pem=d.with_suffix(".crt").read_bytes(),
             key_pem=d.with_suffix(".key").read_bytes(),
@@ -161,7 +184,7 @@ def connect(lab: Lab, topo: Topology, work: Path, user: str, device: str | None)
             auth="eap-mschapv2",
             local_id=user,
             remote_addr=topo.router_wan,
-            remote_id=SERVER_ID,
+            remote_id=router.server_id,
             ca_pem=lab.pki.ca_cert_pem(),
             eap_id=user,
             eap_secret=lab.pki.eap_password(user),
@@ -185,24 +208,34 @@ def test_charon_loads_our_files_through_openwrts_start_scripts(
     setup: tuple[Lab, Router, Topology],
 ) -> None:
     _, router, _ = setup
-    conns = router.charon.loaded_connections()
-    rendered = (router.fs.root / "etc/swanctl/conf.d/owrt-vpn.conf").read_text()
-    assert conns, router.charon.diagnostics()
-    assert set(conns) == set(re.findall(r"^    (\S+) : owrt-vpn-rw \{", rendered, re.M))
-    # the pools and secrets of our files arrived beside the init script's empty sections
-    pools = [str(p) for p in router.charon.session().get_pools()]
-    assert pools
-    log = router.charon.log_text()
-    for plugin in ("kernel-libipsec", "vici", "eap-mschapv2"):
-        assert plugin in log
+    if isinstance(router.charon, OpenWrtStarter):
+        # the starter loaded our ipsec.conf (over the package's) by itself
+        status = router.charon.stroke("statusall").stdout
+        rendered = (router.fs.root / "etc/ipsec.conf").read_text()
+        names = re.findall(r"^conn (\S+)", rendered, re.M)
+        assert [n for n in names if n != "%default"]
+        for name in names:
+            if name != "%default" and "auto=ignore" not in rendered.split(f"conn {name}")[1]:
+                assert f"{name}:" in status, status
+    else:
+        conns = router.charon.loaded_connections()
+        rendered = (router.fs.root / "etc/swanctl/conf.d/owrt-vpn.conf").read_text()
+        assert conns, router.charon.diagnostics()
+        assert set(conns) == set(re.findall(r"^    (\S+) : owrt-vpn-rw \{", rendered, re.M))
+        # our pools arrived beside the init script's empty sections
+        assert list(router.charon.session().get_pools())
+    [loaded] = re.findall(r"loaded plugins: (.*)", router.charon.log_text())
+    control = "vici" if router.style == "swanctl" else "stroke"
+    for plugin in ("kernel-libipsec", control, "eap-mschapv2", "openssl"):
+        assert plugin in loaded.split(), loaded
 
 
 @pytest.mark.parametrize(("user", "device"), [("alice", "laptop"), ("bob", None)])
 def test_clients_connect(
     setup: tuple[Lab, Router, Topology], tmp_path: Path, user: str, device: str | None
 ) -> None:
-    lab, _, topo = setup
-    connect(lab, topo, tmp_path, user, device)
+    lab, router, topo = setup
+    connect(lab, router, topo, tmp_path, user, device)
 
 
 def test_a_push_reload_loads_a_new_user(
@@ -211,20 +244,42 @@ def test_a_push_reload_loads_a_new_user(
     lab, router, topo = setup
     lab.write([ALICE, BOB, CAROL])
     lab.ensure()
-    new = lab.render(tmp_path / "overlay")
+    new = lab.render(router.name, tmp_path / "overlay")
     push = router.fs.ash('"$1" "$2"', str(new.root / overlay.INSTALLER), str(new.file_set))
     # no init scripts in this root: the installer says so, the files are in place
     assert push.returncode == 0, push.stderr
-    assert "carol" in (router.fs.root / "etc/swanctl/conf.d/owrt-vpn.conf").read_text()
-    # /etc/init.d/swanctl reload on a running service: prepare_env, then this
-    reload = router.charon.ns.run(
-        "unshare", "-m", "--propagation", "private", "sh", "-c",
-        'mount --bind "$1/etc/swanctl" /etc/swanctl && '
-        'mount --bind "$1/etc/strongswan.conf" /etc/strongswan.conf && '
-        'mount --bind "$1/etc/strongswan.d" /etc/strongswan.d && '
-        'exec swanctl --load-all --noprompt --uri "unix://$2"',
-        "reload", str(router.fs.root), str(router.charon.vici_path),
-        check=False,
-    )  # fmt: skip
-    assert reload.returncode == 0, reload.stdout + reload.stderr
-    connect(lab, topo, tmp_path, "carol", "pc")
+    if isinstance(router.charon, OpenWrtStarter):
+        # /etc/init.d/ipsec reload on a running service: `ipsec rereadall` (secrets,
+        # certificates, CRLs) and `ipsec reload` (SIGUSR1 to the starter: it re-reads ipsec.conf)
+        assert "carol" in (router.fs.root / "etc/ipsec.conf").read_text()
+        assert router.charon.proc is not None
+        # Plumbing: the daemon sees the tree through bind mounts of single files,
+        # which keep the inode the installer has just replaced (mv); on a router
+        # the path is the file. Mount the new ones at the same paths.
+        for f in ("ipsec.conf", "ipsec.secrets"):
+            subprocess.run(
+                ["nsenter", "-t", str(router.charon.proc.pid), "-m", "sh", "-c",
+                 'umount "$2" && mount --bind "$1" "$2"', "rebind",
+                 str(router.fs.root / "etc" / f), f"/etc/{f}"],
+                check=True,
+            )  # fmt: skip
+        router.charon.stroke("rereadall")
+        router.charon.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "carol" not in router.charon.stroke("statusall").stdout:
+            assert time.monotonic() < deadline, "the starter did not load carol's connection"
+            time.sleep(0.2)
+    else:
+        assert "carol" in (router.fs.root / "etc/swanctl/conf.d/owrt-vpn.conf").read_text()
+        # /etc/init.d/swanctl reload on a running service: prepare_env, then this
+        reload = router.charon.ns.run(
+            "unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount --bind "$1/etc/swanctl" /etc/swanctl && '
+            'mount --bind "$1/etc/strongswan.conf" /etc/strongswan.conf && '
+            'mount --bind "$1/etc/strongswan.d" /etc/strongswan.d && '
+            'exec swanctl --load-all --noprompt --uri "unix://$2"',
+            "reload", str(router.fs.root), str(router.charon.vici_path),
+            check=False,
+        )  # fmt: skip
+        assert reload.returncode == 0, reload.stdout + reload.stderr
+    connect(lab, router, topo, tmp_path, "carol", "pc")
