@@ -130,6 +130,26 @@ class Userland:
             tmp.rename(dest)
         return dest
 
+    def install_uci(self, dest: Path) -> Path:
+        """Copy the real ``uci`` and its two libraries into ``dest`` with a ``uci`` wrapper.
+
+        For test routers whose mount namespace hides this cache (private
+        home, /tmp): only ``dest`` must be visible inside. Returns the wrapper.
+        """
+        lib = dest / "openwrt-uci"
+        lib.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.uci, lib / "uci")
+        for name in ("libuci.so", "libubox.so"):
+            shutil.copy2(self.lib / name, lib / name)
+        wrapper = dest / "uci"
+        wrapper.write_text(
+            "#!/bin/sh\n# OpenWrt's real uci (built from the pinned sources for tests)\n"
+            'd=$(dirname "$0")/openwrt-uci\n'
+            'LD_LIBRARY_PATH="$d" exec "$d/uci" "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        return wrapper
+
     def _clone(self) -> Path:
         clone = self.prefix / "firewall4.git"
         if not clone.is_dir():
