@@ -363,6 +363,7 @@ def test_layout_modes_and_manifest(lab: Lab, tmp_path: Path) -> None:
         "usr/share/owrt-vpn/install": 0o755,
         fs + "_meta/manifest": 0o644,
         fs + "_meta/style": 0o644,
+        fs + "_meta/connections.json": 0o644,
         fs + "_meta/uci/firewall.batch": 0o644,
         fs + "_meta/uci/dhcp.batch": 0o644,
         fs + "_meta/uci/network.batch": 0o644,
@@ -878,3 +879,31 @@ def test_router_without_users_renders_no_vpn(tmp_path: Path) -> None:
     dhcp = (res.file_set / "_meta/uci/dhcp.batch").read_text()
     assert dhcp == "set dhcp.@dnsmasq[0].localservice='1'\n"
     assert res.warnings == []
+
+
+def test_render_is_data_and_one_writer_puts_it_on_disk(lab: Lab, tmp_path: Path) -> None:
+    """render_files writes nothing; its metadata names the connections the config
+    defines (read back here with the settings-parser model); write() is the tree."""
+    import json
+
+    site, router = lab.site, lab.site.router("gw")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    data = overlay.render_files(site, router, lab.pki)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    conf = parse_settings(data.file_set["etc/swanctl/conf.d/owrt-vpn.conf"][0].decode())
+    in_config = [name.split(":")[0].strip() for name in conf["connections"]]
+    assert list(data.connection_names) == in_config
+    assert all(c.comment for c in data.connections)
+    meta = json.loads(data.file_set["_meta/connections.json"][0])
+    assert [c["name"] for c in meta] == in_config
+    assert data.manifest == {
+        rel: mode for rel, (_, mode) in data.file_set.items() if not rel.startswith("_meta/")
+    }
+    res = overlay.write(data, tmp_path / "ov")
+    on_disk = {rel: mode for rel, mode, d in overlay.tree_entries(res.root) if not d}
+    assert on_disk == {rel: mode for rel, (_, mode) in data.files.items()}
+    assert res.connections == data.connections
+    # the legacy style records the ipsec.conf conns the same way
+    old = overlay.render_files(site, site.router("old"), lab.pki)
+    text = old.file_set["etc/ipsec.conf"][0].decode()
+    assert list(old.connection_names) == re.findall(r"^conn (?!%default)(\S+)", text, re.M)
