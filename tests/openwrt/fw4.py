@@ -30,9 +30,10 @@ class Fw4Revision:
 
 # series -> firewall4 commit -> provenance. Where the openwrt/openwrt branch's
 # package/network/config/firewall4/Makefile could not be read here, the
-# revision is the last firewall4 commit before the named release (its date
-# from OpenWrt's release announcements), as the issue prescribes; the
-# provenance says which rule gave it.
+# revision is the last firewall4 commit (committer date) before the named
+# release, as the issue prescribes; the provenance says which rule gave it.
+# The release dates are OpenWrt's announced ones as known to the author; no
+# copy of the announcements was in reach to check them against.
 FW4_REVISIONS = (
     Fw4Revision(
         "22.03.0",
