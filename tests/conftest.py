@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from openwrt.userland import BUILD_TOOLS, Userland, UserlandError, userland
 from owrtcli import CliRunner, run_owrt
 
 pytest_plugins = ["pytester", "ci_skips"]
@@ -19,6 +20,23 @@ pytest_plugins = ["pytester", "ci_skips"]
 REPO = Path(__file__).resolve().parent.parent
 
 __all__ = ["REPO", "CliRunner"]  # test modules import these from here
+
+
+@pytest.fixture(scope="session")
+def openwrt() -> Userland:
+    """OpenWrt's real uci/ucode built from the pinned sources (tests/openwrt/userland.py).
+
+    Built once per machine and cached; a missing source is a failure (never a
+    skip) whose message says how to get the sources. Missing build tools are
+    a skip locally, a failure in CI.
+    """
+    from requires import require
+
+    require(*BUILD_TOOLS)
+    try:
+        return userland()
+    except UserlandError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture

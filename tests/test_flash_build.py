@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from owrt_vpn.errors import FlashError, IntegrityError
-from owrt_vpn.routers.dist import load_build, pick_image, swanctl_connections
+from owrt_vpn.routers.dist import load_build, pick_image
 from owrt_vpn.routers.flash import RouterReport, Status, batch_exit_code
 from owrt_vpn.routers.probe import listed_conns, mem_available
 from owrt_vpn.routers.ssh import SshClient, SshTarget, quote
@@ -52,26 +52,20 @@ def _dist(tmp_path: Path, *, overlay: dict[str, str] | None = None) -> Path:
     return d
 
 
-SWANCTL = """\
-connections {
-    # a comment { with a brace
-    rw-cert {
-        local { auth = pubkey }
-        children { rw-cert { local_ts = 0.0.0.0/0 } }
-    }
-    rw-eap { version = 2 }
-    rw-pubkey-alice-phone : owrt-vpn-rw {
-        remote { id = "alice+phone@lab" }
-    }
-    rw-dn:owrt-vpn-rw { }
-}
-owrt-vpn-rw { version = 2 }
-secrets { eap-alice { id = alice } }
-"""
+META = "./usr/share/owrt-vpn/files/_meta/"
+# What the render recorded (its metadata): the connections in config order.
+CONNECTIONS = json.dumps(
+    [{"name": n, "comment": "x"} for n in ("rw-cert", "rw-eap", "rw-pubkey-alice-phone", "rw-dn")]
+)
 
 
 def test_load_build_picks_sysupgrade_and_reads_release(tmp_path: Path) -> None:
-    files = {"./usr/share/owrt-vpn/files/etc/swanctl/conf.d/owrt-vpn.conf": SWANCTL}
+    # the config itself is not read for the names: a decoy proves it
+    files = {
+        META + "connections.json": CONNECTIONS,
+        META + "style": "swanctl\n",
+        "./usr/share/owrt-vpn/files/etc/swanctl/conf.d/owrt-vpn.conf": "connections { decoy {} }",
+    }
     b = load_build(_dist(tmp_path, overlay=files))
     assert b.image.name == IMAGE and b.image.type == "sysupgrade"
     assert b.image.size == 8000
@@ -101,8 +95,11 @@ def test_load_build_missing(tmp_path: Path) -> None:
 
 
 def test_legacy_ipsec_conns(tmp_path: Path) -> None:
-    conf = "config setup\n\nconn %default\n  keyexchange=ikev2\n\nconn rw-cert\n  auto=add\n"
-    b = load_build(_dist(tmp_path, overlay={"usr/share/owrt-vpn/files/etc/ipsec.conf": conf}))
+    files = {
+        META + "connections.json": json.dumps([{"name": "rw-cert", "comment": "x"}]),
+        META + "style": "ipsec\n",
+    }
+    b = load_build(_dist(tmp_path, overlay=files))
     assert b.expected_conns == ("rw-cert",)
     # build-info names the style; it wins over what the files suggest
     assert b.conn_style == "swanctl"
@@ -124,9 +121,10 @@ def test_pick_image_ambiguous() -> None:
         pick_image([{"type": "factory", "name": "f"}, {"type": "chk", "name": "c"}])
 
 
-def test_swanctl_connections_only_top_level() -> None:
-    assert swanctl_connections(SWANCTL) == ["rw-cert", "rw-eap", "rw-pubkey-alice-phone", "rw-dn"]
-    assert swanctl_connections("connections {\n}\n") == []
+def test_a_build_without_connection_metadata_expects_none(tmp_path: Path) -> None:
+    conf = "connections {\n  rw-cert {}\n}\n"
+    files = {"usr/share/owrt-vpn/files/etc/swanctl/conf.d/owrt-vpn.conf": conf}
+    assert load_build(_dist(tmp_path, overlay=files)).expected_conns == ()
 
 
 def testlisted_conns() -> None:

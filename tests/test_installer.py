@@ -1,12 +1,11 @@
 """The installer and the uci-defaults script, run for real in a scratch root.
 
 ``OWRT_VPN_ROOT`` points both scripts at a scratch root laid out like an
-OpenWrt system. ``uci`` is a stub with libuci's interface for the commands
-the installer uses (``-q -c DIR -P DIR batch|export|commit|revert``): it keeps
-real UCI files (written and read with owrt_vpn.render.uci) and records every call.
-``pidof`` and the init scripts are stubs too, so the reload decisions can be
-observed. Everything else (cp, cmp, awk, chmod ...) is the host's /bin/sh
-world, as on the router's busybox.
+OpenWrt system. ``uci`` is OpenWrt's real one, built from the pinned sources
+(tests/openwrt/userland.py, the ``openwrt`` fixture). ``pidof`` and the init
+scripts are stubs, so the reload decisions can be observed. Everything else
+(cp, cmp, awk, chmod ...) is the host's /bin/sh world; the same scripts under
+busybox ash with OpenWrt's applet set are in test_router_firstboot.py.
 """
 
 from __future__ import annotations
@@ -14,100 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from openwrt.userland import Userland
 from owrt_vpn.render import overlay, uci
 from test_overlay import EPOCH, HASH, KEY, Lab, make_lab
-
-UCI_STUB = r'''#!{python}
-"""uci stub: libuci's CLI for batch/export/commit/revert on real UCI files."""
-import os, sys
-sys.path.insert(0, {builder!r})
-from owrt_vpn.render import uci
-
-args = sys.argv[1:]
-confdir, savedir = "/etc/config", "/tmp/.uci"
-while args and args[0].startswith("-"):
-    opt = args.pop(0)
-    if opt == "-c":
-        confdir = args.pop(0)
-    elif opt == "-P":
-        savedir = args.pop(0)
-    elif opt != "-q":
-        sys.exit(f"uci stub: unsupported option {{opt}}")
-cmd, rest = args[0], args[1:]
-stdin = sys.stdin.read() if cmd == "batch" else ""
-with open(os.environ["UCI_STUB_LOG"], "a") as log:
-    log.write(" ".join([cmd, *rest]) + "\n" + stdin)
-
-
-def load(pkg):
-    for path in (os.path.join(savedir, pkg), os.path.join(confdir, pkg)):
-        if os.path.exists(path):
-            return uci.parse_config(open(path).read())
-    sys.exit(1)
-
-
-def save(pkg, sections):
-    os.makedirs(savedir, exist_ok=True)
-    open(os.path.join(savedir, pkg), "w").write(uci.render_config(sections))
-
-
-def find(sections, ref):
-    if ref.startswith("@"):
-        typ, idx = ref[1:-1].split("[")
-        same = [s for s in sections if s.type == typ]
-        return same[int(idx)] if same else None
-    return next((s for s in sections if s.name == ref), None)
-
-
-if cmd == "batch":
-    state = {{}}
-    status = 0
-    for c in uci.parse_batch(stdin):
-        parts = c.path.split(".")
-        pkg = parts[0]
-        if pkg not in state:
-            state[pkg] = load(pkg)
-        secs = state[pkg]
-        sec = find(secs, parts[1]) if len(parts) > 1 else None
-        if c.op == "delete":
-            if sec is None:
-                status = 1
-            elif len(parts) == 2:
-                secs.remove(sec)
-            else:
-                sec.options.pop(parts[2], None)
-        elif c.op == "set" and len(parts) == 2:
-            if sec is None:
-                secs.append(uci.Section(c.value, parts[1]))
-            else:
-                sec.type = c.value
-        elif c.op == "set":
-            sec.options[parts[2]] = c.value
-        elif c.op == "add_list":
-            prev = sec.options.get(parts[2])
-            sec.options[parts[2]] = (prev if isinstance(prev, list) else []) + [c.value]
-    for pkg, secs in state.items():
-        save(pkg, secs)
-    sys.exit(0)
-pkg = rest[0]
-staged = os.path.join(savedir, pkg)
-if cmd == "export":
-    print("package " + pkg + "\n")
-    print(uci.render_config(load(pkg)), end="")
-elif cmd == "commit":
-    if os.path.exists(staged):
-        os.replace(staged, os.path.join(confdir, pkg))
-elif cmd == "revert":
-    if os.path.exists(staged):
-        os.remove(staged)
-else:
-    sys.exit(f"uci stub: unsupported command {{cmd}}")
-'''
 
 INIT_STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$SERVICE_LOG"
@@ -143,16 +55,13 @@ OLD_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 someone@else"
 class Router:
     """A scratch root with the image's files and stubbed commands."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, openwrt: Userland) -> None:
         self.root = tmp / "root"
         self.bin = tmp / "bin"
-        self.uci_log = tmp / "uci.log"
+        self.openwrt = openwrt
         self.service_log = tmp / "services.log"
         self.bin.mkdir()
-        builder = str(Path(overlay.__file__).resolve().parent.parent)
-        stub = self.bin / "uci"
-        stub.write_text(UCI_STUB.format(python=sys.executable, builder=builder))
-        stub.chmod(0o755)
+        (self.bin / "uci").symlink_to(openwrt.uci)
         self.set_running(False)
         etc = self.root / "etc"
         (etc / "config").mkdir(parents=True)
@@ -198,7 +107,7 @@ class Router:
             **os.environ,
             "OWRT_VPN_ROOT": str(self.root),
             "PATH": f"{self.bin}:{os.environ['PATH']}",
-            "UCI_STUB_LOG": str(self.uci_log),
+            **self.openwrt.env(),
             "SERVICE_LOG": str(self.service_log),
             "SERVICE_STATUS": str(self.init_status),
         }
@@ -266,8 +175,8 @@ def test_scripts_are_posix_sh(lab: Lab, tmp_path: Path) -> None:
             subprocess.run(["checkbashisms", str(res.root / rel)], check=True)
 
 
-def test_uci_defaults_twice_in_a_scratch_root(lab: Lab, tmp_path: Path) -> None:
-    r = Router(tmp_path)
+def test_uci_defaults_twice_in_a_scratch_root(lab: Lab, tmp_path: Path, openwrt: Userland) -> None:
+    r = Router(tmp_path, openwrt)
     res = rendered(lab, tmp_path)
     r.flash(res.root)
     first = r.uci_defaults()
@@ -312,18 +221,15 @@ def test_uci_defaults_twice_in_a_scratch_root(lab: Lab, tmp_path: Path) -> None:
 
     # second boot of the same image: nothing changes, nothing is committed
     before = snapshot(root)
-    log_before = r.uci_log.read_text()
     second = r.uci_defaults()
     assert second.returncode == 0, second.stderr
-    assert snapshot(root) == before
-    new_calls = r.uci_log.read_text()[len(log_before) :]
-    assert "batch" in new_calls and "commit" not in new_calls
+    assert snapshot(root) == before  # the config files too: nothing was committed
     assert "updated" not in second.stderr
 
 
-def test_stale_files_go_and_reloads_follow_what_changed(tmp_path: Path) -> None:
+def test_stale_files_go_and_reloads_follow_what_changed(tmp_path: Path, openwrt: Userland) -> None:
     lab = make_lab(tmp_path / "site")
-    r = Router(tmp_path)
+    r = Router(tmp_path, openwrt)
     a = rendered(lab, tmp_path, name="a")
     r.flash(a.root)
     assert r.uci_defaults().returncode == 0
@@ -354,9 +260,11 @@ def test_stale_files_go_and_reloads_follow_what_changed(tmp_path: Path) -> None:
     ] == "4500"
 
 
-def test_not_running_is_not_an_error_but_a_failed_reload_is(tmp_path: Path) -> None:
+def test_not_running_is_not_an_error_but_a_failed_reload_is(
+    tmp_path: Path, openwrt: Userland
+) -> None:
     lab = make_lab(tmp_path / "site")
-    r = Router(tmp_path)
+    r = Router(tmp_path, openwrt)
     res = rendered(lab, tmp_path)
     r.flash(res.root)
     r.add_init_scripts("swanctl")
@@ -373,8 +281,8 @@ def test_not_running_is_not_an_error_but_a_failed_reload_is(tmp_path: Path) -> N
     ).read_bytes()
 
 
-def test_keys_block_is_replaced_and_removed(lab: Lab, tmp_path: Path) -> None:
-    r = Router(tmp_path)
+def test_keys_block_is_replaced_and_removed(lab: Lab, tmp_path: Path, openwrt: Userland) -> None:
+    r = Router(tmp_path, openwrt)
     res = rendered(lab, tmp_path)
     r.flash(res.root)
     assert r.install(res.file_set, "--boot").returncode == 0
@@ -386,8 +294,10 @@ def test_keys_block_is_replaced_and_removed(lab: Lab, tmp_path: Path) -> None:
     assert keys.read_text().splitlines() == [OLD_KEY, "ssh-ed25519 AAAA added@later"]
 
 
-def test_legacy_style_installs_ipsec_files_and_the_fw3_include(lab: Lab, tmp_path: Path) -> None:
-    r = Router(tmp_path)
+def test_legacy_style_installs_ipsec_files_and_the_fw3_include(
+    lab: Lab, tmp_path: Path, openwrt: Userland
+) -> None:
+    r = Router(tmp_path, openwrt)
     res = rendered(lab, tmp_path, router="old")
     r.flash(res.root)
     proc = r.install(res.file_set, "--boot")
@@ -409,8 +319,8 @@ def test_legacy_style_installs_ipsec_files_and_the_fw3_include(lab: Lab, tmp_pat
     "case",
     ["no-args", "missing-set", "bad-option", "evil-manifest"],
 )
-def test_bad_input_exits_2(lab: Lab, tmp_path: Path, case: str) -> None:
-    r = Router(tmp_path)
+def test_bad_input_exits_2(lab: Lab, tmp_path: Path, case: str, openwrt: Userland) -> None:
+    r = Router(tmp_path, openwrt)
     res = rendered(lab, tmp_path)
     installer = res.root / overlay.INSTALLER
     if case == "no-args":

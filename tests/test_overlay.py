@@ -363,6 +363,7 @@ def test_layout_modes_and_manifest(lab: Lab, tmp_path: Path) -> None:
         "usr/share/owrt-vpn/install": 0o755,
         fs + "_meta/manifest": 0o644,
         fs + "_meta/style": 0o644,
+        fs + "_meta/connections.json": 0o644,
         fs + "_meta/uci/firewall.batch": 0o644,
         fs + "_meta/uci/dhcp.batch": 0o644,
         fs + "_meta/uci/network.batch": 0o644,
@@ -378,6 +379,7 @@ def test_layout_modes_and_manifest(lab: Lab, tmp_path: Path) -> None:
         fs + "usr/share/nftables.d/chain-pre/input/owrt-vpn.nft": 0o644,
         fs + "usr/share/nftables.d/chain-pre/forward/owrt-vpn.nft": 0o644,
         fs + "usr/share/nftables.d/chain-pre/srcnat/owrt-vpn.nft": 0o644,
+        fs + "usr/share/nftables.d/chain-pre/dstnat/owrt-vpn.nft": 0o644,
     }
     entries = overlay.tree_entries(res.root)
     files = {rel: mode for rel, mode, is_dir in entries if not is_dir}
@@ -754,7 +756,7 @@ def test_fw4_snippets_match_ipsec_origin_never_pool_sources(lab: Lab, tmp_path: 
         text = (fs / chain / "owrt-vpn.nft").read_text()
         return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
-    for chain in ("input", "forward"):
+    for chain in ("input", "forward", "dstnat"):
         [rule] = rules(chain)
         assert rule.startswith("meta ipsec exists accept")
         assert "saddr" not in rule and "10.10.10." not in rule
@@ -777,6 +779,7 @@ def test_fw3_rules_use_the_ipsec_policy_match(lab: Lab, tmp_path: Path) -> None:
         "forwarding_rule -m policy --dir in --pol ipsec --proto esp -j ACCEPT",
         "forwarding_rule -m policy --dir out --pol ipsec --proto esp -j ACCEPT",
         "nat postrouting_rule -m policy --dir out --pol ipsec -j ACCEPT",
+        "nat prerouting_rule -m policy --dir in --pol ipsec -j ACCEPT",
     ):
         assert needle in text
     assert "-s 10.10.20" not in text and "--src" not in text
@@ -863,15 +866,44 @@ def test_render_command(cli: CliRunner, tmp_path: Path) -> None:
     assert os.environ.get("OWRT_VPN_SITE") is None
 
 
-def test_router_without_users_renders_an_empty_vpn(tmp_path: Path) -> None:
+def test_router_without_users_renders_no_vpn(tmp_path: Path) -> None:
+    """No VPN users: no strongSwan files, no firewall openings, only deletions
+    of what an earlier set added (test_router_firstboot.py applies it)."""
     text = SITE_TOML.split("[[users]]")[0]
     lab = make_lab(tmp_path / "site", text)
     res = render(lab, "gw", tmp_path / "ov")
-    root = _conf(res)
-    assert root["connections"] == {}
-    assert root["pools"]["owrt-vpn-v4"]["addrs"] == "10.10.10.0/24"
-    secrets = parse_settings(
-        (res.file_set / "etc/swanctl/conf.d/owrt-vpn-secrets.conf").read_text()
-    )
-    assert secrets == {"secrets": {}}
+    assert (res.file_set / "_meta/manifest").read_text() == ""
+    assert not (res.file_set / "etc").exists()
+    batch = (res.file_set / "_meta/uci/firewall.batch").read_text().splitlines()
+    assert batch and all(line.startswith("delete firewall.owrt_vpn_") for line in batch)
+    dhcp = (res.file_set / "_meta/uci/dhcp.batch").read_text()
+    assert dhcp == "set dhcp.@dnsmasq[0].localservice='1'\n"
     assert res.warnings == []
+
+
+def test_render_is_data_and_one_writer_puts_it_on_disk(lab: Lab, tmp_path: Path) -> None:
+    """render_files writes nothing; its metadata names the connections the config
+    defines (read back here with the settings-parser model); write() is the tree."""
+    import json
+
+    site, router = lab.site, lab.site.router("gw")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    data = overlay.render_files(site, router, lab.pki)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    conf = parse_settings(data.file_set["etc/swanctl/conf.d/owrt-vpn.conf"][0].decode())
+    in_config = [name.split(":")[0].strip() for name in conf["connections"]]
+    assert list(data.connection_names) == in_config
+    assert all(c.comment for c in data.connections)
+    meta = json.loads(data.file_set["_meta/connections.json"][0])
+    assert [c["name"] for c in meta] == in_config
+    assert data.manifest == {
+        rel: mode for rel, (_, mode) in data.file_set.items() if not rel.startswith("_meta/")
+    }
+    res = overlay.write(data, tmp_path / "ov")
+    on_disk = {rel: mode for rel, mode, d in overlay.tree_entries(res.root) if not d}
+    assert on_disk == {rel: mode for rel, (_, mode) in data.files.items()}
+    assert res.connections == data.connections
+    # the legacy style records the ipsec.conf conns the same way
+    old = overlay.render_files(site, site.router("old"), lab.pki)
+    text = old.file_set["etc/ipsec.conf"][0].decode()
+    assert list(old.connection_names) == re.findall(r"^conn (?!%default)(\S+)", text, re.M)

@@ -23,6 +23,8 @@ from requires import require
 from .netns import Topology, sweep_all
 
 if TYPE_CHECKING:
+    from openwrt.userland import Userland
+
     from .liverouter import LiveLab, LiveRouter
 
 __all__ = ["OWRT_ENV", "OwrtRunner", "TopologyFactory", "new_router"]
@@ -30,7 +32,9 @@ __all__ = ["OWRT_ENV", "OwrtRunner", "TopologyFactory", "new_router"]
 # What the router/LAN/WAN topologies (netns.py) run.
 NETNS_TOOLS = ("ip", "charon-systemd", "swanctl")
 # What the SSH test routers (sshrouter.py) run, and the flasher's client.
-SSH_LAB_TOOLS = ("ip", "unshare", "dropbear", "dropbearkey", "ssh", "ssh-keygen", "unsquashfs")
+SSH_LAB_TOOLS = (
+    "ip", "unshare", "dropbear", "dropbearkey", "ssh", "ssh-keygen", "unsquashfs", "busybox",
+)  # fmt: skip
 # Live routers (liverouter.py): SSH routers running a real charon, road warriors, fw4 tables.
 LIVE_LAB_TOOLS = (*SSH_LAB_TOOLS, "charon-systemd", "swanctl", "nft")
 NAMESPACES = "network, mount and pid namespaces"
@@ -107,7 +111,7 @@ def owrt() -> OwrtRunner:
 
 @pytest.fixture(scope="module")
 def live_lab(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, openwrt: Userland
 ) -> Iterator[LiveLab]:
     """Live routers (liverouter.py) for one test module: SSH routers with WAN sides.
 
@@ -121,7 +125,7 @@ def live_lab(
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     work = tmp_path_factory.mktemp(f"{module}-lab")
     ssh_lab = SshLab(work / "ssh")
-    live = LiveLab(ssh_lab, work / "live")
+    live = LiveLab(ssh_lab, work / "live", openwrt)
     try:
         ssh_lab.start()
         yield live

@@ -14,13 +14,14 @@ firmware's VPN for real:
   from our package list mapped to Debian's, userspace ESP, log file); the VPN
   settings come from the files our installer put in place (the rendered
   ``/etc/strongswan.d/owrt-vpn.conf`` and ``/etc/swanctl/conf.d``);
-- ``uci`` is a stub in the shim directory with libuci's CLI for what the
-  installer and doctor use (batch, export, commit, revert, show) on real UCI
-  files (written and parsed by :mod:`owrt_vpn.render.uci`); every call is recorded
-  in the state directory's ``uci.log``;
+- ``uci`` is OpenWrt's real one (built from the pinned sources,
+  tests/openwrt/userland.py), copied into the shim directory; the router
+  starts from OpenWrt's default /etc/config/firewall (from the firewall4
+  checkout) and dhcp;
 - "flashing" copies the image's ``usr/share/owrt-vpn`` (installer, VPN file
   set, build-info) into the router and runs the image's uci-defaults script
-  over SSH, as the first boot after a flash does;
+  over SSH the way base-files does at the first boot (sourced by busybox
+  ash in a subshell, deleted on success, then ``uci commit``);
 - the router's network namespace gets a WAN port (192.0.2.1/24) on a bridge
   in its own namespace, where road-warrior clients (real strongSwan, as in
   the handshake tests) join.
@@ -39,14 +40,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from owrt_vpn.render import uci
+from openwrt.router import FRESH_DHCP
+from openwrt.userland import Userland
 
 from .charon import Charon, ClientProfile, InitiateResult, LoadList, debian_load_list, load_client
 from .charon import strongswan_conf as plumbing_conf
@@ -63,112 +64,6 @@ CLIENT_PLUGINS = [
     "constraints", "pubkey", "curve25519", "kdf", "attr", "kernel-netlink",
     "socket-default", "vici", "eap-identity", "eap-mschapv2", "eap-tls", "md4",
 ]  # fmt: skip
-
-UCI_STUB = r'''#!{python}
-"""Test router's uci: libuci's CLI (batch/export/show/commit/revert) on real UCI files."""
-import os, sys
-sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-import owrt_vpn_uci as uci
-
-args = sys.argv[1:]
-confdir, savedir = "/etc/config", "/tmp/.uci"
-while args and args[0].startswith("-"):
-    opt = args.pop(0)
-    if opt == "-c":
-        confdir = args.pop(0)
-    elif opt == "-P":
-        savedir = args.pop(0)
-    elif opt != "-q":
-        sys.exit(f"uci: unsupported option {{opt}}")
-if not args:
-    sys.exit("uci: no command")
-cmd, rest = args[0], args[1:]
-stdin = sys.stdin.read() if cmd == "batch" else ""
-with open("/srv/uci.log", "a") as log:
-    log.write(" ".join([cmd, *rest]) + "\n" + stdin)
-
-
-def load(pkg):
-    for path in (os.path.join(savedir, pkg), os.path.join(confdir, pkg)):
-        if os.path.exists(path):
-            return uci.parse_config(open(path).read())
-    sys.exit(1)
-
-
-def save(pkg, sections):
-    os.makedirs(savedir, exist_ok=True)
-    open(os.path.join(savedir, pkg), "w").write(uci.render_config(sections))
-
-
-def find(sections, ref):
-    if ref.startswith("@"):
-        typ, idx = ref[1:-1].split("[")
-        same = [s for s in sections if s.type == typ]
-        return same[int(idx)] if same else None
-    return next((s for s in sections if s.name == ref), None)
-
-
-def show(pkg):
-    anon = {{}}
-    for s in load(pkg):
-        if s.name is None:
-            n = anon[s.type] = anon.get(s.type, -1) + 1
-            name = f"@{{s.type}}[{{n}}]"
-        else:
-            name = s.name
-        print(f"{{pkg}}.{{name}}={{s.type}}")
-        for key, value in s.options.items():
-            values = value if isinstance(value, list) else [value]
-            print(f"{{pkg}}.{{name}}.{{key}}=" + " ".join(uci.quote(v) for v in values))
-
-
-if cmd == "batch":
-    state = {{}}
-    for c in uci.parse_batch(stdin):
-        parts = c.path.split(".")
-        pkg = parts[0]
-        if pkg not in state:
-            state[pkg] = load(pkg)
-        secs = state[pkg]
-        sec = find(secs, parts[1]) if len(parts) > 1 else None
-        if c.op == "delete":
-            if sec is not None and len(parts) == 2:
-                secs.remove(sec)
-            elif sec is not None:
-                sec.options.pop(parts[2], None)
-        elif c.op == "set" and len(parts) == 2:
-            if sec is None:
-                secs.append(uci.Section(c.value, parts[1]))
-            else:
-                sec.type = c.value
-        elif c.op == "set":
-            sec.options[parts[2]] = c.value
-        elif c.op == "add_list":
-            prev = sec.options.get(parts[2])
-            sec.options[parts[2]] = (prev if isinstance(prev, list) else []) + [c.value]
-    for pkg, secs in state.items():
-        save(pkg, secs)
-    sys.exit(0)
-if cmd == "show":
-    for pkg in rest or sorted(os.listdir(confdir)):
-        show(pkg)
-    sys.exit(0)
-pkg = rest[0]
-staged = os.path.join(savedir, pkg)
-if cmd == "export":
-    print("package " + pkg + "\n")
-    print(uci.render_config(load(pkg)), end="")
-elif cmd == "commit":
-    if os.path.exists(staged):  # /tmp and /etc are different file systems
-        with open(staged) as src, open(os.path.join(confdir, pkg), "w") as dst:
-            dst.write(src.read())
-        os.remove(staged)
-elif cmd == "revert":
-    if os.path.exists(staged):
-        os.remove(staged)
-else:
-    sys.exit(f"uci: unsupported command {{cmd}}")
-'''
 
 # OpenWrt's /etc/init.d/swanctl, reduced to what the installer uses; charon
 # is Debian's classic daemon, started detached inside the router.
@@ -202,12 +97,10 @@ reload)
 esac
 """
 
-FIREWALL = [
-    uci.Section("defaults", None, {"input": "REJECT", "output": "ACCEPT", "forward": "REJECT"}),
-    uci.Section("zone", None, {"name": "lan", "network": ["lan"], "input": "ACCEPT"}),
-    uci.Section("zone", None, {"name": "wan", "network": ["wan", "wan6"], "masq": "1"}),
-]
-DHCP = [uci.Section("dnsmasq", None, {"domainneeded": "1", "localservice": "1"})]
+# base-files' uci_apply_defaults for one script (see tests/openwrt/router.py)
+FIRST_BOOT = (
+    "cd /etc/uci-defaults && busybox ash -c '( . ./90-owrt-vpn ) && rm -f 90-owrt-vpn; uci commit'"
+)
 
 
 def sha256(data: bytes) -> str:
@@ -309,7 +202,7 @@ class LiveRouter:
         uci_defaults = (overlay_root / "etc/uci-defaults/90-owrt-vpn").read_bytes()
         self.put_file("/etc/uci-defaults/90-owrt-vpn", uci_defaults, 0o755)
         # The first boot after the flash: uci-defaults scripts, then the services.
-        self.ssh("sh /etc/uci-defaults/90-owrt-vpn && rm -f /etc/uci-defaults/90-owrt-vpn")
+        self.ssh(FIRST_BOOT)
         self.set_plugins(load)
         self.ssh("/etc/init.d/swanctl start")
 
@@ -366,9 +259,10 @@ class LiveRouter:
 class LiveLab:
     """Live routers on top of an :class:`SshLab`; close() removes WANs and clients."""
 
-    def __init__(self, ssh_lab: SshLab, workdir: Path) -> None:
+    def __init__(self, ssh_lab: SshLab, workdir: Path, openwrt: Userland) -> None:
         self.ssh_lab = ssh_lab
         self.workdir = workdir
+        self.openwrt = openwrt
         self.routers: list[LiveRouter] = []
         self.namespaces: list[Namespace] = []
         atexit.register(self.close)  # an interrupted run still removes what it made
@@ -389,19 +283,14 @@ class LiveLab:
         )
 
     def add_router(self, router: TestRouter) -> LiveRouter:
-        """Make ``router`` (already booted) live: real swanctl, uci stub, WAN port, config."""
+        """Make ``router`` (already booted) live: real swanctl and uci, WAN port, config."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         i = len(self.routers)
         shims = router.state / "shims"
         (shims / "swanctl").unlink(missing_ok=True)  # the real one from now on
-        stub = shims / "uci"
-        # The router sees its own /tmp: a checkout or venv below the host's /tmp
-        # (a CI clone there) is invisible inside it. So the stub runs the system
-        # Python with a copy of our UCI module beside it in the shims dir.
-        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-        shutil.copy2(BUILDER / "owrt_vpn" / "render" / "uci.py", shims / "owrt_vpn_uci.py")
-        stub.write_text(UCI_STUB.format(python=python))
-        stub.chmod(0o755)
+        # The router sees its own /tmp and home: the userland cache may be
+        # invisible inside it, the shim directory is not (/usr/local/sbin there).
+        self.openwrt.install_uci(shims)
         wan = Namespace(f"{self.ssh_lab.prefix}w{i}")
         self.namespaces.append(wan)
         wan.create()
@@ -415,8 +304,9 @@ class LiveLab:
         live = LiveRouter(self, router, i, wan)
         self.routers.append(live)
         live.put_file("/etc/init.d/swanctl", INIT_SWANCTL, 0o755)
-        live.put_file("/etc/config/firewall", uci.render_config(FIREWALL))
-        live.put_file("/etc/config/dhcp", uci.render_config(DHCP))
+        fw4 = self.openwrt.firewall4("HEAD")
+        live.put_file("/etc/config/firewall", (fw4 / "root/etc/config/firewall").read_text())
+        live.put_file("/etc/config/dhcp", FRESH_DHCP)
         live.put_file("/etc/swanctl/swanctl.conf", "include conf.d/*.conf\n")
         # The host's Debian init scripts must not be run by the installer.
         live.ssh("rm -f /etc/init.d/ipsec /etc/init.d/firewall /etc/init.d/dnsmasq")

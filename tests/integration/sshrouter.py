@@ -448,16 +448,24 @@ class _Init:
         self.event("applied", keep=keep)
 
     def uci_defaults(self) -> None:
-        """Run /etc/uci-defaults/* like OpenWrt's boot: each once, deleted when it exits 0."""
+        """Run /etc/uci-defaults/* like OpenWrt's base-files (uci_apply_defaults).
+
+        Each script is *sourced* by busybox ash in a subshell from its folder
+        and deleted when that subshell exits 0; then ``uci commit`` (when the
+        router has a uci).
+        """
         d = Path("/etc/uci-defaults")
         for script in sorted(d.iterdir()) if d.is_dir() else []:
             proc = subprocess.run(
-                ["sh", script.name], cwd=d, capture_output=True, text=True, check=False
-            )
+                ["busybox", "ash", "-c", '( . "./$1" )', "ash", script.name],
+                cwd=d, capture_output=True, text=True, check=False,
+            )  # fmt: skip
             self.event("uci-defaults", script=script.name, status=proc.returncode,
                        output=(proc.stdout + proc.stderr)[-2000:])  # fmt: skip
             if proc.returncode == 0:
                 script.unlink()
+        if shutil.which("uci"):
+            subprocess.run(["uci", "commit"], capture_output=True, check=False)
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

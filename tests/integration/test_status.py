@@ -133,6 +133,8 @@ def fw4_load(gw: LiveRouter) -> None:
         f'    include "{snippets}/forward/*.nft"\n  }}\n'
         "  chain srcnat {\n    type nat hook postrouting priority srcnat; policy accept;\n"
         f'    include "{snippets}/srcnat/*.nft"\n  }}\n'
+        "  chain dstnat {\n    type nat hook prerouting priority dstnat; policy accept;\n"
+        f'    include "{snippets}/dstnat/*.nft"\n  }}\n'
         "}\n"
     )
     gw.put_file("/tmp/fw4.nft", ruleset)

@@ -233,7 +233,14 @@ def _router_serves_dns(router: Router) -> bool:
 
 
 def uci_batches(site: Site, router: Router, firewall: str) -> dict[str, list[uci.Command]]:
-    """``uci batch`` commands per package: firewall rules, dnsmasq, LAN address."""
+    """``uci batch`` commands per package: firewall rules, dnsmasq, LAN address.
+
+    A router without VPN users gets deletions of every section we add and
+    dnsmasq's ``localservice`` back at OpenWrt's default, so a push or flash
+    takes back what an earlier set opened.
+    """
+    if not site.router_users(router):
+        return _without_vpn(router)
     fw: list[uci.Command] = []
     for name, label, opts in (
         ("owrt_vpn_ike", "IKE", {"proto": "udp", "dest_port": "500"}),
@@ -275,13 +282,39 @@ def uci_batches(site: Site, router: Router, firewall: str) -> dict[str, list[uci
         # OpenWrt's dnsmasq answers only directly connected subnets
         # (localservice); the pool is not one. WAN stays closed by the firewall.
         out["dhcp"] = [uci.Command("set", "dhcp.@dnsmasq[0].localservice", "0")]
-    if router.management.lan_address:
-        iface = ipaddress.ip_interface(router.management.lan_address)
-        out["network"] = [
+    out.update(_lan_address(router))
+    return out
+
+
+OUR_FIREWALL_SECTIONS = (
+    "owrt_vpn_ike",
+    "owrt_vpn_nat_t",
+    "owrt_vpn_esp",
+    "owrt_vpn_ipsec2wan",
+    "owrt_vpn_include",
+)
+
+
+def _without_vpn(router: Router) -> dict[str, list[uci.Command]]:
+    out: dict[str, list[uci.Command]] = {
+        "firewall": [uci.Command("delete", f"firewall.{n}") for n in OUR_FIREWALL_SECTIONS],
+        # OpenWrt's default (dnsmasq's /etc/config/dhcp): answer local subnets only
+        "dhcp": [uci.Command("set", "dhcp.@dnsmasq[0].localservice", "1")],
+    }
+    out.update(_lan_address(router))
+    return out
+
+
+def _lan_address(router: Router) -> dict[str, list[uci.Command]]:
+    if not router.management.lan_address:
+        return {}
+    iface = ipaddress.ip_interface(router.management.lan_address)
+    return {
+        "network": [
             uci.Command("set", "network.lan.ipaddr", str(iface.ip)),
             uci.Command("set", "network.lan.netmask", str(iface.netmask)),
         ]
-    return out
+    }
 
 
 _DN_KEYWORDS = {"2.5.4.6": "C", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.3": "CN"}

@@ -5,10 +5,11 @@ Layout of the rendered tree (see HACKING.md "Image layout of our files")::
     usr/share/owrt-vpn/files/        the VPN file set, mirroring target paths
         etc/swanctl/...  | etc/ipsec.conf, etc/ipsec.secrets, etc/ipsec.d/...
         etc/strongswan.d/owrt-vpn.conf
-        usr/share/nftables.d/chain-pre/{input,forward,srcnat}/owrt-vpn.nft  (fw4)
+        usr/share/nftables.d/chain-pre/{input,forward,srcnat,dstnat}/owrt-vpn.nft  (fw4)
         usr/share/owrt-vpn/firewall3.sh                                     (fw3)
         _meta/                       the installer's inputs (not a target path):
             manifest                 "<mode> <path>" of every file above
+            connections.json         the strongSwan connections (name, whose)
             style                    swanctl | ipsec
             uci/<package>.batch      `uci batch` input (firewall, dhcp, network)
             authorized_keys, root_password_hash   (optional management access)
@@ -65,6 +66,7 @@ UCI_DEFAULTS = "etc/uci-defaults/90-owrt-vpn"
 KEEP = "lib/upgrade/keep.d/owrt-vpn"
 BUILD_INFO = "usr/share/owrt-vpn/build-info.json"
 META = "_meta"
+CONNECTIONS = "connections.json"  # in _meta: the connection names (metadata for push/status)
 CA_FILE = "owrt-vpn-ca.crt"
 CRL_FILE = "owrt-vpn.crl"
 
@@ -85,6 +87,46 @@ class PkiSource(Protocol):
     def crl_pem(self) -> bytes | None: ...
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One strongSwan connection of the router: its name and whose it is."""
+
+    name: str
+    comment: str  # the device(s) and auth method, e.g. "alice/phone (pubkey), identity"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A router's overlay as data (:func:`render_files`); :func:`write` puts it on disk.
+
+    ``files`` maps every path of the tree to (bytes, mode); ``connections``
+    are the strongSwan connections its config defines (also recorded in the
+    file set as ``_meta/connections.json``), in config order.
+    """
+
+    files: dict[str, tuple[bytes, int]]
+    config_style: str
+    firewall: str
+    connections: tuple[Connection, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def file_set(self) -> dict[str, tuple[bytes, int]]:
+        """The VPN file set (what ``push`` uploads), by path inside the set."""
+        prefix = FILES + "/"
+        return {r[len(prefix) :]: v for r, v in self.files.items() if r.startswith(prefix)}
+
+    @property
+    def manifest(self) -> dict[str, int]:
+        """Target path -> mode of every file the installer puts in place."""
+        return {r: m for r, (_, m) in self.file_set.items() if not r.startswith(META + "/")}
+
+    @property
+    def connection_names(self) -> tuple[str, ...]:
+        """The connection names, in config order."""
+        return tuple(c.name for c in self.connections)
+
+
 @dataclass
 class RenderResult:
     """A rendered overlay tree."""
@@ -94,6 +136,7 @@ class RenderResult:
     config_style: str
     firewall: str
     warnings: list[str] = field(default_factory=list)
+    connections: tuple[Connection, ...] = ()
 
     @property
     def file_set(self) -> Path:
@@ -132,6 +175,33 @@ def render(
     The PKI must already hold what the router needs
     (``Pki.ensure_router(site, router)``); nothing is issued here.
     """
+    return write(render_files(site, router, pki, config_style), out_dir)
+
+
+def write(rendered: Rendered, out_dir: Path) -> RenderResult:
+    """The one writer: put a rendered overlay into ``out_dir`` (replaced atomically)."""
+    epoch = source_date_epoch()
+    with atomic_dir(out_dir) as tmp:
+        for rel, (data, mode) in rendered.files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            os.chmod(path, mode)
+        _normalise(tmp, epoch)
+    return RenderResult(
+        out_dir,
+        sorted(rendered.files),
+        rendered.config_style,
+        rendered.firewall,
+        list(rendered.warnings),
+        rendered.connections,
+    )
+
+
+def render_files(
+    site: Site, router: Router, pki: PkiSource, config_style: str | None = None
+) -> Rendered:
+    """``router``'s overlay as data, with its metadata (pure: nothing is written)."""
     style = packages.config_style(router, config_style)
     firewall = profiles.release_info(router.release).firewall
     warnings: list[str] = []
@@ -151,35 +221,40 @@ def render(
 
     key = pki.server_key_pem(router.name)
     crl = pki.crl_pem()
-    if style == "swanctl":
-        from_template("etc/swanctl/conf.d/owrt-vpn.conf")
-        # The EAP passwords sit in their own file, readable by root only.
-        from_template("etc/swanctl/conf.d/owrt-vpn-secrets.conf", SECRET_MODE)
-        put_set(f"etc/swanctl/x509ca/{CA_FILE}", pki.ca_cert_pem())
-        put_set(f"etc/swanctl/x509/{router.name}.crt", pki.server_cert_pem(router.name))
-        put_set(f"etc/swanctl/private/{router.name}.key", key, SECRET_MODE)
-        if crl is not None:
-            put_set(f"etc/swanctl/x509crl/{CRL_FILE}", crl)
-    else:
-        from_template("etc/ipsec.conf")
-        from_template("etc/ipsec.secrets", SECRET_MODE)
-        put_set(f"etc/ipsec.d/cacerts/{CA_FILE}", pki.ca_cert_pem())
-        put_set(f"etc/ipsec.d/certs/{router.name}.crt", pki.server_cert_pem(router.name))
-        put_set(f"etc/ipsec.d/private/{router.name}.key", key, SECRET_MODE)
-        if crl is not None:
-            put_set(f"etc/ipsec.d/crls/{CRL_FILE}", crl)
-    from_template("etc/strongswan.d/owrt-vpn.conf")
-    if firewall == "fw4":
-        for chain in ("input", "forward", "srcnat"):
-            from_template(f"usr/share/nftables.d/chain-pre/{chain}/owrt-vpn.nft")
-    else:
-        from_template("usr/share/owrt-vpn/firewall3.sh", SCRIPT_MODE)
+    # A router no VPN user may use gets no strongSwan files and no firewall
+    # openings: the installer removes what an earlier set installed.
+    if site.router_users(router):
+        if style == "swanctl":
+            from_template("etc/swanctl/conf.d/owrt-vpn.conf")
+            # The EAP passwords sit in their own file, readable by root only.
+            from_template("etc/swanctl/conf.d/owrt-vpn-secrets.conf", SECRET_MODE)
+            put_set(f"etc/swanctl/x509ca/{CA_FILE}", pki.ca_cert_pem())
+            put_set(f"etc/swanctl/x509/{router.name}.crt", pki.server_cert_pem(router.name))
+            put_set(f"etc/swanctl/private/{router.name}.key", key, SECRET_MODE)
+            if crl is not None:
+                put_set(f"etc/swanctl/x509crl/{CRL_FILE}", crl)
+        else:
+            from_template("etc/ipsec.conf")
+            from_template("etc/ipsec.secrets", SECRET_MODE)
+            put_set(f"etc/ipsec.d/cacerts/{CA_FILE}", pki.ca_cert_pem())
+            put_set(f"etc/ipsec.d/certs/{router.name}.crt", pki.server_cert_pem(router.name))
+            put_set(f"etc/ipsec.d/private/{router.name}.key", key, SECRET_MODE)
+            if crl is not None:
+                put_set(f"etc/ipsec.d/crls/{CRL_FILE}", crl)
+        from_template("etc/strongswan.d/owrt-vpn.conf")
+        if firewall == "fw4":
+            for chain in ("input", "forward", "srcnat", "dstnat"):
+                from_template(f"usr/share/nftables.d/chain-pre/{chain}/owrt-vpn.nft")
+        else:
+            from_template("usr/share/owrt-vpn/firewall3.sh", SCRIPT_MODE)
 
     manifest = "".join(f"{mode:04o} {rel}\n" for rel, (_, mode) in sorted(fset.items()))
     for rel, (data, mode) in fset.items():
         put(f"{FILES}/{rel}", data, mode)
     put(f"{FILES}/{META}/manifest", manifest)
     put(f"{FILES}/{META}/style", style + "\n")
+    conns = tuple(Connection(c.name, c.comment) for c in ctx["conns"]) if fset else ()
+    put(f"{FILES}/{META}/{CONNECTIONS}", connections_json(conns))
     for package, cmds in uci_batches(site, router, firewall).items():
         put(f"{FILES}/{META}/uci/{package}.batch", uci.render_batch(cmds))
     mgmt = router.management
@@ -191,16 +266,28 @@ def render(
     put(UCI_DEFAULTS, render_template(UCI_DEFAULTS, ctx), SCRIPT_MODE)
     put(KEEP, render_template(KEEP, ctx))
     _check_no_foreign_keys(files, key)
+    return Rendered(files, style, firewall, conns, tuple(warnings))
 
-    epoch = source_date_epoch()
-    with atomic_dir(out_dir) as tmp:
-        for rel, (data, mode) in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            os.chmod(path, mode)
-        _normalise(tmp, epoch)
-    return RenderResult(out_dir, sorted(files), style, firewall, warnings)
+
+def connections_json(conns: tuple[Connection, ...]) -> str:
+    """``_meta/connections.json``: the set's connections (name, whose), canonical JSON."""
+    import json
+
+    data = [{"name": c.name, "comment": c.comment} for c in conns]
+    return json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def parse_connections_json(text: str) -> tuple[str, ...]:
+    """Connection names from ``_meta/connections.json`` (empty when unreadable)."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ()
+    if not isinstance(data, list):
+        return ()
+    return tuple(str(c["name"]) for c in data if isinstance(c, dict) and "name" in c)
 
 
 def render_template(rel: str, ctx: dict[str, Any]) -> str:

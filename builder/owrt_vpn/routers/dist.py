@@ -19,12 +19,11 @@ from typing import Any
 
 from owrt_vpn.errors import FlashError, IntegrityError
 from owrt_vpn.fsutil import sha256_file
+from owrt_vpn.render.overlay import CONNECTIONS, FILES, META, parse_connections_json
 
 IMAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 # Where our VPN files sit in the overlay (see HACKING.md "Image layout").
-_SWANCTL_RE = re.compile(r"(^|/)etc/swanctl/(swanctl\.conf|conf\.d/[^/]+\.conf)$")
-_IPSEC_RE = re.compile(r"(^|/)etc/ipsec\.conf$")
-_FILES_PREFIX = "usr/share/owrt-vpn/files/"
+_META_PREFIX = f"{FILES}/{META}/"
 # Keys of build-info.json that the image cannot carry about itself.
 DIGEST_KEYS = ("images",)
 
@@ -163,51 +162,25 @@ def _sha256sums(path: Path) -> dict[str, str]:
 
 
 def _expected_conns(overlay: Path) -> tuple[tuple[str, ...], str]:
-    """Connection names in the overlay's strongSwan config, and its style."""
-    if not overlay.exists():
-        return (), "swanctl"
-    swanctl: list[str] = []
-    ipsec: list[str] = []
-    with tarfile.open(overlay) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
-        # Prefer the installer's source set over copies elsewhere in the tree.
-        ours = [m for m in members if _FILES_PREFIX in m.name] or members
-        for m in ours:
-            name = m.name.removeprefix("./")
-            if _SWANCTL_RE.search(name) or _IPSEC_RE.search(name):
-                fh = tar.extractfile(m)
-                text = fh.read().decode(errors="replace") if fh else ""
-                if _IPSEC_RE.search(name):
-                    ipsec += re.findall(r"^conn\s+(?!%default)(\S+)", text, re.M)
-                else:
-                    swanctl += swanctl_connections(text)
-    if swanctl or not ipsec:
-        return tuple(dict.fromkeys(swanctl)), "swanctl"
-    return tuple(dict.fromkeys(ipsec)), "ipsec"
+    """The connection names the build's render recorded (``_meta/connections.json`` of
+    the file set in overlay.tar), and the style (``_meta/style``).
 
-
-def swanctl_connections(text: str) -> list[str]:
-    """Names of the sections directly inside ``connections { }`` in swanctl.conf syntax.
-
-    A section header may name templates it inherits from (``name : base {``).
+    Metadata, never the generated config re-parsed; a build from before the
+    metadata existed has none (the image's rebuild key changed with it).
     """
-    tokens = re.findall(r"[{}]|[^\s{}=]+\s*=[^\n{}]*|[^\s{}]+", re.sub(r"#[^\n]*", "", text))
-    names: list[str] = []
-    path: list[str] = []
-    header: list[str] = []
-    for tok in tokens:
-        if tok == "{":
-            section = header[0].split(":", 1)[0] if header else ""
-            if path == ["connections"]:
-                names.append(section)
-            path.append(section)
-            header = []
-        elif tok == "}":
-            if path:
-                path.pop()
-            header = []
-        elif "=" in tok:
-            header = []
-        else:
-            header.append(tok)
-    return names
+    conns: tuple[str, ...] = ()
+    style = "swanctl"
+    if not overlay.exists():
+        return conns, style
+    with tarfile.open(overlay) as tar:
+        for m in tar.getmembers():
+            name = m.name.removeprefix("./")
+            if not m.isfile() or not name.startswith(_META_PREFIX):
+                continue
+            fh = tar.extractfile(m)
+            text = fh.read().decode(errors="replace") if fh else ""
+            if name == _META_PREFIX + CONNECTIONS:
+                conns = parse_connections_json(text)
+            elif name == _META_PREFIX + "style" and text.strip() in ("swanctl", "ipsec"):
+                style = text.strip()
+    return conns, style

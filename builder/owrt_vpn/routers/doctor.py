@@ -32,7 +32,6 @@ from owrt_vpn.errors import EXIT_FAILURE, EXIT_OK
 from owrt_vpn.render import packages
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers import push_set
-from owrt_vpn.routers.dist import swanctl_connections
 from owrt_vpn.routers.inventory import RouterTarget
 from owrt_vpn.routers.ssh import SshClient, quote
 from owrt_vpn.routers.state import (
@@ -122,12 +121,10 @@ def diagnose(site: Site, pki: Any, target: RouterTarget, opts: DoctorOptions) ->
     router, style = push_set.firmware_router(site, target.router, baked or {})
     vset = push_set.render_set(site, router, pki, style)
     paths = remote.installed_pki_paths(style, router.name)
-    conf = "/etc/ipsec.conf" if style == "ipsec" else "/etc/swanctl/conf.d/owrt-vpn.conf"
     fw4 = profiles.release_info(router.release).firewall == "fw4"
     commands = {
         "installer": f"[ -x {remote.INSTALLER} ] && echo yes",
         "running": "pidof charon >/dev/null && echo yes",
-        "conf": f"cat {conf} 2>/dev/null",
         "loaded": ("ipsec statusall 2>&1" if style == "ipsec" else "swanctl --list-conns 2>&1"),
         "stats": ("ipsec statusall 2>&1" if style == "ipsec" else "swanctl --stats 2>&1"),
         "udp": "cat /proc/net/udp /proc/net/udp6 2>/dev/null",
@@ -162,7 +159,7 @@ def diagnose(site: Site, pki: Any, target: RouterTarget, opts: DoctorOptions) ->
         )
     )
     if running:
-        add(_connections(style, s))
+        add(_connections(vset, style, s))
         add(_plugins(site, router, style, s))
     add(_ports(s))
     add(_uci_rules(vset, s))
@@ -214,11 +211,10 @@ def _current(vset: push_set.VpnSet, s: dict[str, Section]) -> Check:
     )
 
 
-def _connections(style: str, s: dict[str, Section]) -> Check:
-    if style == "ipsec":
-        want = re.findall(r"^conn\s+(?!%default)(\S+)", s["conf"].text, re.M)
-    else:
-        want = swanctl_connections(s["conf"].text)
+def _connections(vset: push_set.VpnSet, style: str, s: dict[str, Section]) -> Check:
+    # What the router should have loaded: the render's own metadata (the
+    # "VPN files" check says when the installed files differ from it).
+    want = list(vset.conns)
     loaded = remote.listed_conns(s["loaded"].text, style)
     missing = [c for c in want if c not in loaded]
     if not want:

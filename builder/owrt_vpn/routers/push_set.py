@@ -15,16 +15,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
-import re
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from owrt_vpn.errors import RouterError
 from owrt_vpn.render import overlay, packages
-from owrt_vpn.routers.dist import swanctl_connections
 from owrt_vpn.routers.state import cert_facts, crl_facts, pem_blocks
 from owrt_vpn.site.model import Router, Site
 
@@ -122,32 +118,19 @@ def missing_packages(site: Site, router: Router, style: str, baked: dict[str, An
 
 
 def render_set(site: Site, router: Router, pki: overlay.PkiSource, style: str) -> VpnSet:
-    """Render ``router``'s overlay (as a build does) and keep its VPN file set."""
-    with tempfile.TemporaryDirectory(prefix="owrt-vpn-push-") as tmp:
-        res = overlay.render(site, router, pki, Path(tmp) / "overlay", config_style=style)
-        root = res.file_set
-        files: dict[str, tuple[bytes, int]] = {}
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            files[path.relative_to(root).as_posix()] = (
-                path.read_bytes(),
-                path.stat().st_mode & 0o7777,
-            )
-    manifest = parse_manifest(files[f"{META}/manifest"][0].decode())
-    conns: list[str] = []
-    for rel in manifest:
-        if rel.startswith("etc/swanctl/conf.d/") and rel.endswith(".conf"):
-            conns += swanctl_connections(files[rel][0].decode(errors="replace"))
-        elif rel == "etc/ipsec.conf":
-            text = files[rel][0].decode(errors="replace")
-            conns += re.findall(r"^conn\s+(?!%default)(\S+)", text, re.M)
+    """Render ``router``'s overlay (as a build does, in memory) and keep its VPN file set.
+
+    The connection names come with the render (its metadata), not from the text.
+    """
+    res = overlay.render_files(site, router, pki, config_style=style)
     return VpnSet(
         router=router.name,
         release=router.release,
         style=style,
-        files=files,
-        manifest=manifest,
-        conns=tuple(dict.fromkeys(conns)),
-        warnings=tuple(res.warnings),
+        files=dict(sorted(res.file_set.items())),
+        manifest=dict(sorted(res.manifest.items())),
+        conns=res.connection_names,
+        warnings=res.warnings,
     )
 
 
