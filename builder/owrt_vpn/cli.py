@@ -24,14 +24,38 @@ import typer
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError, UsageError
+from owrt_vpn.ui.help import workflow_group
 from owrt_vpn.ui.state import State
 
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q", "--debug")
 GLOBAL_VALUED = ("--site",)
 
 
+# The modules of owrt_vpn.commands, in the order of the workflow (first run to
+# flashed router, then live routers, then the tools): `owrt-vpn --help` lists
+# their commands in this order (ui/help.py), groups (pki, user, keys) included.
+ORDER = (
+    "init",
+    "check",
+    "pki",
+    "user",
+    "build",
+    "bundle",
+    "flash",
+    "push",
+    "status",
+    "verify",
+    "matrix",
+    "render",
+    "packages",
+    "keys",
+    "doctor",
+)
+
+
 app = typer.Typer(
     name="owrt-vpn",
+    cls=workflow_group(ORDER),
     help="Build OpenWrt firmware with a strongSwan IKEv2 road-warrior VPN, and client bundles.",
     no_args_is_help=True,
     add_completion=False,
@@ -115,27 +139,6 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
             rest.append(a)
         i += 1
     return front + rest
-
-
-# The modules of owrt_vpn.commands, in the order `owrt-vpn --help` lists their
-# commands (typer lists the plain commands first, then the groups: keys, pki, user).
-ORDER = (
-    "build",
-    "doctor",
-    "bundle",
-    "flash",
-    "push",
-    "status",
-    "render",
-    "packages",
-    "init",
-    "check",
-    "verify",
-    "matrix",
-    "keys",
-    "pki",
-    "user",
-)
 
 
 def _register_commands() -> None:

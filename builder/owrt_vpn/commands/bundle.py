@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 def bundle(
     ctx: typer.Context,
     users: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
-        None, metavar="[USER]...", help="Only these users (default: all)."
+        None, metavar="USER", help="Only these users (default: all)."
     ),
     out: Path = typer.Option(  # noqa: B008
         Path("dist"), "--out", metavar="DIR", help="Dist root: writes DIR/<site>/clients/."
