@@ -285,31 +285,12 @@ def _cli_site(tmp_path: Path) -> Path:
 
 
 def _on_terminal(cwd: Path, *argv: str) -> str:
-    """Run the CLI with stdout on a pseudo-terminal (as an admin does); its output."""
-    import pty
-    import subprocess
-    import sys
+    """Run the CLI on a pseudo-terminal (as an admin does); what it printed."""
+    from owrtcli import run_on_terminal
 
-    master, slave = pty.openpty()
-    env = dict(os.environ, OWRT_VPN_CA_PASSPHRASE="test-ca-passphrase", COLUMNS="200")
-    env.pop("OWRT_VPN_SITE", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "owrt_vpn", *argv],
-        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
-    )  # fmt: skip
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    assert proc.wait(timeout=120) == 0, out
-    return out.decode().replace("\r\n", "\n")
+    rc, out = run_on_terminal(*argv, cwd=cwd)
+    assert rc == 0, out
+    return out
 
 
 def test_bundle_shows_new_passwords_once_never_in_json(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CliRunner
+from owrtcli import run_on_terminal
 from pki_testlib import PASSPHRASE, SITE, crl_serials, snapshot, tool, verify, write_site
 
 
@@ -49,8 +50,10 @@ def test_user_add_keeps_comments_and_issues(cli: CliRunner, initialized: Path) -
     )  # fmt: skip
     data = json.loads(proc.stdout)
     assert data["issued"] == ["client erin/pc", "client erin/phone"]
-    password = data["passwords"]["erin"]
-    assert len(password) == 20
+    # The generated password is stored, never in --json (nor shown outside a terminal).
+    password = (initialized / "pki/eap/erin.password").read_text().strip()
+    assert len(password) == 20 and password not in proc.stdout + proc.stderr
+    assert "passwords" not in data
     text = site.read_text()
     # the old text is untouched, byte for byte, comments included
     assert text.startswith(SITE)
@@ -67,10 +70,15 @@ def test_user_add_keeps_comments_and_issues(cli: CliRunner, initialized: Path) -
     assert "email:erin+phone@home" in tool(
         "openssl", "x509", "-noout", "-text", "-in", pki / "clients" / "erin" / "phone.crt"
     )
-    # the human output shows the generated password once
-    proc = _ok(cli("user", "add", "fay", "--auth", "eap-mschapv2", "--device", "mac:macos"))
+    # on a terminal, the human output shows the generated password once
+    rc, out = run_on_terminal(
+        "user", "add", "fay", "--auth", "eap-mschapv2", "--device", "mac:macos", cwd=initialized
+    )
     fay = (pki / "eap" / "fay.password").read_text().strip()
-    assert f"EAP password for fay: {fay}" in proc.stdout
+    assert rc == 0 and f"EAP password for fay: {fay}" in out
+    # ... and once only: `bundle` knows it was shown
+    rc, out = run_on_terminal("bundle", "fay", cwd=initialized)
+    assert rc == 0 and fay not in out and "1 password(s) shown before" in out
     _ok(cli("check"))
 
 
@@ -82,9 +90,18 @@ def test_user_add_password_stdin(cli: CliRunner, initialized: Path) -> None:
     assert (initialized / "pki" / "eap" / "gus.password").read_text() == "correct horse battery\n"
     _ok(cli("user", "passwd", "gus", "--password-stdin", input="another good one\r\n"))
     assert (initialized / "pki" / "eap" / "gus.password").read_text() == "another good one\n"
-    proc = _ok(cli("user", "passwd", "gus", "--json"))
-    new = json.loads(proc.stdout)["password"]
-    assert (initialized / "pki" / "eap" / "gus.password").read_text() == new + "\n"
+    # Outside a terminal, generating (and replacing a working password) must be asked for.
+    refused = cli("user", "passwd", "gus", input="")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: user passwd: not a terminal: say how the new ")
+    assert "another good one" in (initialized / "pki" / "eap" / "gus.password").read_text()
+    proc = _ok(cli("user", "passwd", "gus", "--generate", "--json"))
+    new = (initialized / "pki" / "eap" / "gus.password").read_text().strip()
+    assert new != "another good one" and len(new) == 20
+    assert new not in proc.stdout + proc.stderr and "password" not in json.loads(proc.stdout)
+    proc = _ok(cli("user", "passwd", "gus", "--generate"))
+    newer = (initialized / "pki" / "eap" / "gus.password").read_text().strip()
+    assert newer not in proc.stdout and "not shown (not a terminal)" in proc.stdout
 
 
 def test_user_list(cli: CliRunner, initialized: Path) -> None:
@@ -121,7 +138,7 @@ def test_revoke_and_remove(cli: CliRunner, initialized: Path) -> None:
     _ok(cli("user", "revoke", "bob"))
     assert not (pki / "eap" / "bob.password").exists()
     assert "bob: EAP password revoked" in _ok(cli("pki", "init")).stderr
-    _ok(cli("user", "passwd", "bob"))
+    _ok(cli("user", "passwd", "bob", "--generate"))
     assert (pki / "eap" / "bob.password").exists()
     # remove: every certificate revoked, secrets deleted, user gone from the file
     proc = _ok(cli("user", "remove", "carol"))

@@ -10,6 +10,7 @@ import typer
 
 from owrt_vpn.ui.help import WorkflowGroup
 from owrt_vpn.ui.pki_view import ensure_report
+from owrt_vpn.ui.secrets import show_new_eap_password
 from owrt_vpn.ui.state import state
 
 if TYPE_CHECKING:
@@ -199,14 +200,11 @@ def user_add(
     if password is not None:
         pki.set_eap_password(new_site, name, password)
     report = pki.ensure_user(new_site, name)
-    data = ensure_report(st, report, show_passwords=True)
+    data = ensure_report(st, report)  # never a password in --json
     data.update(ok=True, user=name, site_file=st.site_display)
     human = f"added {name} to {st.site_display}"
     if name in report.passwords:
-        human += (
-            f"\nEAP password for {name}: {report.passwords[name]}"
-            f"\n(stored in {pki.root / 'eap' / (name + '.password')})"
-        )
+        human += "\n" + show_new_eap_password(st.json, pki.root, name, report.passwords[name])
     st.emit(data, human)
 
 
@@ -321,19 +319,38 @@ def user_passwd(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the new password from stdin.")
     ] = False,
+    generate: Annotated[
+        bool,
+        typer.Option(
+            "--generate",
+            help="Generate the new password (needed outside a terminal, where it is not shown).",
+        ),
+    ] = False,
 ) -> None:
     """Set a new EAP password for a user (generated unless --password-stdin)."""
+    from owrt_vpn.errors import UsageError
     from owrt_vpn.pki.authority import Pki
 
     st = state(ctx)
     site = st.load_site()
-    site.user(name)
+    user = site.user(name)
+    if password_stdin and generate:
+        raise UsageError("user passwd: --password-stdin and --generate exclude each other")
+    from owrt_vpn.site.model import EAP_PASSWORD_AUTH
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if user.auth in EAP_PASSWORD_AUTH and not (password_stdin or generate or interactive):
+        # A script or a pipe: replacing a working password must be asked for.
+        raise UsageError(
+            "user passwd: not a terminal: say how the new password is made",
+            hint="pass --password-stdin (read it) or --generate (it is then not shown: "
+            "`owrt-vpn bundle --show-passwords` shows it)",
+        )
     password = _read_password("--password-stdin") if password_stdin else None
     pki = Pki.open(site)
     new = pki.set_eap_password(site, name, password)
-    data: dict[str, Any] = {"ok": True, "user": name}
-    human = f"set a new EAP password for {name}"
+    data: dict[str, Any] = {"ok": True, "user": name}  # never a password in --json
+    human = f"set a new EAP password for {name}; rebuild or push the routers to apply it"
     if password is None:
-        data["password"] = new
-        human += f": {new}"
-    st.emit(data, human + "; rebuild or push the routers to apply it")
+        human += "\n" + show_new_eap_password(st.json, pki.root, name, new)
+    st.emit(data, human)

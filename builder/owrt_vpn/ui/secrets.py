@@ -50,3 +50,23 @@ class ShownSecrets:
         if len(self._shown) != before and self.path.parent.is_dir():
             doc = {"salt": self._salt, "shown": sorted(self._shown)}
             write_atomic(self.path, json.dumps(doc, indent=1) + "\n", 0o600)
+
+
+def eap_line(user: str, password: str) -> str:
+    """The record line of a user's EAP password (as in ``bundle --password-file``)."""
+    return f"{user}\teap\t{password}"
+
+
+def show_new_eap_password(json_mode: bool, pki_root: Path, user: str, password: str) -> str:
+    """The human lines about a newly generated EAP password: the password itself only on a
+    terminal (and then recorded as shown), else where to get it."""
+    import sys
+
+    stored = pki_root / "eap" / f"{user}.password"
+    if sys.stdout.isatty() and not json_mode:
+        ShownSecrets(pki_root).mark([eap_line(user, password)])
+        return f"EAP password for {user}: {password}\n(stored in {stored})"
+    return (
+        f"generated an EAP password for {user}, not shown (not a terminal): "
+        f"`owrt-vpn bundle --show-passwords` shows it (stored in {stored})"
+    )
