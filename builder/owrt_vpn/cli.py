@@ -41,6 +41,7 @@ ORDER = (
     "user",
     "build",
     "bundle",
+    "share",
     "flash",
     "push",
     "status",
