@@ -27,6 +27,8 @@ from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError, UsageError
 from owrt_vpn.ui.help import workflow_group
 from owrt_vpn.ui.state import State
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q", "--debug")
 GLOBAL_VALUED = ("--site",)
 
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_FAILURE)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -212,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             json_mode,
         )
         sys.exit(EXIT_FAILURE)
+    if rc == EXIT_INTERRUPTED:
+        # Typer turns Ctrl-C into a silent exit status 130: say what happened.
+        sys.stderr.write("error: interrupted\n")
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
