@@ -104,6 +104,14 @@ def test_user_add_password_stdin(cli: CliRunner, initialized: Path) -> None:
     assert newer not in proc.stdout and "not shown (not a terminal)" in proc.stdout
 
 
+def test_check_names_the_next_step(cli: CliRunner, initialized: Path) -> None:
+    """With the PKI made, `check` points at `build` (before it: `pki init`, test_cli.py)."""
+    proc = _ok(cli("check"))
+    assert proc.stdout.splitlines()[-1] == (
+        "next: `owrt-vpn build` (firmware and client bundles into dist/)"
+    )
+
+
 def test_user_list(cli: CliRunner, initialized: Path) -> None:
     _ok(cli("user", "revoke", "alice", "--device", "laptop"))
     users = json.loads(_ok(cli("user", "list", "--json")).stdout)["users"]

@@ -180,3 +180,25 @@ def test_refuses_short_p12_passwords_and_bad_targets(bundled: Path, tmp_path: Pa
     )
     proc = run_owrt("share", "alice", cwd=site)
     assert proc.returncode == 2 and "'alice' is not USER/DEVICE" in proc.stderr
+
+
+def test_json_result_with_the_link_on_stderr(bundled: Path) -> None:
+    proc = subprocess.Popen(
+        owrt_argv("--json", "share", "alice/laptop", "--listen", "127.0.0.1"),
+        cwd=bundled, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+/\S+", proc.stderr.readline())
+        assert found
+        assert fetch(found.group(0))[0] == 200
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    doc = json.loads(out)
+    assert proc.returncode == 0
+    assert (doc["status"], doc["client"], doc["content_type"]) == (
+        "served", "127.0.0.1", "application/zip",
+    )  # fmt: skip
+    assert not any(s in out for s in secrets_of(bundled))

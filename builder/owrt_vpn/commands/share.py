@@ -69,16 +69,18 @@ def share(
     server = OnceServer(
         shared.data, shared.filename, shared.content_type, address, port=port, expires=expires
     )
-    if not st.json:
-        _show_link(server.url, shared.filename, expires)
-        if shared.asks_p12_password:
-            typer.echo(
-                "The device asks for the certificate password on import: tell its owner by "
-                "another channel (`owrt-vpn bundle --show-passwords` shows it)."
-            )
-        if shared.asks_eap_password:
-            typer.echo("The user signs in with their EAP password when connecting.")
-        typer.echo("Waiting for the download (Ctrl-C stops)...", err=True)
+    # The link is for a person: with --json it goes to stderr, the result to stdout.
+    err = st.json
+    _show_link(server.url, shared.filename, expires, err)
+    if shared.asks_p12_password:
+        typer.echo(
+            "The device asks for the certificate password on import: tell its owner by "
+            "another channel (`owrt-vpn bundle --show-passwords` shows it).",
+            err=err,
+        )
+    if shared.asks_eap_password:
+        typer.echo("The user signs in with their EAP password when connecting.", err=err)
+    typer.echo("Waiting for the download (Ctrl-C stops)...", err=True)
     outcome = server.serve()
     data = {
         "ok": outcome.status == "served",
@@ -100,14 +102,14 @@ def share(
     st.emit(data, f"served {shared.filename} to {outcome.client}; the link is used up")
 
 
-def _show_link(url: str, filename: str, expires: float) -> None:
+def _show_link(url: str, filename: str, expires: float, err: bool) -> None:
     """The link, as text and as a QR code to scan (half-block characters)."""
     import io
 
     import segno
 
-    typer.echo(f"{filename}: {url}")
-    typer.echo(f"(works once, for {expires:g} s)")
+    typer.echo(f"{filename}: {url}", err=err)
+    typer.echo(f"(works once, for {expires:g} s)", err=err)
     buf = io.StringIO()
     segno.make(url, error="m").terminal(out=buf, compact=True)
-    typer.echo(buf.getvalue(), nl=False)
+    typer.echo(buf.getvalue(), nl=False, err=err)
