@@ -98,8 +98,9 @@ def bundle(
             f"{len(new)} new password(s) not shown (not a terminal): "
             "use --password-file FILE or --show-passwords"
         )
-    if secrets and not new and password_file is None and not show_passwords:
-        lines.append(f"{len(secrets)} password(s) shown before: --show-passwords repeats them")
+    before = len(secrets) - len(new)
+    if before and password_file is None and not show_passwords and not st.json:
+        lines.append(f"{before} password(s) shown before: --show-passwords repeats them")
     json_devices = []
     for d in report.devices:
         doc = d.to_json()
