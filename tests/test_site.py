@@ -127,6 +127,22 @@ def test_misspelt_platform_still_counts_for_pool_size() -> None:
     assert lines[1].startswith("owrt-vpn.toml: users[0].devices[0].platform: 'iphone'")
 
 
+def test_every_device_wrong_is_one_error_each() -> None:
+    """A user whose only device has a wrong platform: that error, no false "at least one
+    [[users.devices]] entry is needed" beside it (one mistake, one error)."""
+    import sitefile
+
+    text = sitefile.site(users=[sitefile.user("alice", [("phone", "iphone")])])
+    assert _problems(text) == [
+        "owrt-vpn.toml: users[0].devices[0].platform: 'iphone' is not one of: ios, macos, "
+        "android, android-strongswan, windows, linux"
+    ]
+    empty = sitefile.site(users=[sitefile.user("alice", [])]) + "devices = []\n"
+    assert _problems(empty) == [
+        "owrt-vpn.toml: users[0].devices: at least one [[users.devices]] entry is needed"
+    ]
+
+
 def test_broken_lan_does_not_fake_an_overlap() -> None:
     # With `lan` unusable, its default (192.168.1.0/24) must not be compared
     # with the pool: only the real problem is reported.
