@@ -14,6 +14,8 @@ import pytest
 
 from conftest import CliRunner
 
+NEXT_PKI = "next: `owrt-vpn pki init` (creates the CA and the certificates)\n"
+
 # A valid site: alice (pubkey, iphone + windows laptop), bob (EAP, android).
 BASE = """\
 [site]
@@ -439,7 +441,7 @@ def test_base_site_is_valid(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "owrt-vpn.toml").write_text(BASE)
     proc = cli("check")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n"
+    assert proc.stdout == "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n" + NEXT_PKI
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

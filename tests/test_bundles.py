@@ -284,7 +284,17 @@ def _cli_site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_bundle_command_json_reports_passwords_once(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _on_terminal(cwd: Path, *argv: str) -> str:
+    """Run the CLI on a pseudo-terminal (as an admin does); what it printed."""
+    from owrtcli import run_on_terminal
+
+    rc, out = run_on_terminal(*argv, cwd=cwd)
+    assert rc == 0, out
+    return out
+
+
+def test_bundle_shows_new_passwords_once_never_in_json(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """New passwords: once on a terminal; then only with --show-passwords; never in --json."""
     _cli_site(tmp_path)
     proc = cli("bundle", "--json", check=True)
     data = json.loads(proc.stdout)
@@ -292,14 +302,26 @@ def test_bundle_command_json_reports_passwords_once(cli, tmp_path: Path) -> None
     pki_dir = tmp_path / "pki"
     p12_pw = (pki_dir / "clients/alice/phone.p12.password").read_text().strip()
     eap_pw = (pki_dir / "eap/bob.password").read_text().strip()
-    assert devs[("alice", "phone")]["p12_password"] == p12_pw
-    assert devs[("bob", "phone")]["eap_password"] == eap_pw
+    assert p12_pw not in proc.stdout + proc.stderr and eap_pw not in proc.stdout + proc.stderr
+    assert "p12_password" not in devs[("alice", "phone")]
     assert devs[("alice", "phone")]["secret_files"] == [
         str(Path("dist/home/clients/alice/phone.mobileconfig"))
     ]
     assert (tmp_path / "dist/home/clients/alice/alice-phone.zip").is_file()
-    human = cli("bundle", check=True).stdout
-    assert p12_pw in human and eap_pw in human and "shown once" in human
+    # Not a terminal (a log): new passwords are not printed, the way to get them is.
+    piped = cli("bundle", check=True)
+    assert p12_pw not in piped.stdout and eap_pw not in piped.stdout
+    assert "2 new password(s) not shown (not a terminal)" in piped.stdout
+    first = _on_terminal(tmp_path, "bundle")
+    assert p12_pw in first and eap_pw in first and "new passwords (shown once" in first
+    again = _on_terminal(tmp_path, "bundle")
+    assert p12_pw not in again and eap_pw not in again
+    assert "2 password(s) shown before: --show-passwords repeats them" in again
+    ledger = (pki_dir / "shown.json").read_text()
+    assert p12_pw not in ledger and eap_pw not in ledger
+    assert stat.S_IMODE(os.stat(pki_dir / "shown.json").st_mode) == 0o600
+    repeated = cli("bundle", "--show-passwords", check=True).stdout
+    assert p12_pw in repeated and eap_pw in repeated
 
 
 def test_bundle_command_password_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -453,3 +453,20 @@ def test_swanctl_conf_proposals_and_rounds(world: World) -> None:
             vips = re.findall(r"vips = (\S+)", conn)
             assert vips == (["0.0.0.0"] if router == "gw" else ["0.0.0.0,::"])
     world.assert_accepted(offers)
+
+
+def test_readmes_match_each_clients_dialogs(world: World) -> None:
+    """Each README names only the fields its client has (reference: clients.md):
+    Windows has no Local ID field (it sends its IP, or the certificate subject);
+    Certificate Trust Settings is an iOS step, not a macOS one."""
+    for d in world.devices("windows"):
+        readme = (d.folder / "README.md").read_text()
+        assert "Local ID" not in readme, d.auth
+        sent = "its IP address" if d.auth == "eap-mschapv2" else "the certificate's subject"
+        assert f"| Identity Windows sends | {sent}" in readme, d.auth
+    for d in world.devices("macos"):
+        readme = (d.folder / "README.md").read_text()
+        assert "Certificate Trust Settings" not in readme and "iPhone" not in readme
+        assert "Local ID" in readme  # macOS has the field
+    for d in world.devices("ios"):
+        assert "Certificate Trust Settings" in (d.folder / "README.md").read_text()

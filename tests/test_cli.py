@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -12,6 +13,8 @@ import pytest
 
 from owrtcli import CliRunner, cli_env
 from test_bad_input import BASE
+
+NEXT_PKI = "next: `owrt-vpn pki init` (creates the CA and the certificates)\n"
 
 BAD = BASE.replace('"home"', '"Home"', 1)
 
@@ -41,7 +44,10 @@ def test_site_option_before_or_after(argv: list[str], cli: CliRunner, site_dir: 
 
 def test_site_default_and_env(cli: CliRunner, site_dir: Path) -> None:
     ok = cli("check")
-    assert (ok.returncode, ok.stdout) == (0, "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n")
+    assert (ok.returncode, ok.stdout) == (
+        0,
+        "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n" + NEXT_PKI,
+    )
     env = cli("check", env={"OWRT_VPN_SITE": "bad.toml"})
     assert env.returncode == 2 and env.stderr.startswith("error: bad.toml: site.name: ")
     # --site wins over the environment.
@@ -97,7 +103,7 @@ def test_quiet(argv: list[str], cli: CliRunner, site_dir: Path) -> None:
 def test_verbose_and_debug_accepted(argv: list[str], cli: CliRunner, site_dir: Path) -> None:
     proc = cli(*argv)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n"
+    assert proc.stdout == "owrt-vpn.toml: ok (1 router(s), 2 user(s))\n" + NEXT_PKI
 
 
 @pytest.mark.parametrize("argv", [["--debug", "check"], ["check", "--debug"]])
@@ -181,7 +187,7 @@ def test_init_writes_a_file_check_accepts(cli: CliRunner, tmp_path: Path) -> Non
     assert data["routers"][0]["server_id"] == "vpn.example.org"
     check = cli("check")
     assert check.returncode == 0, check.stderr
-    assert check.stdout == "owrt-vpn.toml: ok (1 router(s), 1 user(s))\n"
+    assert check.stdout == "owrt-vpn.toml: ok (1 router(s), 1 user(s))\n" + NEXT_PKI
 
 
 def test_init_refuses_to_overwrite(cli: CliRunner, tmp_path: Path) -> None:
@@ -238,3 +244,23 @@ def test_debug_keeps_the_usage_exit_status(cli: CliRunner) -> None:
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr
     assert "error: owrt-vpn check: No such option: --frobnicate" in proc.stderr
+
+
+def test_help_lists_the_workflow_in_full(cli: CliRunner) -> None:
+    """`--help`: commands in workflow order (cli.ORDER), whole descriptions, real placeholders."""
+    from owrt_vpn.cli import ORDER
+
+    out = cli("--help").stdout
+    listed = re.findall(r"^  ([a-z]+)  ", out.split("Commands:")[1], flags=re.M)
+    assert listed == list(ORDER)
+    assert ORDER[:6] == ("init", "check", "pki", "user", "build", "bundle")
+    assert "...\n" not in out.split("Commands:")[1]  # nothing cut short
+    assert "Rebuild the site's routers and bundles found in dist/ and compare" in out
+    add = cli("user", "add", "--help").stdout
+    assert "Usage: owrt-vpn user add [OPTIONS] NAME\n" in add
+    assert "--auth [pubkey|eap-tls|eap-mschapv2|pubkey+eap-mschapv2]" in add
+    assert "android-strongswan" in add.split("--device NAME:PLATFORM")[1]
+    assert "{" not in add and "<str>" not in add
+    bundle = cli("bundle", "--help").stdout
+    assert "Usage: owrt-vpn bundle [OPTIONS] [USER]...\n" in bundle
+    assert "<list[str]>" not in bundle and "[[USER]" not in bundle

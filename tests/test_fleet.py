@@ -234,9 +234,9 @@ def _owrt_vpn_commands(script: str) -> list[list[str]]:
     text = re.sub(r"\$\{\{.*?\}\}", "X", script).replace("\\\n", " ")
     commands = []
     for line in text.splitlines():
-        for m in re.finditer(r"owrt-vpn(?:==\S+)?\s+([^)\n]*)", line):
-            if "==" in m.group(0).split()[0]:
-                continue  # pip install "owrt-vpn==..."
+        if line.strip().startswith("pip install"):
+            continue  # pip install "owrt-vpn @ git+...": checked on its own
+        for m in re.finditer(r"owrt-vpn\s+([^)\n]*)", line):
             commands.append(shlex.split(m.group(1)))
     return commands
 
@@ -263,6 +263,31 @@ def test_github_actions_example_builds_the_matrix_with_a_kept_cache() -> None:
     schema = json.loads((REPO / "docs/json/matrix.schema.json").read_text())
     keys = schema["properties"]["include"]["items"]["required"]
     assert {"site_file", "router", "target"} <= used <= set(keys)
+
+
+def test_github_actions_example_installs_a_pinned_git_revision() -> None:
+    """Every job installs owrt-vpn from a git repository at a full commit id, never by a
+    name from a package index (no such package; anybody could register it)."""
+    from packaging.requirements import Requirement
+
+    flow = _workflow()
+    env = flow["env"]
+    assert re.fullmatch(r"[0-9a-f]{40}", env["OWRT_VPN_REV"])
+    assert env["OWRT_VPN_REPO"].startswith("https://")
+    for name, job in flow["jobs"].items():
+        installs = [s["run"] for s in job["steps"] if "pip install" in s.get("run", "")]
+        assert installs == ['pip install "owrt-vpn @ git+${OWRT_VPN_REPO}@${OWRT_VPN_REV}"'], name
+        spec = shlex.split(installs[0])[2]
+        spec = spec.replace("${OWRT_VPN_REPO}", env["OWRT_VPN_REPO"])
+        req = Requirement(spec.replace("${OWRT_VPN_REV}", env["OWRT_VPN_REV"]))
+        assert (req.name, req.specifier, req.url) == (
+            "owrt-vpn",
+            req.specifier,
+            f"git+{env['OWRT_VPN_REPO']}@{env['OWRT_VPN_REV']}",
+        )
+        assert not str(req.specifier)  # a URL, no version from an index
+    text = (REPO / "examples" / "github-actions.yml").read_text()
+    assert "owrt-vpn==" not in text
 
 
 def test_github_actions_example_command_lines_parse() -> None:

@@ -127,6 +127,22 @@ def test_misspelt_platform_still_counts_for_pool_size() -> None:
     assert lines[1].startswith("owrt-vpn.toml: users[0].devices[0].platform: 'iphone'")
 
 
+def test_every_device_wrong_is_one_error_each() -> None:
+    """A user whose only device has a wrong platform: that error, no false "at least one
+    [[users.devices]] entry is needed" beside it (one mistake, one error)."""
+    import sitefile
+
+    text = sitefile.site(users=[sitefile.user("alice", [("phone", "iphone")])])
+    assert _problems(text) == [
+        "owrt-vpn.toml: users[0].devices[0].platform: 'iphone' is not one of: ios, macos, "
+        "android, android-strongswan, windows, linux"
+    ]
+    empty = sitefile.site(users=[sitefile.user("alice", [])]) + "devices = []\n"
+    assert _problems(empty) == [
+        "owrt-vpn.toml: users[0].devices: at least one [[users.devices]] entry is needed"
+    ]
+
+
 def test_broken_lan_does_not_fake_an_overlap() -> None:
     # With `lan` unusable, its default (192.168.1.0/24) must not be compared
     # with the pool: only the real problem is reported.
@@ -212,12 +228,12 @@ def test_load_site_errors(tmp_path: Path) -> None:
 
 
 def test_readme_documents_every_key() -> None:
-    """The README's site-file reference lists exactly the model's keys, per table."""
+    """docs/site-file.md (the site-file reference) lists exactly the model's keys, per table."""
     import re
 
     from owrt_vpn.site.model import Device, Management, Router, SiteSettings, User
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "site-file.md").read_text()
     section = readme.split("<!-- section: site-file -->")[1].split("<!-- /section: site-file -->")[
         0
     ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CliRunner
+from owrtcli import run_on_terminal
 from pki_testlib import PASSPHRASE, SITE, crl_serials, snapshot, tool, verify, write_site
 
 
@@ -49,8 +50,10 @@ def test_user_add_keeps_comments_and_issues(cli: CliRunner, initialized: Path) -
     )  # fmt: skip
     data = json.loads(proc.stdout)
     assert data["issued"] == ["client erin/pc", "client erin/phone"]
-    password = data["passwords"]["erin"]
-    assert len(password) == 20
+    # The generated password is stored, never in --json (nor shown outside a terminal).
+    password = (initialized / "pki/eap/erin.password").read_text().strip()
+    assert len(password) == 20 and password not in proc.stdout + proc.stderr
+    assert "passwords" not in data
     text = site.read_text()
     # the old text is untouched, byte for byte, comments included
     assert text.startswith(SITE)
@@ -67,10 +70,15 @@ def test_user_add_keeps_comments_and_issues(cli: CliRunner, initialized: Path) -
     assert "email:erin+phone@home" in tool(
         "openssl", "x509", "-noout", "-text", "-in", pki / "clients" / "erin" / "phone.crt"
     )
-    # the human output shows the generated password once
-    proc = _ok(cli("user", "add", "fay", "--auth", "eap-mschapv2", "--device", "mac:macos"))
+    # on a terminal, the human output shows the generated password once
+    rc, out = run_on_terminal(
+        "user", "add", "fay", "--auth", "eap-mschapv2", "--device", "mac:macos", cwd=initialized
+    )
     fay = (pki / "eap" / "fay.password").read_text().strip()
-    assert f"EAP password for fay: {fay}" in proc.stdout
+    assert rc == 0 and f"EAP password for fay: {fay}" in out
+    # ... and once only: `bundle` knows it was shown
+    rc, out = run_on_terminal("bundle", "fay", cwd=initialized)
+    assert rc == 0 and fay not in out and "1 password(s) shown before" in out
     _ok(cli("check"))
 
 
@@ -82,9 +90,26 @@ def test_user_add_password_stdin(cli: CliRunner, initialized: Path) -> None:
     assert (initialized / "pki" / "eap" / "gus.password").read_text() == "correct horse battery\n"
     _ok(cli("user", "passwd", "gus", "--password-stdin", input="another good one\r\n"))
     assert (initialized / "pki" / "eap" / "gus.password").read_text() == "another good one\n"
-    proc = _ok(cli("user", "passwd", "gus", "--json"))
-    new = json.loads(proc.stdout)["password"]
-    assert (initialized / "pki" / "eap" / "gus.password").read_text() == new + "\n"
+    # Outside a terminal, generating (and replacing a working password) must be asked for.
+    refused = cli("user", "passwd", "gus", input="")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: user passwd: not a terminal: say how the new ")
+    assert "another good one" in (initialized / "pki" / "eap" / "gus.password").read_text()
+    proc = _ok(cli("user", "passwd", "gus", "--generate", "--json"))
+    new = (initialized / "pki" / "eap" / "gus.password").read_text().strip()
+    assert new != "another good one" and len(new) == 20
+    assert new not in proc.stdout + proc.stderr and "password" not in json.loads(proc.stdout)
+    proc = _ok(cli("user", "passwd", "gus", "--generate"))
+    newer = (initialized / "pki" / "eap" / "gus.password").read_text().strip()
+    assert newer not in proc.stdout and "not shown (not a terminal)" in proc.stdout
+
+
+def test_check_names_the_next_step(cli: CliRunner, initialized: Path) -> None:
+    """With the PKI made, `check` points at `build` (before it: `pki init`, test_cli.py)."""
+    proc = _ok(cli("check"))
+    assert proc.stdout.splitlines()[-1] == (
+        "next: `owrt-vpn build` (firmware and client bundles into dist/)"
+    )
 
 
 def test_user_list(cli: CliRunner, initialized: Path) -> None:
@@ -121,7 +146,7 @@ def test_revoke_and_remove(cli: CliRunner, initialized: Path) -> None:
     _ok(cli("user", "revoke", "bob"))
     assert not (pki / "eap" / "bob.password").exists()
     assert "bob: EAP password revoked" in _ok(cli("pki", "init")).stderr
-    _ok(cli("user", "passwd", "bob"))
+    _ok(cli("user", "passwd", "bob", "--generate"))
     assert (pki / "eap" / "bob.password").exists()
     # remove: every certificate revoked, secrets deleted, user gone from the file
     proc = _ok(cli("user", "remove", "carol"))
@@ -151,23 +176,24 @@ BAD = [
     ("add-no-device", ["user", "add", "zed"], None, 2,
      "error: user add: at least one --device NAME:PLATFORM is needed"),
     ("add-bad-device-spec", ["user", "add", "zed", "--device", "phone"], None, 2,
-     "error: --device: 'phone' is not NAME:PLATFORM (e.g. phone:ios)"),
+     "error: --device phone: not NAME:PLATFORM (e.g. phone:ios)"),
     ("add-device-spec-extra-colon", ["user", "add", "zed", "--device", "a:ios:x"], None, 2,
-     "error: --device: 'a:ios:x' is not NAME:PLATFORM (e.g. phone:ios)"),
+     "error: --device a:ios:x: not NAME:PLATFORM (e.g. phone:ios)"),
     ("add-unknown-platform", ["user", "add", "zed", "--device", "phone:symbian"], None, 2,
-     "error: owrt-vpn.toml: users[4].devices[0].platform: "),
+     "error: --device phone:symbian: platform 'symbian' is not one of: ios, macos, android, "
+     "android-strongswan, windows, linux"),
     ("add-duplicate-user", ["user", "add", "alice", "--device", "x:ios"], None, 2,
      "error: owrt-vpn.toml: users[0].name: user 'alice' exists"),
     ("add-duplicate-device", ["user", "add", "zed", "--device", "a:ios", "--device", "a:linux"],
-     None, 2, "error: owrt-vpn.toml: users[4].devices[1].name: "),
+     None, 2, "error: --device a:linux: device 'a' is given twice"),
     ("add-bad-name", ["user", "add", "Zed!", "--device", "a:ios"], None, 2,
-     "error: owrt-vpn.toml: users[4].name: "),
+     "error: NAME: 'Zed!': lowercase letters, digits, . _ - only (at most 63)"),
     ("add-unknown-auth", ["user", "add", "zed", "--auth", "psk", "--device", "a:ios"], None, 2,
-     "error: owrt-vpn.toml: users[4].auth: "),
+     "error: --auth psk: not one of: pubkey, eap-tls, eap-mschapv2, pubkey+eap-mschapv2"),
     ("add-auth-platform", ["user", "add", "zed", "--auth", "eap-tls", "--device", "a:android"],
-     None, 2, "error: owrt-vpn.toml: users[4].devices[0].platform: "),
+     None, 2, "error: owrt-vpn.toml: users[zed].devices[0].platform: "),
     ("add-unknown-router", ["user", "add", "zed", "--device", "a:ios", "--router", "gw9"], None,
-     2, "error: owrt-vpn.toml: users[4].routers[0]: "),
+     2, "error: owrt-vpn.toml: users[zed].routers[0]: "),
     ("add-password-newline", ["user", "add", "zed", "--auth", "eap-mschapv2", "--device",
      "a:ios", "--password-stdin"], "pass\nword-long\n", 2,
      "error: --password-stdin: the password contains a control character or newline"),
@@ -257,7 +283,7 @@ def _run_without_passphrase(
     )  # fmt: skip
 
 
-# PKI state problems (exit 1): (id, argv, passphrase, first stderr line)
+# PKI state problems (exit 1; no passphrase at all: 2): (id, argv, passphrase, first stderr line)
 STATE = [
     ("add-no-passphrase", ["user", "add", "zed", "--device", "a:ios"], None, NO_PASSPHRASE),
     ("remove-no-passphrase", ["user", "remove", "alice"], None, NO_PASSPHRASE),
@@ -277,7 +303,8 @@ def test_pki_state_problems(
 ) -> None:
     before = snapshot(initialized)
     proc = _run_without_passphrase(initialized, *argv, passphrase=passphrase)
-    assert proc.returncode == 1, proc.stderr
+    # A missing passphrase is a usage problem (2); a wrong or empty one a failure (1).
+    assert proc.returncode == (2 if first == NO_PASSPHRASE else 1), proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0] == first.format(pki=initialized / "pki")
     assert snapshot(initialized) == before
@@ -295,6 +322,32 @@ def test_no_ca_yet(tmp_path: Path) -> None:
         ]
         assert snapshot(tmp_path) == before
     proc = _run_without_passphrase(tmp_path, "pki", "init")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.splitlines()[0] == "error: no CA passphrase: set OWRT_VPN_CA_PASSPHRASE"
+    # Only `pki init` has --insecure-unencrypted-ca: only its hint names it.
+    assert "--insecure-unencrypted-ca" in proc.stderr.splitlines()[1]
+    for argv in (["bundle"], ["build", "--no-bundles"]):
+        proc = _run_without_passphrase(tmp_path, *argv)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [
+            "error: no CA passphrase: set OWRT_VPN_CA_PASSPHRASE",
+            "hint: the new CA key is stored encrypted with it; "
+            "or run the command in a terminal to be asked for it",
+        ]
+        assert not (tmp_path / "pki").exists()
     assert not (tmp_path / "pki").exists()
+
+
+def test_user_add_bad_platform_is_one_error_about_the_argument(
+    cli: CliRunner, initialized: Path
+) -> None:
+    """`user add gina --device p:iphone`: one error naming the argument, no users[N] path."""
+    before = snapshot(initialized)
+    proc = cli("user", "add", "gina", "--device", "p:iphone")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: --device p:iphone: platform 'iphone' is not one of: ios, macos, android, "
+        "android-strongswan, windows, linux",
+        "hint: see `owrt-vpn user add --help`",
+    ]
+    assert snapshot(initialized) == before

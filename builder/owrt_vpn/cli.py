@@ -24,14 +24,41 @@ import typer
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError, UsageError
+from owrt_vpn.ui.help import workflow_group
 from owrt_vpn.ui.state import State
+
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q", "--debug")
 GLOBAL_VALUED = ("--site",)
 
 
+# The modules of owrt_vpn.commands, in the order of the workflow (first run to
+# flashed router, then live routers, then the tools): `owrt-vpn --help` lists
+# their commands in this order (ui/help.py), groups (pki, user, keys) included.
+ORDER = (
+    "init",
+    "check",
+    "pki",
+    "user",
+    "build",
+    "bundle",
+    "share",
+    "flash",
+    "push",
+    "status",
+    "verify",
+    "matrix",
+    "render",
+    "packages",
+    "keys",
+    "doctor",
+)
+
+
 app = typer.Typer(
     name="owrt-vpn",
+    cls=workflow_group(ORDER),
     help="Build OpenWrt firmware with a strongSwan IKEv2 road-warrior VPN, and client bundles.",
     no_args_is_help=True,
     add_completion=False,
@@ -117,27 +144,6 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
     return front + rest
 
 
-# The modules of owrt_vpn.commands, in the order `owrt-vpn --help` lists their
-# commands (typer lists the plain commands first, then the groups: keys, pki, user).
-ORDER = (
-    "build",
-    "doctor",
-    "bundle",
-    "flash",
-    "push",
-    "status",
-    "render",
-    "packages",
-    "init",
-    "check",
-    "verify",
-    "matrix",
-    "keys",
-    "pki",
-    "user",
-)
-
-
 def _register_commands() -> None:
     """Call ``register(app)`` of every ``owrt_vpn.commands`` module, in :data:`ORDER`.
 
@@ -185,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_FAILURE)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -208,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             json_mode,
         )
         sys.exit(EXIT_FAILURE)
+    if rc == EXIT_INTERRUPTED:
+        # Typer turns Ctrl-C into a silent exit status 130: say what happened.
+        sys.stderr.write("error: interrupted\n")
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

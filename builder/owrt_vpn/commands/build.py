@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,57 +25,94 @@ def register(app: typer.Typer) -> None:
 
 
 class _CliReporter:
-    """Stages with elapsed time on stderr, a rich progress bar for downloads."""
+    """Stages with elapsed time on stderr, one line each; a download's line counts its bytes.
+
+    On a terminal the download line is redrawn in place (at most ten times a
+    second, cut to the terminal's width) and ends when the download does, so
+    nothing redraws during extraction or ``make image``; with several
+    downloads at once, or not on a terminal (CI logs), only the stage lines.
+    """
 
     def __init__(self, st: State) -> None:
         self.st = st
         self.t0 = time.monotonic()
         self._lock = threading.Lock()
-        self._progress: Any = None
+        self._active = 0
+        self._open: str | None = None  # the text of the download line being redrawn
+
+    def _stamp(self) -> str:
+        return f"[{time.monotonic() - self.t0:6.1f}s]"
+
+    def _end_line(self) -> None:
+        """Finish a download line in progress (called with the lock held)."""
+        if self._open is not None:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._open = None
 
     def stage(self, router: str, message: str) -> None:
         with self._lock:
-            self.st.info(f"[{time.monotonic() - self.t0:6.1f}s] {router}: {message}")
+            self._end_line()
+            self.st.info(f"{self._stamp()} {router}: {message}")
 
     def progress(self, router: str, name: str) -> Callable[[int, int | None], None] | None:
         if self.st.quiet or self.st.json or not sys.stderr.isatty():
             return None
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TransferSpeedColumn,
-        )
+        import shutil
 
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        started = time.monotonic()
+        last = 0.0
         with self._lock:
-            if self._progress is None:
-                self._progress = Progress(
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    transient=True,
-                )
-                self._progress.start()
-            task = self._progress.add_task(f"{router}: {name[:48]}", total=None)
+            self._active += 1
 
         def update(done: int, total: int | None) -> None:
-            self._progress.update(task, completed=done, total=total)
+            nonlocal last
+            now = time.monotonic()
+            finished = total is not None and done >= total
+            if not finished and now - last < 0.1:
+                return
+            last = now
+            with self._lock:
+                if self._active > 1:
+                    # Several downloads at once: one line each is not possible.
+                    self._active -= 1 if finished else 0
+                    return
+                size = f"{_size(done, total)}/{_size(total)}" if total else _size(done)
+                pct = f" {100 * done // total:3d}%" if total else ""
+                rate = _size(int(done / max(now - started, 1e-3)))
+                # The name is on the stage line above ("downloading NAME").
+                text = f"{self._stamp()} {router}: downloaded {size}{pct} ({rate}/s)"
+                sys.stderr.write("\r" + text[:width] + "\x1b[K")
+                sys.stderr.flush()
+                self._open = text
+                if finished:
+                    self._end_line()
+                    self._active -= 1
 
         return update
 
     def output(self, router: str, line: str) -> None:
         if self.st.verbose and not self.st.json:
             with self._lock:
+                self._end_line()
                 sys.stderr.write(f"{router} | {line}\n")
 
     def warn(self, message: str) -> None:
         with self._lock:
+            self._end_line()
             self.st.warn(message)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        with self._lock:
+            self._end_line()
+
+
+def _size(n: int, unit_of: int | None = None) -> str:
+    """``n`` bytes in MiB or KiB (the unit ``unit_of`` would get, to read ``12.0/45.6 MiB``)."""
+    if (unit_of if unit_of is not None else n) >= 1 << 20:
+        return f"{n / (1 << 20):.1f}" + ("" if unit_of is not None else " MiB")
+    return f"{n / 1024:.0f}" + ("" if unit_of is not None else " KiB")
 
 
 def build(

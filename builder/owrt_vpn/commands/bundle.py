@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -17,7 +18,7 @@ def register(app: typer.Typer) -> None:
 def bundle(
     ctx: typer.Context,
     users: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
-        None, metavar="[USER]...", help="Only these users (default: all)."
+        None, metavar="USER", help="Only these users (default: all)."
     ),
     out: Path = typer.Option(  # noqa: B008
         Path("dist"), "--out", metavar="DIR", help="Dist root: writes DIR/<site>/clients/."
@@ -26,19 +27,24 @@ def bundle(
         None,
         "--password-file",
         metavar="PATH",
-        help="Write the bundles' passwords there (0600) instead of printing them.",
+        help="Write all the bundles' passwords there (0600) instead of printing them.",
+    ),
+    show_passwords: bool = typer.Option(
+        False, "--show-passwords", help="Print all the passwords again, not only new ones."
     ),
 ) -> None:
     """Write each user device's bundle: folder + zip with profiles, CA, certificate, README.
 
     Passwords (of the PKCS#12 files, EAP passwords) are never inside a bundle:
-    they are printed once (or written to --password-file) to be handed over
-    by another channel.
+    a new one is printed once on a terminal (or all are written to
+    --password-file), to be handed over by another channel; --show-passwords
+    prints them all again. --json never carries them.
     """
     from owrt_vpn.bundles import writer as bundles
     from owrt_vpn.errors import UsageError
     from owrt_vpn.fsutil import write_atomic
     from owrt_vpn.pki.authority import Pki
+    from owrt_vpn.ui.secrets import ShownSecrets
 
     st = state(ctx)
     site = st.load_site()
@@ -72,17 +78,41 @@ def bundle(
         for extra in d.beside:
             lines.append(f"    secret, not in the zip: {extra.name}")
     secrets = bundles.password_file_text(report).splitlines()[4:]
+    shown = ShownSecrets(pki.root)
+    new = [s for s in secrets if shown.is_new(s)]
     if password_file is not None:
         lines.append(f"passwords written to {password_file} (0600): hand them over separately")
-    elif secrets:
-        lines.append("passwords (shown once; give each by another channel than its bundle):")
+        shown.mark(secrets)
+    elif st.json or st.quiet:
+        pass  # never in --json; nothing is marked shown that was not
+    elif show_passwords:
+        lines.append("passwords (give each by another channel than its bundle):")
         lines += [f"  {line.replace(chr(9), '  ')}" for line in secrets]
+        shown.mark(secrets)
+    elif new and sys.stdout.isatty():
+        lines.append("new passwords (shown once; give each by another channel than its bundle):")
+        lines += [f"  {line.replace(chr(9), '  ')}" for line in new]
+        shown.mark(new)
+    elif new:
+        lines.append(
+            f"{len(new)} new password(s) not shown (not a terminal): "
+            "use --password-file FILE or --show-passwords"
+        )
+    before = len(secrets) - len(new)
+    if before and password_file is None and not show_passwords and not st.json:
+        lines.append(f"{before} password(s) shown before: --show-passwords repeats them")
+    json_devices = []
+    for d in report.devices:
+        doc = d.to_json()
+        doc.pop("p12_password", None)
+        doc.pop("eap_password", None)
+        json_devices.append(doc)
     st.emit(
         {
             "ok": True,
             "site": site.name,
             "clients": str(report.clients),
-            "devices": [d.to_json() for d in report.devices],
+            "devices": json_devices,
             "skipped": report.skipped,
             "removed": report.removed,
             "password_file": str(password_file) if password_file else None,

@@ -21,6 +21,12 @@ def check(ctx: typer.Context) -> None:
     warnings: list[str] = list(checks.site_warnings(site))
     for w in warnings:
         st.warn(w)
+    # The next step of the Quick start (README): a cheap look at the files,
+    # without opening the PKI (check must stay fast and needs no passphrase).
+    if not (site.pki_path / "ca.crt").is_file():
+        step = "`owrt-vpn pki init` (creates the CA and the certificates)"
+    else:
+        step = "`owrt-vpn build` (firmware and client bundles into dist/)"
     st.emit(
         {
             "ok": True,
@@ -30,5 +36,6 @@ def check(ctx: typer.Context) -> None:
             "users": [u.name for u in site.users],
             "warnings": warnings,
         },
-        f"{st.site_display}: ok ({len(site.routers)} router(s), {len(site.users)} user(s))",
+        f"{st.site_display}: ok ({len(site.routers)} router(s), {len(site.users)} user(s))"
+        f"\nnext: {step}",
     )

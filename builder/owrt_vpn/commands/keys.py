@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
+from owrt_vpn.ui.help import WorkflowGroup
 from owrt_vpn.ui.state import state
 
 keys_app = typer.Typer(
+    cls=WorkflowGroup,
     help="The usign keys that verify OpenWrt downloads (shipped + your own).",
     no_args_is_help=True,
 )

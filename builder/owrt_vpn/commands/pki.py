@@ -7,11 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
+from owrt_vpn.ui.help import WorkflowGroup
 from owrt_vpn.ui.pki_view import ensure_report
 from owrt_vpn.ui.state import state
 
 pki_app = typer.Typer(
-    help="The CA, the routers' and devices' certificates, the CRL.", no_args_is_help=True
+    cls=WorkflowGroup,
+    help="The CA, the routers' and devices' certificates, the CRL.",
+    no_args_is_help=True,
 )
 
 
@@ -40,7 +43,14 @@ def pki_init(
     existed = pki.exists
     if existed and insecure and pki.ca_encrypted:
         st.warn("--insecure-unencrypted-ca ignored: the CA exists and its key stays encrypted")
-    report = pki.init(site, encrypt=not (insecure and not existed))
+    from owrt_vpn.pki.store import MissingPassphrase
+
+    try:
+        report = pki.init(site, encrypt=not (insecure and not existed))
+    except MissingPassphrase as exc:
+        if not existed:
+            exc.hint = f"{exc.hint}; for a throwaway setup only, pass --insecure-unencrypted-ca"
+        raise
     if not pki.ca_encrypted:
         st.warn("the CA key is stored UNENCRYPTED: use this PKI for tests only")
     data = ensure_report(st, report)

@@ -8,16 +8,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from owrt_vpn.ui.help import WorkflowGroup
 from owrt_vpn.ui.pki_view import ensure_report
+from owrt_vpn.ui.secrets import show_new_eap_password
 from owrt_vpn.ui.state import state
 
 if TYPE_CHECKING:
+    from owrt_vpn.errors import ConfigError
     from owrt_vpn.pki.authority import Pki
     from owrt_vpn.site.model import Site
 
 
 user_app = typer.Typer(
-    help="VPN users: add, list, revoke, remove, set passwords.", no_args_is_help=True
+    cls=WorkflowGroup,
+    help="VPN users: add, list, revoke, remove, set passwords.",
+    no_args_is_help=True,
 )
 
 
@@ -39,21 +44,82 @@ def _read_password(flag: str) -> str:
 
 
 def _parse_devices(specs: list[str]) -> list[tuple[str, str]]:
-    from owrt_vpn.errors import ConfigError, Problem
+    """``NAME:PLATFORM`` arguments, checked here: one error per bad ``--device``, naming it."""
+    from owrt_vpn.errors import ConfigError, Problem, did_you_mean
+    from owrt_vpn.site.model import NAME_RE, PLATFORMS
 
     out = []
     problems = []
+    seen: set[str] = set()
     for spec in specs:
         name, sep, platform = spec.partition(":")
+        where = f"--device {spec}"
         if not sep or not name or not platform or ":" in platform:
+            problems.append(Problem(where, "", "not NAME:PLATFORM (e.g. phone:ios)"))
+        elif not NAME_RE.match(name):
             problems.append(
-                Problem("--device", "", f"{spec!r} is not NAME:PLATFORM (e.g. phone:ios)")
+                Problem(where, "", f"device name {name!r}: lowercase letters, digits, . _ - only")
             )
+        elif platform not in PLATFORMS:
+            problems.append(
+                Problem(
+                    where,
+                    "",
+                    f"platform {platform!r} is not one of: {', '.join(PLATFORMS)}"
+                    + did_you_mean(platform, PLATFORMS),
+                )
+            )
+        elif name in seen:
+            problems.append(Problem(where, "", f"device {name!r} is given twice"))
         else:
+            seen.add(name)
             out.append((name, platform))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, hint="see `owrt-vpn user add --help`")
     return out
+
+
+def _check_user_args(name: str, auth: str) -> None:
+    """The user's name and auth method, checked before the site file is touched."""
+    from owrt_vpn.errors import ConfigError, Problem, did_you_mean
+    from owrt_vpn.site.model import AUTH_METHODS, NAME_RE
+
+    problems = []
+    if not NAME_RE.match(name):
+        problems.append(
+            Problem("NAME", "", f"{name!r}: lowercase letters, digits, . _ - only (at most 63)")
+        )
+    if auth not in AUTH_METHODS:
+        problems.append(
+            Problem(
+                f"--auth {auth}",
+                "",
+                f"not one of: {', '.join(AUTH_METHODS)}" + did_you_mean(auth, AUTH_METHODS),
+            )
+        )
+    if problems:
+        raise ConfigError(problems, hint="see `owrt-vpn user add --help`")
+
+
+def _named_paths(exc: ConfigError, site_file: str, index: int, user: str) -> ConfigError:
+    """``exc`` with the new user's ``users[<index>]`` paths naming the user instead.
+
+    The index is where the edit appended the user: it means nothing to the
+    admin, whose file does not have it yet.
+    """
+    from owrt_vpn.errors import ConfigError, Problem
+
+    prefix = f"users[{index}]"
+    problems = [
+        Problem(p.file, f"users[{user}]" + p.path[len(prefix) :], p.message)
+        if p.path == prefix or p.path.startswith(prefix + ".") or p.path.startswith(prefix + "[")
+        else p
+        for p in exc.problems
+    ]
+    return ConfigError(
+        problems or exc.message,
+        hint=f"the user was not added: {site_file} is unchanged",
+    )
 
 
 def _write_site(site_path: Path, text: str) -> None:
@@ -66,14 +132,30 @@ def _write_site(site_path: Path, text: str) -> None:
 @user_app.command("add")
 def user_add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The user's name.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="The user's name (lowercase letters, digits, . _ -).",
+            show_default=False,
+        ),
+    ],
     auth: Annotated[
         str,
-        typer.Option("--auth", help="pubkey | eap-tls | eap-mschapv2 | pubkey+eap-mschapv2"),
+        typer.Option(
+            "--auth",
+            metavar="[pubkey|eap-tls|eap-mschapv2|pubkey+eap-mschapv2]",
+            help="How the user authenticates.",
+        ),
     ] = "pubkey",
     devices: Annotated[
         list[str] | None,
-        typer.Option("--device", metavar="NAME:PLATFORM", help="A device (repeatable)."),
+        typer.Option(
+            "--device",
+            metavar="NAME:PLATFORM",
+            help="A device (repeatable); PLATFORM: ios, macos, android, android-strongswan, "
+            "windows or linux. Example: --device phone:ios",
+        ),
     ] = None,
     routers: Annotated[
         list[str] | None,
@@ -92,8 +174,12 @@ def user_add(
 
     st = state(ctx)
     site = st.load_site()
+    _check_user_args(name, auth)
     if not devices:
-        raise UsageError("user add: at least one --device NAME:PLATFORM is needed")
+        raise UsageError(
+            "user add: at least one --device NAME:PLATFORM is needed",
+            hint="e.g. `owrt-vpn user add alice --device phone:ios`",
+        )
     specs = _parse_devices(devices)
     if any(u.name == name for u in site.users):
         i = [u.name for u in site.users].index(name)
@@ -102,7 +188,10 @@ def user_add(
         raise UsageError(f"user add: --password-stdin needs an EAP auth method, not {auth!r}")
     text = site.path.read_text(encoding="utf-8")
     new_text = siteedit.add_user(text, name=name, auth=auth, devices=specs, routers=routers)
-    new_site = parse_site(new_text, st.site, st.site_display)
+    try:
+        new_site = parse_site(new_text, st.site, st.site_display)
+    except ConfigError as exc:
+        raise _named_paths(exc, st.site_display, len(site.users), name) from None
     password = _read_password("--password-stdin") if password_stdin else None
     pki = Pki.open(new_site)
     if auth in CERT_AUTH:
@@ -111,14 +200,11 @@ def user_add(
     if password is not None:
         pki.set_eap_password(new_site, name, password)
     report = pki.ensure_user(new_site, name)
-    data = ensure_report(st, report, show_passwords=True)
+    data = ensure_report(st, report)  # never a password in --json
     data.update(ok=True, user=name, site_file=st.site_display)
     human = f"added {name} to {st.site_display}"
     if name in report.passwords:
-        human += (
-            f"\nEAP password for {name}: {report.passwords[name]}"
-            f"\n(stored in {pki.root / 'eap' / (name + '.password')})"
-        )
+        human += "\n" + show_new_eap_password(st.json, pki.root, name, report.passwords[name])
     st.emit(data, human)
 
 
@@ -233,19 +319,38 @@ def user_passwd(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the new password from stdin.")
     ] = False,
+    generate: Annotated[
+        bool,
+        typer.Option(
+            "--generate",
+            help="Generate the new password (needed outside a terminal, where it is not shown).",
+        ),
+    ] = False,
 ) -> None:
     """Set a new EAP password for a user (generated unless --password-stdin)."""
+    from owrt_vpn.errors import UsageError
     from owrt_vpn.pki.authority import Pki
 
     st = state(ctx)
     site = st.load_site()
-    site.user(name)
+    user = site.user(name)
+    if password_stdin and generate:
+        raise UsageError("user passwd: --password-stdin and --generate exclude each other")
+    from owrt_vpn.site.model import EAP_PASSWORD_AUTH
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if user.auth in EAP_PASSWORD_AUTH and not (password_stdin or generate or interactive):
+        # A script or a pipe: replacing a working password must be asked for.
+        raise UsageError(
+            "user passwd: not a terminal: say how the new password is made",
+            hint="pass --password-stdin (read it) or --generate (it is then not shown: "
+            "`owrt-vpn bundle --show-passwords` shows it)",
+        )
     password = _read_password("--password-stdin") if password_stdin else None
     pki = Pki.open(site)
     new = pki.set_eap_password(site, name, password)
-    data: dict[str, Any] = {"ok": True, "user": name}
-    human = f"set a new EAP password for {name}"
+    data: dict[str, Any] = {"ok": True, "user": name}  # never a password in --json
+    human = f"set a new EAP password for {name}; rebuild or push the routers to apply it"
     if password is None:
-        data["password"] = new
-        human += f": {new}"
-    st.emit(data, human + "; rebuild or push the routers to apply it")
+        human += "\n" + show_new_eap_password(st.json, pki.root, name, new)
+    st.emit(data, human)

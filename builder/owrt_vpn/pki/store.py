@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from owrt_vpn.errors import PkiError
+from owrt_vpn.errors import EXIT_USAGE, PkiError
 from owrt_vpn.fsutil import write_atomic
 
 if TYPE_CHECKING:
@@ -279,15 +279,21 @@ def passphrase(*, new: bool = False) -> bytes:
             raise PkiError("no CA passphrase given")
         return first.encode()
     if new:
-        raise PkiError(
+        raise MissingPassphrase(
             f"no CA passphrase: set {PASSPHRASE_ENV}",
-            hint="the CA key is stored encrypted with it; "
-            "for a throwaway setup pass --insecure-unencrypted-ca",
+            hint="the new CA key is stored encrypted with it; or run the command in a "
+            "terminal to be asked for it",
         )
-    raise PkiError(
+    raise MissingPassphrase(
         f"the CA key is encrypted: set {PASSPHRASE_ENV}",
         hint="or run the command in a terminal to be asked for it",
     )
+
+
+class MissingPassphrase(PkiError):
+    """No CA passphrase in the environment and no terminal to ask: a usage problem (exit 2)."""
+
+    exit_code = EXIT_USAGE
 
 
 INIT_HINT = "run `owrt-vpn pki init` first"

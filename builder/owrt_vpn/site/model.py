@@ -434,7 +434,7 @@ class Site:
 
 
 # --------------------------------------------------------------------------
-# identities (see README "Identities")
+# identities (see docs/identities-and-pki.md)
 
 
 def device_identity(site: Site | str, user: User | str, device: Device | str) -> str:

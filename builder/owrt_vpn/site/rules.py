@@ -157,6 +157,16 @@ def _validate(
         return _Parsed(index, model.model_validate(_tuples(data)), frozenset())
     except ValidationError as exc:
         errors = exc.errors()
+    # One mistake, one error: entries that are there but wrong make no
+    # "at least one entry is needed" besides their own errors.
+    wrong_items = {
+        e["loc"][0] for e in errors if len(e["loc"]) > 1 and isinstance(e["loc"][1], int)
+    }
+    errors = [
+        e
+        for e in errors
+        if not (e["type"] == "too_short" and e["loc"] and e["loc"][0] in wrong_items)
+    ]
     for err in errors:
         problems.append(Problem(file, _loc_path(prefix, err["loc"]), _message(err, model)))
     # Try again without the offending keys (stand-ins for required ones), so
