@@ -24,6 +24,7 @@ import typer
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError, UsageError
+from owrt_vpn.run import install_signal_handlers, signalled
 from owrt_vpn.ui.state import State
 
 GLOBAL_FLAGS = ("--json", "--verbose", "-v", "--quiet", "-q", "--debug")
@@ -170,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     raw = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in _front(raw)
     json_mode = "--json" in _front(raw)
+    # SIGINT/SIGTERM end the children's process groups (make runs in its own)
+    # and unwind as KeyboardInterrupt, so work trees and containers go too.
+    install_signal_handlers()
     try:
         args = hoist_global_options(raw)
         rc = app(args=args, prog_name="owrt-vpn", standalone_mode=False)
@@ -208,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             json_mode,
         )
         sys.exit(EXIT_FAILURE)
+    if rc == 130 and signalled() is not None:  # typer turns KeyboardInterrupt into 130
+        sys.stderr.write("error: interrupted\n")
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -317,12 +317,9 @@ def _make_and_collect(
         identity = session.identity
         if identity and opts.locked:
             ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"])
-        pinned = ctx.lock.routers.get(p.name) or {}
-        release_check.check_revision(
-            res, session.info().revision, pinned.get("revision") if opts.locked else None
-        )
         key = manifest_key(ctx.backend.name, identity or res.archive_sha256, res.device, wanted)
         remembered = manifests.get(key)
+        revision_checked = False
         while True:
             if remembered is None:
                 rep.stage(p.name, "resolving packages (make manifest)")
@@ -338,6 +335,13 @@ def _make_and_collect(
                 )
             if opts.locked:
                 ctx.lock.check_packages(p.name, predicted)
+            if not revision_checked:
+                # After make manifest (its errors come first), before make image.
+                pinned = ctx.lock.routers.get(p.name) or {}
+                release_check.check_revision(
+                    res, session.info().revision, pinned.get("revision") if opts.locked else None
+                )
+                revision_checked = True
             inp = inputs(p, opts)  # after the PKI was completed for this router
             info = build_info(
                 p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted
