@@ -86,7 +86,8 @@ class LocalSession:
         # How long make itself took: in the log, and (for `build --json` and
         # the benchmarks) in the result; never in build-info (reproducible).
         seconds = time.monotonic() - t0
-        self.timings[f"make_{args[0]}"] = seconds
+        if args[0] != "info":  # the build steps only (make info is a lookup)
+            self.timings[f"make_{args[0]}"] = seconds
         with self.request.log_path.open("a") as log:
             log.write(f"# owrt-vpn: make {args[0]}: status {status} after {seconds:.3f} s\n")
         return status, out
