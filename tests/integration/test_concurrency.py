@@ -104,6 +104,10 @@ def test_build_refuses_to_replace_a_missing_ca(
         "to start over" in r.stderr
     )
     assert not (site / "pki" / "ca.crt").exists()
+    r = cli("bundle", cwd=site, env=env)  # the sibling path that also made a CA
+    assert r.returncode == 3, r.stderr
+    assert "the CA is missing" in r.stderr
+    assert not (site / "pki" / "ca.crt").exists()
 
 
 def test_parallel_forced_builds_of_one_dist_root_serialise(

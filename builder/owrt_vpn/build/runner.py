@@ -34,7 +34,7 @@ from owrt_vpn.build.plan import (
     replace_router,
 )
 from owrt_vpn.build.state import BUILD_INFO, Lock
-from owrt_vpn.errors import BuildError, IntegrityError, OwrtVpnError
+from owrt_vpn.errors import BuildError, OwrtVpnError
 from owrt_vpn.fsutil import held_lock, read_json, sha256_file
 from owrt_vpn.repro import canonical_json, source_date_epoch
 from owrt_vpn.site.model import DEVICE_RE, Router, Site
@@ -129,6 +129,7 @@ def _build_all(
     from owrt_vpn.imagebuilder.cache import Cache
     from owrt_vpn.imagebuilder.keys import Keyring
     from owrt_vpn.pki.authority import Pki
+    from owrt_vpn.pki.policy import refuse_new_ca
 
     backend = get_backend(
         site.settings.backend,
@@ -156,14 +157,7 @@ def _build_all(
         # Like `owrt-vpn bundle`: a first build creates the CA (asks for its
         # passphrase unless OWRT_VPN_CA_PASSPHRASE is set). Only for a site
         # never built: a new CA would silently invalidate every device.
-        history = _site_history(pki.root, lock, options.out / site.name)
-        if history:
-            raise IntegrityError(
-                f"{pki.root / 'ca.crt'}: the CA is missing: restore it from your backup, "
-                "or `owrt-vpn pki init` to start over",
-                hint=f"this site was built or issued before ({history}); a new CA would "
-                "lock out every device",
-            )
+        refuse_new_ca(pki.root, lock.path, options.out / site.name)
         created = pki.init(site)
         rep.stage(site.name, f"created the CA in {pki.root} (keep it private, back it up)")
         if created.passwords:
@@ -198,18 +192,6 @@ def _build_all(
             done = list(pool.map(one, ready))
     for res in done:
         results[res.router] = res
-
-
-def _site_history(pki_root: Path, lock: Lock, dist: Path) -> str:
-    """What shows that a site was built or issued before (empty when nothing does)."""
-    if lock.path.exists():
-        return f"{lock.path.name} exists"
-    if any(dist.glob("routers/*/build-info.json")) or any(dist.glob("clients/*")):
-        return f"{dist} holds builds"
-    issued = [*pki_root.glob("servers/*.crt"), *pki_root.glob("clients/*/*.crt")]
-    if issued or (pki_root / "index.json").is_file():
-        return f"{pki_root} holds issued certificates"
-    return ""
 
 
 def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:

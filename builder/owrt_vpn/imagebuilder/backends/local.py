@@ -25,7 +25,7 @@ from owrt_vpn.imagebuilder.backends.base import (
     manifest_result,
     parse_info,
 )
-from owrt_vpn.imagebuilder.cache import GROUPS_FILE
+from owrt_vpn.imagebuilder.workdir import GROUPS_FILE
 from owrt_vpn.run import run, run_logged
 
 # (command, Debian/Ubuntu package, Fedora package). What the ImageBuilder's
