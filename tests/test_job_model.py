@@ -14,7 +14,7 @@ import pytest
 
 from owrt_vpn.routers import flash, push, status
 from owrt_vpn.routers.job import Job, JobReport, Stop, release_text, run_batch
-from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError
+from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError
 
 KINDS: list[tuple[type[JobReport], Any]] = [
     (flash.RouterReport, flash.Stage.UPLOADING),
@@ -62,6 +62,12 @@ def test_an_ssh_client_killed_by_ctrl_c_is_an_interruption_at_the_real_stage(
     assert r.message == f"interrupted while {stage}"
     assert r.hint == kind.AGAIN
     assert str(r.stage) == str(stage)
+
+    def openssh(job: Job) -> None:  # OpenSSH catches the signal and says so
+        job.stage(stage)
+        raise SshError("cannot reach root@192.0.2.1:22: Killed by signal 2.")
+
+    assert _run(kind, openssh).message == f"interrupted while {stage}"
 
 
 @pytest.mark.parametrize(("kind", "stage"), KINDS)

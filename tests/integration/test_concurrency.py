@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -58,6 +59,22 @@ def test_parallel_user_adds_lose_nothing(site: Path, cli: CliRunner, tmp_path: P
     issued = {p.name for p in (site / "pki" / "clients").iterdir()}
     assert issued == set(users) & issued  # nothing issued that the site file lacks
     assert cli("check", cwd=site).returncode == 0
+
+
+def test_user_add_with_the_pki_in_the_site_folder(
+    site: Path, cli: CliRunner, tmp_path: Path
+) -> None:
+    # pki_dir = ".": the site edit lock and the PKI lock are one folder's.
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    text = re.sub(r"(?m)^pki_dir = .*$", 'pki_dir = "."', (site / "owrt-vpn.toml").read_text())
+    assert 'pki_dir = "."' in text
+    (folder / "owrt-vpn.toml").write_text(text)
+    env = {"OWRT_VPN_CACHE": str(tmp_path / "cache")}
+    assert cli("pki", "init", cwd=folder, env=env).returncode == 0
+    r = cli("user", "add", "eve", "--device", "pc:linux", cwd=folder, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (folder / "clients" / "eve" / "pc.crt").is_file()
 
 
 def test_symlinked_site_file_is_edited_through_its_link(

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from owrt_vpn.errors import OwrtVpnError, RouterError
 from owrt_vpn.routers import batch
-from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError
+from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError
 from owrt_vpn.run import signalled
 
 UNKNOWN_RELEASE = "an unknown release"
@@ -107,8 +107,11 @@ class JobReport:
 
 
 def _killed_by_signal(exc: BaseException) -> bool:
-    """An SSH client that died of the Ctrl-C/SIGTERM that reached its process group."""
-    return isinstance(exc, RemoteCommandError) and exc.returncode < 0
+    """An SSH client that died of the Ctrl-C/SIGTERM that reached its process group
+    (killed outright: a negative status; or OpenSSH's own "Killed by signal N.")."""
+    if isinstance(exc, RemoteCommandError) and exc.returncode < 0:
+        return True
+    return isinstance(exc, SshError) and "Killed by signal" in exc.message
 
 
 class Job:
