@@ -167,3 +167,32 @@ def test_kill_9_during_make_next_build_ends_the_group_and_removes_the_work_tree(
     finally:
         if group_alive(pgid):
             os.killpg(pgid, signal.SIGKILL)
+
+
+def test_sigterm_during_the_download_then_the_next_build_succeeds(lab: Lab) -> None:
+    """The stage before make: owrt-vpn's own process downloads (no group to end)."""
+    path = lab.mirror.archive_path("24.10.2", "bcm53xx", "generic")
+    lab.mirror.server.slow(path, delay=5.0)
+    proc = subprocess.Popen(lab.argv(), cwd=lab.site, env=cli_env(lab.env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while lab.mirror.server.count(path) == 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the body
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert b"error: interrupted" in err
+    assert lab.work_trees() == []
+    assert not list((lab.cache / "archives").glob("*/*"))  # nothing unverified kept as done
+    assert readable_secrets(lab.cache, lab.site) == []
+    lab.mirror.server.clear_faults()
+    r = lab.build()
+    assert r.returncode == 0, r.stderr
