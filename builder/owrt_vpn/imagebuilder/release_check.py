@@ -10,8 +10,9 @@ signed directory under ``releases/24.10.2/``. So, besides the signature:
   branch: the branch);
 - its ``version_code`` is the ImageBuilder's own ``make info`` "Current
   Revision", and under ``--locked`` the lock's revision;
-- snapshots (``snapshot``) change every day: they need only agree with
-  themselves (profiles.json and ``make info``);
+- snapshots (``snapshot``, and branches like ``24.10-SNAPSHOT``) change
+  every day: they need only agree with themselves (profiles.json and
+  ``make info``), not with the lock's revision;
 - a series (``24.10.x``) is resolved from the *unsigned* ``.versions.json``:
   it may never resolve older than the release the lock recorded for that
   router in the same series.
@@ -22,7 +23,7 @@ Every refusal is an :class:`IntegrityError` (exit 3).
 from __future__ import annotations
 
 from owrt_vpn.errors import IntegrityError
-from owrt_vpn.imagebuilder.mirror import Resolved, join, version_key
+from owrt_vpn.imagebuilder.mirror import HOST_SUFFIX, Resolved, join, version_key
 
 _HINT = "the mirror serves another release's files under this name; use another --mirror"
 
@@ -30,6 +31,12 @@ _HINT = "the mirror serves another release's files under this name; use another 
 def is_snapshot(release: str) -> bool:
     """True for the daily snapshots (``snapshot``), which carry no version."""
     return release.lower() == "snapshot"
+
+
+def moves_daily(release: str) -> bool:
+    """Snapshots and release-branch snapshots (``24.10-SNAPSHOT``): rebuilt every day,
+    so a lock cannot pin their revision."""
+    return is_snapshot(release) or release.upper().endswith("-SNAPSHOT")
 
 
 def check_release(res: Resolved) -> None:
@@ -43,7 +50,9 @@ def check_release(res: Resolved) -> None:
                 hint=_HINT,
             )
         return
-    if not res.archive_name.startswith(f"openwrt-imagebuilder-{res.release}-"):
+    # The whole name, not a prefix: "24.10.2-" also starts "24.10.2-rc1-...".
+    stem = f"openwrt-imagebuilder-{res.release}-{res.target}-{res.subtarget}.{HOST_SUFFIX}.tar."
+    if res.archive_name not in (stem + "zst", stem + "xz"):
         raise IntegrityError(
             f"{where}: the signed ImageBuilder is {res.archive_name}, not one of {res.release}",
             hint=_HINT,
@@ -66,7 +75,7 @@ def check_revision(res: Resolved, make_revision: str, locked_revision: str | Non
             f"says {make_revision!r}",
             hint=_HINT,
         )
-    if locked_revision and not is_snapshot(res.release) and code != locked_revision:
+    if locked_revision and not moves_daily(res.release) and code != locked_revision:
         raise IntegrityError(
             f"{where}: --locked: revision {code!r}, the lock pins {locked_revision!r}",
             hint="build without --locked to accept it and update the lock",
