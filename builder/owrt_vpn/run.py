@@ -182,6 +182,9 @@ def run_logged(
     (a build backend) turns the output into a specific error.
     """
     args = [os.fspath(a) for a in argv]
+    if _signalled:
+        # Another thread of an interrupted run: start nothing new.
+        raise OwrtVpnError(f"{args[0]}: not started: interrupted")
     log.debug("+ %s", " ".join(args))
     lines: list[str] = []
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -63,6 +63,7 @@ from owrt_vpn.imagebuilder.backends.engine import (
     read_file,
     sdk,
     short,
+    signal_state,
     step_timeout,
 )
 
@@ -275,6 +276,8 @@ class DockerSession:
     def _make(self, args: list[str], step: str, files: Path | None = None) -> tuple[int, str]:
         """Run ``make ARGS`` in a fresh container; (status, output). BIN_DIR lands in bin_dir."""
         docker = sdk()
+        if signal_state["count"]:
+            raise KeyboardInterrupt  # an interrupted run starts no new container
         argv = ["make", "--no-print-directory", *args]
         container = self._create(argv, step)
         try:
