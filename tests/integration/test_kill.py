@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import sitefile
 from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
 from owrtcli import CliRunner, cli_env, owrt_argv
 
@@ -28,12 +29,18 @@ pytestmark = pytest.mark.integration
 
 WRAPPER = """#!/bin/sh
 if [ -e {flag} ]; then
-    cut -d' ' -f5 /proc/$$/stat > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}
+    cut -d' ' -f5 /proc/$$/stat >> {pidfile}
     echo "slow make: waiting"
     sleep 300
 fi
 exec {make} "$@"
 """
+
+
+SECOND_ROUTER = sitefile.router(
+    "gw2", server_id="vpn2.example.org", subtarget="generic", device="tenda_ac9",
+    lan=["192.168.2.0/24"], pool="10.10.20.0/24",
+)  # fmt: skip
 
 
 class Lab:
@@ -61,22 +68,24 @@ class Lab:
         return owrt_argv("build", "--mirror", self.mirror.url, "--trust-key",
                          str(self.mirror.key.public), "--no-bundles")  # fmt: skip
 
-    def start_slow(self) -> tuple[subprocess.Popen[bytes], int]:
-        """A build stopped in make manifest; (the owrt-vpn process, make's group id)."""
+    def start_slow(self, jobs: int = 1) -> tuple[subprocess.Popen[bytes], list[int]]:
+        """A build stopped in make manifest of ``jobs`` routers at once;
+        (the owrt-vpn process, make's group ids)."""
         self.flag.touch()
-        proc = subprocess.Popen(self.argv(), cwd=self.site, env=cli_env(self.env),
+        argv = [*self.argv(), "--jobs", str(jobs)]
+        proc = subprocess.Popen(argv, cwd=self.site, env=cli_env(self.env),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         deadline = time.monotonic() + 120
-        while not self.pidfile.exists():
+        while not self.pidfile.exists() or len(self.pidfile.read_text().split()) < jobs:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
         self.flag.unlink()
-        pgid = int(self.pidfile.read_text())
-        if pgid == os.getpgrp():  # make did not get its own group: never signal ours
+        pgids = [int(x) for x in self.pidfile.read_text().split()]
+        if os.getpgrp() in pgids:  # make did not get its own group: never signal ours
             proc.kill()
             pytest.fail("make runs in the caller's process group (no setsid)")
-        return proc, pgid
+        return proc, pgids
 
     def work_trees(self) -> list[Path]:
         work = self.cache / "work"
@@ -124,12 +133,21 @@ def readable_secrets(*roots: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_make_ends_its_group_and_removes_the_work_tree(lab: Lab, signum: int) -> None:
-    proc, pgid = lab.start_slow()
+@pytest.mark.parametrize(
+    ("signum", "jobs"), [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGTERM, 2)]
+)
+def test_signal_during_make_ends_its_group_and_removes_the_work_tree(
+    lab: Lab, signum: int, jobs: int
+) -> None:
+    if jobs == 2:  # two routers built at once: make runs in worker threads
+        site_file = lab.site / "owrt-vpn.toml"
+        head, users = site_file.read_text().split("[[users]]", 1)
+        site_file.write_text(head + SECOND_ROUTER + "\n[[users]]" + users)
+    proc, pgids = lab.start_slow(jobs)
     try:
         trees = lab.work_trees()
-        assert len(trees) == 1 and stat.S_IMODE(trees[0].stat().st_mode) == 0o700
+        assert len(trees) == jobs
+        assert all(stat.S_IMODE(t.stat().st_mode) == 0o700 for t in trees)
         assert readable_secrets(lab.cache, lab.site) == []
         t0 = time.monotonic()
         proc.send_signal(signum)
@@ -141,7 +159,7 @@ def test_signal_during_make_ends_its_group_and_removes_the_work_tree(lab: Lab, s
             proc.wait()
     assert proc.returncode == 130, err
     assert b"error: interrupted" in err
-    assert not group_alive(pgid)  # no orphan writing into the cache
+    assert not any(group_alive(g) for g in pgids)  # no orphan writing into the cache
     assert lab.work_trees() == []
     assert readable_secrets(lab.cache, lab.site) == []
     r = lab.build()
@@ -151,7 +169,7 @@ def test_signal_during_make_ends_its_group_and_removes_the_work_tree(lab: Lab, s
 def test_kill_9_during_make_next_build_ends_the_group_and_removes_the_work_tree(
     lab: Lab,
 ) -> None:
-    proc, pgid = lab.start_slow()
+    proc, (pgid,) = lab.start_slow()
     proc.kill()
     proc.wait()
     try:
