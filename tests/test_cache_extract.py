@@ -127,6 +127,20 @@ BAD: dict[str, list[tuple[str, str, object]]] = {
     "char device": [("chr", "null", None)],
     "fifo": [("fifo", "pipe", None)],
     "file replaces dir": [("dir", "a", None), ("file", "a", b"x")],
+    # a/b -> "." makes "a/b/../.." the tree's parent, though the text says ".";
+    # writing below e/ once made empty directories there before the check.
+    "relative link chain": [
+        ("dir", "a", None),
+        ("sym", "a/b", "."),
+        ("sym", "e", "a/b/../.."),
+        ("file", "e/made-outside/f", b"x"),
+    ],
+    "dir through link chain": [
+        ("dir", "a", None),
+        ("sym", "a/b", "."),
+        ("sym", "a/c", "b/../.."),
+        ("dir", "a/c/made-outside", None),
+    ],
 }
 
 
@@ -138,6 +152,53 @@ def test_malicious_archive_is_refused(tmp_path: Path, dest: Path, case: str) -> 
     assert exc.value.exit_code == EXIT_INTEGRITY
     assert outside_files(tmp_path, dest) == []
     assert not Path("/tmp/owrt-vpn-evil").exists()
+
+
+class _Zeros(io.RawIOBase):
+    """``n`` zero bytes, read as a stream (the bomb is never in memory)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        k = min(len(b), self.n)
+        b[:k] = bytes(k)
+        self.n -= k
+        return k
+
+
+def test_decompression_bomb_is_refused_before_its_data_is_written(
+    tmp_path: Path, dest: Path
+) -> None:
+    # About 32 KB of .tar.zst holding a 1 GiB member: refused from the header.
+    archive = tmp_path / "bomb.tar.zst"
+    with archive.open("wb") as f:
+        writer = zstandard.ZstdCompressor(level=1).stream_writer(f)
+        with tarfile.open(fileobj=writer, mode="w|") as tf:
+            ti = tarfile.TarInfo("ib/zeros")
+            ti.size = 1 << 30
+            tf.addfile(ti, _Zeros(1 << 30))
+        writer.flush(zstandard.FLUSH_FRAME)
+    assert archive.stat().st_size < 100_000
+    with pytest.raises(UnsafeArchiveError, match=r"extracts to more than 256 MiB .*zeros"):
+        safe_extract(archive, dest)
+    assert not (dest / "ib" / "zeros").exists()
+
+
+def test_member_count_and_total_size_caps(tmp_path: Path, dest: Path) -> None:
+    many = [("file", f"f{i}", b"x" * 100) for i in range(50)]
+    archive = make_tar(tmp_path / "many.tar.zst", many)
+    with pytest.raises(UnsafeArchiveError, match="more than 20 members"):
+        safe_extract(archive, dest, max_members=20)
+    assert len(list(dest.iterdir())) <= 20
+    with pytest.raises(UnsafeArchiveError, match="extracts to more than"):
+        safe_extract(archive, tmp_path / "root", max_bytes=1000)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert safe_extract(archive, fresh, max_members=50, max_bytes=5000).members == 50
 
 
 def test_links_to_absolute_paths_are_skipped_not_created(tmp_path: Path, dest: Path) -> None:

@@ -24,6 +24,7 @@ import typer
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import EXIT_FAILURE, EXIT_USAGE, OwrtVpnError, UsageError
+from owrt_vpn.run import install_signal_handlers
 from owrt_vpn.ui.help import workflow_group
 from owrt_vpn.ui.state import State
 
@@ -176,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     raw = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in _front(raw)
     json_mode = "--json" in _front(raw)
+    # SIGINT/SIGTERM end the children's process groups (make runs in its own)
+    # and unwind as KeyboardInterrupt, so work trees and containers go too.
+    install_signal_handlers()
     try:
         args = hoist_global_options(raw)
         rc = app(args=args, prog_name="owrt-vpn", standalone_mode=False)

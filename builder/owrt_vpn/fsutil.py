@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,46 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+# Locks this process holds, per thread: (device, inode, thread id) -> depth.
+# A thread that already holds a lock gets it again at once (the site folder
+# and the PKI directory can be one folder: `pki_dir = "."`), where a second
+# flock on a new descriptor would wait for itself forever.
+_held: dict[tuple[int, int, int], int] = {}
+
+
+@contextlib.contextmanager
+def held_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (a directory, or a lock file made if missing).
+
+    When another process (or thread) holds it, ``on_wait()`` is called once
+    (to say so) before waiting. The lock goes with the process: a killed
+    holder never leaves a stale lock behind. Re-entrant within one thread.
+    """
+    if path.is_dir():
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino, threading.get_ident())
+    try:
+        if key in _held:
+            _held[key] += 1
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            _held[key] = 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+            if not _held[key]:
+                del _held[key]
+    finally:
+        os.close(fd)  # the outermost close releases the lock

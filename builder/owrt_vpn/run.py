@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 
 from owrt_vpn.errors import CommandError, OwrtVpnError
 
@@ -84,6 +89,76 @@ def run(
     return proc
 
 
+# Process groups of long-running children (make) started by run_logged: each
+# runs in its own session (setsid), so a terminal's Ctrl-C no longer reaches
+# it and neither does a SIGTERM to owrt-vpn alone. The signal handler below
+# ends every group, in whichever thread it was started.
+_groups: set[int] = set()
+_groups_lock = threading.Lock()
+GRACE = 3.0  # seconds between SIGTERM and SIGKILL to a group
+
+
+def end_group(
+    pgid: int, grace: float = GRACE, child: subprocess.Popen[bytes] | None = None
+) -> None:
+    """SIGTERM the process group ``pgid``, SIGKILL what is left after ``grace`` s.
+
+    ``child``: our own child leading the group, reaped while waiting (a
+    zombie leader would keep the group "alive" for the whole grace time).
+    """
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if child is not None:
+            child.poll()
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def end_all_groups() -> None:
+    """End every process group :func:`run_logged` started and that still runs."""
+    with _groups_lock:
+        groups = sorted(_groups)
+    for pgid in groups:
+        end_group(pgid)
+
+
+_signalled: list[int] = []
+
+
+def signalled() -> int | None:
+    """The first SIGINT/SIGTERM this process received (None: none)."""
+    return _signalled[0] if _signalled else None
+
+
+def install_signal_handlers() -> None:
+    """SIGINT/SIGTERM: end the children's process groups, then raise KeyboardInterrupt
+    in the main thread (so ``finally`` blocks remove work trees and containers).
+
+    Only the main thread may set handlers; the CLI calls this once at start.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(num: int, frame: FrameType | None) -> None:
+        _signalled.append(num)
+        # End the groups from a thread: the handler must return quickly, and a
+        # worker thread blocked on make's output then sees it end.
+        threading.Thread(target=end_all_groups, name="end-groups", daemon=True).start()
+        raise KeyboardInterrupt(f"signal {num}")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
 def run_logged(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -92,16 +167,24 @@ def run_logged(
     env: Mapping[str, str] | None = None,
     echo: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    group_file: Path | None = None,
 ) -> tuple[int, str]:
     """Run ``argv`` with stdout+stderr appended to ``log_path`` (and each line
     to ``echo``, e.g. the terminal under --verbose); return (status, output).
 
+    The child runs in its own process group (a new session); on a timeout,
+    an exception here (KeyboardInterrupt) or a signal to owrt-vpn the whole
+    group is ended, not only the first process. ``group_file`` gets the
+    group's id appended, so that a later run can end the group of an
+    owrt-vpn that was killed with SIGKILL (see ``Cache.work_dir``).
+
     Unlike :func:`run` it never raises on a failure status: the caller
     (a build backend) turns the output into a specific error.
     """
-    import time
-
     args = [os.fspath(a) for a in argv]
+    if _signalled:
+        # Another thread of an interrupted run: start nothing new.
+        raise OwrtVpnError(f"{args[0]}: not started: interrupted")
     log.debug("+ %s", " ".join(args))
     lines: list[str] = []
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -113,12 +196,38 @@ def run_logged(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise OwrtVpnError(
             f"{args[0]}: command not found",
             hint="run `owrt-vpn doctor` to see which host tools are missing",
         ) from exc
+    with _groups_lock:
+        _groups.add(proc.pid)
+    try:
+        if group_file is not None:
+            with group_file.open("a") as fh:
+                fh.write(f"{proc.pid}\n")
+        return _follow(proc, args, log_path, cwd, echo, lines, deadline, timeout)
+    finally:
+        # Whatever happened (done, timeout, interrupt): nothing of the group
+        # may outlive this call.
+        end_group(proc.pid, grace=GRACE, child=proc)
+        with _groups_lock:
+            _groups.discard(proc.pid)
+
+
+def _follow(
+    proc: subprocess.Popen[bytes],
+    args: list[str],
+    log_path: Path,
+    cwd: Path | None,
+    echo: Callable[[str], None] | None,
+    lines: list[str],
+    deadline: float | None,
+    timeout: float | None,
+) -> tuple[int, str]:
     assert proc.stdout is not None
     with log_path.open("ab") as out, proc:
         where = f"(in {cwd}) " if cwd is not None else ""
@@ -130,7 +239,7 @@ def run_logged(
             if echo is not None:
                 echo(line)
             if deadline is not None and time.monotonic() > deadline:
-                proc.kill()
+                end_group(proc.pid, child=proc)
                 raise OwrtVpnError(f"{args[0]} timed out after {timeout:g} s")
         status = proc.wait()
     return status, "\n".join(lines)

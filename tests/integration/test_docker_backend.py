@@ -375,6 +375,28 @@ def test_interrupted_build_leaves_no_container(lab: Lab, signum: int, jobs: int)
     assert not lab.routers().exists()
 
 
+def test_kill_9_leaves_a_container_the_next_build_removes(lab: Lab) -> None:
+    argv = [sys.executable, "-m", "owrt_vpn", "build", "--mirror", lab.mirror.url,
+            "--trust-key", str(lab.mirror.key.public), "--backend", "docker",
+            "--container-image", f"{TEST_REPO}/slow", "--no-bundles"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=lab.site, env=cli_env(lab.env), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        _wait_for_running(lab.engine, 1, proc)
+        # The work tree (rendered overlay: the router's key) is 0700 from its creation.
+        trees = [p for p in (lab.site.parent / "cache" / "work").iterdir() if p.is_dir()]
+        assert [stat.S_IMODE(t.stat().st_mode) for t in trees] == [0o700]
+    finally:
+        proc.kill()
+        proc.communicate()
+    # No watchdog, no finally ran: the container is still there, running make.
+    assert [c["State"] for c in lab.engine.leftovers()] == ["running"]
+    r = lab.build("--backend", "docker", "--no-bundles")
+    assert r.returncode == 0, r.stderr
+    assert lab.engine.leftovers() == []  # the orphan was found by its owner label and removed
+    assert not [p for p in (lab.site.parent / "cache" / "work").iterdir() if p.is_dir()]
+
+
 def test_time_limit_kills_the_container(lab: Lab) -> None:
     lab.env["OWRT_VPN_CONTAINER_TIMEOUT"] = "2"
     t0 = time.monotonic()

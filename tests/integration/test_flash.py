@@ -499,3 +499,46 @@ def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
     rep = by_name(json.loads(out))["lost"]
     assert rep["status"] == "failed"
     assert rep["message"].startswith("interrupted while waiting for reboot")
+
+
+def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
+    lab: SshLab, fleet: Fleet
+) -> None:
+    """A terminal's Ctrl-C (SIGINT to the whole process group, ssh clients included)
+    while the router checks the uploaded image: reported as interrupted at that
+    stage, not as a router-side failure; the image leaves the router's RAM."""
+    r = lab.add_router(RouterSpec("gw"))
+    fleet.write_site([r])
+    (fleet.dir / "known_hosts").write_text(lab.known_hosts())
+    shim = r.state / "shims" / "sha256sum"
+    shim.write_text(
+        '#!/bin/sh\ntouch /srv/sha256sum-started\nsleep 60\nexec /usr/bin/sha256sum "$@"\n'
+    )
+    shim.chmod(0o755)
+    argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "--json", "flash"]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "60"], cwd=fleet.dir,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (r.state / "sha256sum-started").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        uploaded = [p.name for p in (r.state / "tmp").iterdir() if p.name.startswith("openwrt-")]
+        assert uploaded  # the router's /tmp holds the image now
+        os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C on a terminal
+        out, _err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rep = by_name(json.loads(out))["gw"]
+    assert rep["status"] == "failed", rep
+    assert rep["stage"] == "verifying upload"
+    assert rep["message"] == "interrupted while verifying upload"
+    assert "sha256sum" not in rep["message"] and "status" not in rep["message"]
+    assert [s["stage"] for s in rep["stages"]][-2:] == ["uploading", "verifying upload"]
+    assert sysupgrades(r) == []
+    assert rep["image"] in uploaded
+    assert not (r.state / "tmp" / rep["image"]).exists()  # removed from the router's RAM

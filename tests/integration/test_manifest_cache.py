@@ -44,7 +44,8 @@ def test_rebuild_reuses_the_confirmed_manifest_and_recovers_from_a_stale_one(
     assert set(first["timings"]) == {"make_manifest", "make_image"}
     assert all(v > 0 for v in first["timings"].values())
     text = log.read_text()
-    assert MAKE_LINE.findall(text) == ["manifest", "image"]
+    # make info: the revision the build checks against profiles.json (release_check)
+    assert MAKE_LINE.findall(text) == ["manifest", "info", "image"]
     assert re.search(r"^# owrt-vpn: make image: status 0 after \d+\.\d{3} s$", text, re.M)
     info = json.loads(info_path.read_text())
     entries = list((cache / "manifests").glob("*.json"))
@@ -56,7 +57,7 @@ def test_rebuild_reuses_the_confirmed_manifest_and_recovers_from_a_stale_one(
     site_file.write_text(site_file.read_text().replace('name = "laptop"', 'name = "desktop"'))
     second = json.loads(_build(cli, site, env, served_mirror, "--json").stdout)["routers"][0]
     assert second["status"] == "built" and set(second["timings"]) == {"make_image"}
-    assert MAKE_LINE.findall(log.read_text()) == ["image"]
+    assert MAKE_LINE.findall(log.read_text()) == ["info", "image"]
     again = json.loads(info_path.read_text())
     assert again["packages"] == info["packages"]
     assert again["input_key"] != info["input_key"]
@@ -69,7 +70,7 @@ def test_rebuild_reuses_the_confirmed_manifest_and_recovers_from_a_stale_one(
     entries[0].write_text(json.dumps(stale))
     proc = _build(cli, site, env, served_mirror, "--force")
     assert "package versions changed since the last build: building again" in proc.stderr
-    assert MAKE_LINE.findall(log.read_text()) == ["image", "manifest", "image"]
+    assert MAKE_LINE.findall(log.read_text()) == ["info", "image", "manifest", "image"]
     fixed = json.loads(info_path.read_text())
     assert fixed["packages"]["installed"] == info["packages"]["installed"]
     assert json.loads(entries[0].read_text())["packages"] == info["packages"]["installed"]

@@ -89,6 +89,26 @@ def test_status_reports_firmware_build_and_connected_user(
     assert "connected: alice/laptop [alice+laptop@stat]" in text.stdout
     assert "running it: NO" in text.stdout
 
+    # charon runs but `swanctl --list-sas` fails: reported, not "0 connected"
+    real = gw.ssh("command -v swanctl").stdout.decode().strip()
+    shim = gw.state / "shims/swanctl"
+    shim.write_text(
+        '#!/bin/sh\ncase "$*" in *--list-sas*) '
+        "echo 'vici: read timed out' >&2; exit 7 ;; esac\n"
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(0o755)
+    try:
+        proc, data = site.cli("status", "--router", "gw")
+    finally:
+        shim.unlink()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    r = by_name(data)["gw"]
+    assert r["status"] == "failed"
+    assert r["message"] == (
+        "`swanctl --list-sas --pretty` failed on the router (status 7): vici: read timed out"
+    )
+
 
 # --------------------------------------------------------------------------
 # doctor

@@ -13,6 +13,8 @@ place. The lock (``owrt-vpn.lock``) is updated at the end, or checked with
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from owrt_vpn.build.plan import (
 )
 from owrt_vpn.build.state import BUILD_INFO, Lock
 from owrt_vpn.errors import BuildError, OwrtVpnError
-from owrt_vpn.fsutil import read_json, sha256_file
+from owrt_vpn.fsutil import held_lock, read_json, sha256_file
 from owrt_vpn.repro import canonical_json, source_date_epoch
 from owrt_vpn.site.model import DEVICE_RE, Router, Site
 
@@ -63,6 +65,26 @@ def build(
         settings = site.settings.model_copy(update={"backend": options.backend})
         site = dataclasses.replace(site, settings=settings)
     plans = plan(site, options)
+    dist = options.out / site.name
+    # One build of a dist root at a time (PKI, dist/ and the lock file are
+    # shared): a second build waits and says so, then finds the first's work.
+    with held_lock(
+        dist_lock_path(dist), lambda: rep.stage(site.name, f"waiting for another build of {dist}")
+    ):
+        return _build_locked(site, plans, options, rep)
+
+
+def dist_lock_path(dist: Path) -> Path:
+    """The lock file (in the cache, never in the site folder) of one dist root."""
+    from owrt_vpn.imagebuilder.cache import cache_root
+
+    key = hashlib.sha256(os.path.realpath(dist).encode()).hexdigest()[:32]
+    return cache_root() / "locks" / f"dist-{key}.lock"
+
+
+def _build_locked(
+    site: Site, plans: list[RouterPlan], options: BuildOptions, rep: Reporter
+) -> list[RouterResult]:
     lock = Lock.load(site.path)
     results: dict[str, RouterResult] = {}
     todo: list[tuple[RouterPlan, dict[str, Any], str]] = []
@@ -107,6 +129,7 @@ def _build_all(
     from owrt_vpn.imagebuilder.cache import Cache
     from owrt_vpn.imagebuilder.keys import Keyring
     from owrt_vpn.pki.authority import Pki
+    from owrt_vpn.pki.policy import refuse_new_ca
 
     backend = get_backend(
         site.settings.backend,
@@ -132,7 +155,9 @@ def _build_all(
     pki = Pki.open(site)
     if not pki.exists:
         # Like `owrt-vpn bundle`: a first build creates the CA (asks for its
-        # passphrase unless OWRT_VPN_CA_PASSPHRASE is set).
+        # passphrase unless OWRT_VPN_CA_PASSPHRASE is set). Only for a site
+        # never built: a new CA would silently invalidate every device.
+        refuse_new_ca(pki.root, lock.path, options.out / site.name)
         created = pki.init(site)
         rep.stage(site.name, f"created the CA in {pki.root} (keep it private, back it up)")
         if created.passwords:
@@ -170,7 +195,7 @@ def _build_all(
 
 
 def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
-    from owrt_vpn.imagebuilder import mirror
+    from owrt_vpn.imagebuilder import mirror, release_check
     from owrt_vpn.imagebuilder.cache import Transport
 
     rep, opts = ctx.reporter, ctx.options
@@ -184,6 +209,16 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
         rep.stage(
             p.name, f"sha256sums signed by key {res.signature.key_id} ({res.signature.key_comment})"
         )
+    # A signature proves the files are OpenWrt's, not that they are this
+    # release: refuse another release's files served under its name.
+    source = release_check.series_source(p.release, res.release, opts.mirror)
+    if source:
+        rep.stage(p.name, source)
+    pinned = ctx.lock.routers.get(p.name) or {}
+    release_check.check_not_older(
+        p.name, p.release, res.release, pinned.get("release"), opts.mirror
+    )
+    release_check.check_release(res)
     uses_archive = ctx.backend.uses_archive
     if opts.locked and uses_archive:
         ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name)
@@ -218,6 +253,7 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
 def _make_and_collect(
     ctx: _Context, p: RouterPlan, site: Site, router: Router, res: Resolved, tree: Path, work: Path
 ) -> RouterResult:
+    from owrt_vpn.imagebuilder import release_check
     from owrt_vpn.imagebuilder.backends.base import BuildRequest
     from owrt_vpn.imagebuilder.manifests import ManifestCache, manifest_key
     from owrt_vpn.render import overlay, packages
@@ -265,6 +301,7 @@ def _make_and_collect(
             ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"])
         key = manifest_key(ctx.backend.name, identity or res.archive_sha256, res.device, wanted)
         remembered = manifests.get(key)
+        revision_checked = False
         while True:
             if remembered is None:
                 rep.stage(p.name, "resolving packages (make manifest)")
@@ -280,6 +317,13 @@ def _make_and_collect(
                 )
             if opts.locked:
                 ctx.lock.check_packages(p.name, predicted)
+            if not revision_checked:
+                # After make manifest (its errors come first), before make image.
+                pinned = ctx.lock.routers.get(p.name) or {}
+                release_check.check_revision(
+                    res, session.info().revision, pinned.get("revision") if opts.locked else None
+                )
+                revision_checked = True
             inp = inputs(p, opts)  # after the PKI was completed for this router
             info = build_info(
                 p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted

@@ -109,6 +109,7 @@ class Lock:
         ib = info.get("imagebuilder", {})
         return {
             "release": info.get("release", {}).get("version"),
+            "revision": info.get("release", {}).get("revision"),
             "target": f"{info.get('target')}/{info.get('subtarget')}",
             "device": info.get("device", {}).get("profile"),
             "imagebuilder": {"name": ib.get("name"), "sha256": ib.get("sha256")},

@@ -57,6 +57,11 @@ def bundle(
                 hint="the passwords must travel separately: pick a path outside --out",
             )
     pki = Pki.open(site)
+    if not pki.exists:
+        from owrt_vpn.build.state import LOCK_NAME
+        from owrt_vpn.pki.policy import refuse_new_ca
+
+        refuse_new_ca(pki.root, site.base_dir / LOCK_NAME, out / site.name)
     ensured = pki.ensure(site) if pki.exists else pki.init(site)
     for item in ensured.issued:
         st.info(f"issued {item}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,7 +11,7 @@ import typer
 from owrt_vpn.ui.help import WorkflowGroup
 from owrt_vpn.ui.pki_view import ensure_report
 from owrt_vpn.ui.secrets import show_new_eap_password
-from owrt_vpn.ui.state import state
+from owrt_vpn.ui.state import State, state
 
 if TYPE_CHECKING:
     from owrt_vpn.errors import ConfigError
@@ -122,11 +122,8 @@ def _named_paths(exc: ConfigError, site_file: str, index: int, user: str) -> Con
     )
 
 
-def _write_site(site_path: Path, text: str) -> None:
-    from owrt_vpn.fsutil import write_atomic
-
-    mode = site_path.stat().st_mode & 0o777 if site_path.exists() else 0o644
-    write_atomic(site_path, text, mode)
+def _waiting(st: State) -> Callable[[], None]:
+    return lambda: st.info(f"waiting for another edit of {st.site_display}")
 
 
 @user_app.command("add")
@@ -166,14 +163,13 @@ def user_add(
     ] = False,
 ) -> None:
     """Add a user to the site file (comments kept) and issue their certificates/password."""
-    from owrt_vpn.errors import ConfigError, Problem, UsageError
+    from owrt_vpn.errors import ConfigError, UsageError
     from owrt_vpn.pki.authority import Pki
     from owrt_vpn.site import edit as siteedit
     from owrt_vpn.site.load import parse_site
     from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH
 
     st = state(ctx)
-    site = st.load_site()
     _check_user_args(name, auth)
     if not devices:
         raise UsageError(
@@ -181,25 +177,26 @@ def user_add(
             hint="e.g. `owrt-vpn user add alice --device phone:ios`",
         )
     specs = _parse_devices(devices)
-    if any(u.name == name for u in site.users):
-        i = [u.name for u in site.users].index(name)
-        raise ConfigError([Problem(site.path.name, f"users[{i}].name", f"user {name!r} exists")])
     if password_stdin and auth not in EAP_PASSWORD_AUTH:
         raise UsageError(f"user add: --password-stdin needs an EAP auth method, not {auth!r}")
-    text = site.path.read_text(encoding="utf-8")
-    new_text = siteedit.add_user(text, name=name, auth=auth, devices=specs, routers=routers)
-    try:
-        new_site = parse_site(new_text, st.site, st.site_display)
-    except ConfigError as exc:
-        raise _named_paths(exc, st.site_display, len(site.users), name) from None
     password = _read_password("--password-stdin") if password_stdin else None
-    pki = Pki.open(new_site)
-    if auth in CERT_AUTH:
-        pki.unlock()  # no passphrase, no CA: fail before the site file changes
-    _write_site(st.site, new_text)
-    if password is not None:
-        pki.set_eap_password(new_site, name, password)
-    report = pki.ensure_user(new_site, name)
+    # Read, check, write and issue under the site file's edit lock: parallel
+    # `user add`s are serialised, none is lost, nothing is issued unrecorded.
+    with siteedit.editing(st.site, _waiting(st)):
+        site = st.load_site()
+        text = site.path.read_text(encoding="utf-8")
+        new_text = siteedit.add_user(text, name=name, auth=auth, devices=specs, routers=routers)
+        try:
+            new_site = parse_site(new_text, st.site, st.site_display)
+        except ConfigError as exc:
+            raise _named_paths(exc, st.site_display, len(site.users), name) from None
+        pki = Pki.open(new_site)
+        if auth in CERT_AUTH:
+            pki.unlock()  # no passphrase, no CA: fail before the site file changes
+        siteedit.write_site(st.site, new_text)
+        if password is not None:
+            pki.set_eap_password(new_site, name, password)
+        report = pki.ensure_user(new_site, name)
     data = ensure_report(st, report)  # never a password in --json
     data.update(ok=True, user=name, site_file=st.site_display)
     human = f"added {name} to {st.site_display}"
@@ -295,15 +292,17 @@ def user_remove(
     from owrt_vpn.site.load import parse_site
 
     st = state(ctx)
-    site = st.load_site()
-    site.user(name)
-    new_text = siteedit.remove_user(site.path.read_text(encoding="utf-8"), st.site_display, name)
-    parse_site(new_text, st.site, st.site_display)
-    pki = Pki.open(site)
-    if any(r.user == name and r.status == "valid" for r in pki.records(all_records=True)):
-        pki.unlock()  # revoking signs a CRL: fail before the site file changes
-    _write_site(st.site, new_text)
-    result = pki.remove_user(site, name)
+    with siteedit.editing(st.site, _waiting(st)):
+        site = st.load_site()
+        site.user(name)
+        text = site.path.read_text(encoding="utf-8")
+        new_text = siteedit.remove_user(text, st.site_display, name)
+        parse_site(new_text, st.site, st.site_display)
+        pki = Pki.open(site)
+        if any(r.user == name and r.status == "valid" for r in pki.records(all_records=True)):
+            pki.unlock()  # revoking signs a CRL: fail before the site file changes
+        siteedit.write_site(st.site, new_text)
+        result = pki.remove_user(site, name)
     for r in result.certs:
         st.info(f"revoked certificate {r.user}/{r.device} (serial {r.serial_hex})")
     st.emit(

@@ -428,50 +428,11 @@ class Cache:
         """True when the extracted tree for ``sha256`` is complete in the cache."""
         return self._tree_top(self.root / "trees" / sha256, sha256) is not None
 
-    @contextlib.contextmanager
-    def work_dir(self) -> Iterator[Path]:
-        """A fresh scratch dir for one build, removed afterwards.
+    def work_dir(self) -> contextlib.AbstractContextManager[Path]:
+        """A fresh 0700 scratch dir for one build (see :func:`workdir.work_dir`)."""
+        from owrt_vpn.imagebuilder.workdir import work_dir
 
-        It lives in the cache so that copying a tree stays on one file
-        system (``cp --reflink`` can share blocks there). Work dirs left by a
-        killed run are swept when their lock is free.
-        """
-        base = self.root / "work"
-        base.mkdir(parents=True, exist_ok=True)
-        self._sweep_work(base)
-        path = base / uuid.uuid4().hex[:12]
-        lock = base / f"{path.name}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        path.mkdir()
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-            lock.unlink(missing_ok=True)
-            os.close(fd)
-
-    @staticmethod
-    def _sweep_work(base: Path) -> None:
-        now = time.time()
-        for lock in base.glob("*.lock"):
-            try:
-                # Young locks may belong to a build that has not locked yet.
-                if now - lock.stat().st_mtime < 60:
-                    continue
-                fd = os.open(lock, os.O_RDWR)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # a build is using it
-            try:
-                shutil.rmtree(base / lock.stem, ignore_errors=True)
-                lock.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+        return work_dir(self.root / "work")
 
 
 def _check_hex(sha256: str) -> None:

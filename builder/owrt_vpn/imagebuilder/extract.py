@@ -13,6 +13,12 @@ read zstd, so the checks are done here, the same on every 3.11.x:
 - device files, FIFOs and other special members are refused;
 - nothing is written through a symbolic link (``O_NOFOLLOW``, and each
   parent directory must resolve inside the destination);
+- nothing is created outside the destination, not even an empty
+  directory: a parent is checked (resolved through every link) before it is
+  made, and a link's target is resolved through the links it passes;
+- the total size and the number of members are capped (:data:`MAX_MEMBERS`,
+  :func:`size_cap`), checked from each member's header before its data is
+  written, so a small archive cannot fill the disk;
 - setuid/setgid/sticky bits and group/other write bits are dropped, owners
   are never taken from the archive; modification times are kept (make
   compares them).
@@ -37,6 +43,20 @@ from owrt_vpn.errors import IntegrityError
 
 class UnsafeArchiveError(IntegrityError):
     """The archive holds a member that would escape or harm the destination."""
+
+
+# Real ImageBuilders: about 10,000-40,000 members, 0.3-1.5 GB extracted, at
+# most about 8x their compressed size. The caps leave room for growth and
+# stop a bomb (a 53 KB .tar.zst holding 1 GiB of zeros) early.
+MAX_MEMBERS = 250_000
+MAX_TOTAL_BYTES = 8 << 30
+MAX_RATIO = 64
+MIN_CAP_BYTES = 256 << 20
+
+
+def size_cap(archive_size: int) -> int:
+    """The most bytes an archive of ``archive_size`` compressed bytes may extract to."""
+    return min(MAX_TOTAL_BYTES, max(MIN_CAP_BYTES, archive_size * MAX_RATIO))
 
 
 @contextlib.contextmanager
@@ -83,13 +103,23 @@ class ExtractResult:
     skipped_links: dict[str, str] = field(default_factory=dict)  # path -> absolute target
 
 
-def safe_extract(archive: Path, dest: Path) -> ExtractResult:
+def safe_extract(
+    archive: Path,
+    dest: Path,
+    *,
+    max_bytes: int | None = None,
+    max_members: int = MAX_MEMBERS,
+) -> ExtractResult:
     """Extract ``archive`` into the existing, empty dir ``dest``.
 
     Raises :class:`UnsafeArchiveError` (an IntegrityError) on the first
-    unsafe member; the caller removes the partial tree.
+    unsafe member, or when the archive holds more than ``max_members``
+    members or more than ``max_bytes`` bytes (default :func:`size_cap` of
+    its size); the caller removes the partial tree.
     """
     what = archive.name
+    cap = size_cap(archive.stat().st_size) if max_bytes is None else max_bytes
+    total = 0
     root_real = os.path.realpath(dest)
     regular: set[str] = set()
     links: list[str] = []
@@ -99,6 +129,19 @@ def safe_extract(archive: Path, dest: Path) -> ExtractResult:
         with open_tar_stream(archive) as tf:
             for member in tf:
                 result.members += 1
+                if result.members > max_members:
+                    raise UnsafeArchiveError(
+                        f"{what}: more than {max_members} members: not an ImageBuilder "
+                        "(refusing to extract)"
+                    )
+                if member.isreg():
+                    total += member.size
+                    if total > cap:
+                        raise UnsafeArchiveError(
+                            f"{what}: extracts to more than {cap >> 20} MiB "
+                            f"({member.name!r} alone is {member.size >> 20} MiB): "
+                            "not an ImageBuilder (refusing to extract)"
+                        )
                 if member.issym() and member.linkname.startswith("/"):
                     rel = _member_path(member.name, what)
                     full = _safe_parent(dest, rel, root_real, what)
@@ -126,12 +169,18 @@ def safe_extract(archive: Path, dest: Path) -> ExtractResult:
 
 
 def _safe_parent(dest: Path, rel: str, root_real: str, what: str) -> str:
-    """Create and check the parent dir of ``rel``; return the full path of ``rel``."""
+    """Check, then create, the parent dir of ``rel``; return the full path of ``rel``.
+
+    The check comes first: ``realpath`` resolves every existing link on the
+    way, so the directories made afterwards (below the resolved, existing
+    prefix) are inside the tree. Creating first would follow a link out of
+    the tree and leave empty directories there even though the build stops.
+    """
     full = os.path.join(dest, rel)
-    parent = os.path.dirname(full)
-    os.makedirs(parent, mode=0o755, exist_ok=True)
-    if not _inside(root_real, os.path.realpath(parent)):
+    parent_real = os.path.realpath(os.path.dirname(full))
+    if not _inside(root_real, parent_real):
         raise UnsafeArchiveError(f"{what}: {rel!r} would be written through a link out of the tree")
+    os.makedirs(parent_real, mode=0o755, exist_ok=True)
     return full
 
 
@@ -177,7 +226,9 @@ def _extract_member(
         if resolved == ".." or resolved.startswith("../"):
             raise UnsafeArchiveError(f"{what}: {rel!r} links out of the tree ({target!r})")
         full = _safe_parent(dest, rel, root_real, what)
-        real = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(full)), target))
+        # Resolved through the links the target passes ("a/b/../.." where a/b
+        # is a link to "." is the tree's parent, not the tree).
+        real = os.path.realpath(os.path.join(os.path.realpath(os.path.dirname(full)), target))
         if not _inside(root_real, real):
             raise UnsafeArchiveError(f"{what}: {rel!r} links out of the tree ({target!r})")
         _clear(full, rel, what)

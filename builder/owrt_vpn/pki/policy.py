@@ -7,8 +7,9 @@ certificates, and :class:`EnsureReport` / :class:`RevokeResult`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from owrt_vpn.errors import ConfigError, Problem, did_you_mean
+from owrt_vpn.errors import ConfigError, IntegrityError, Problem, did_you_mean
 from owrt_vpn.pki.store import CertRecord
 from owrt_vpn.site.model import CERT_AUTH, Device, Site, User
 
@@ -88,4 +89,31 @@ def needs_certs(site: Site, user: User) -> None:
                     f"user {user.name!r} uses {user.auth!r}: there are no device certificates",
                 )
             ]
+        )
+
+
+def refuse_new_ca(pki_root: Path, lock_file: Path, dist: Path) -> None:
+    """IntegrityError when a site that was built or issued before has lost its CA.
+
+    ``build`` and ``bundle`` create the CA of a site never built (the
+    init-edit-build path); for a site with a lock, a dist/ or issued
+    certificates a new CA would silently lock out every device.
+    """
+    history = ""
+    if lock_file.exists():
+        history = f"{lock_file.name} exists"
+    elif any(dist.glob("routers/*/build-info.json")) or any(dist.glob("clients/*")):
+        history = f"{dist} holds builds"
+    elif (
+        (pki_root / "index.json").is_file()
+        or any(pki_root.glob("servers/*.crt"))
+        or any(pki_root.glob("clients/*/*.crt"))
+    ):
+        history = f"{pki_root} holds issued certificates"
+    if history:
+        raise IntegrityError(
+            f"{pki_root / 'ca.crt'}: the CA is missing: restore it from your backup, "
+            "or `owrt-vpn pki init` to start over",
+            hint=f"this site was built or issued before ({history}); a new CA would "
+            "lock out every device",
         )

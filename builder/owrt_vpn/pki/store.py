@@ -15,7 +15,6 @@ leaves the directory byte-identical.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from owrt_vpn.errors import EXIT_USAGE, PkiError
-from owrt_vpn.fsutil import write_atomic
+from owrt_vpn.fsutil import held_lock, write_atomic
 
 if TYPE_CHECKING:
     pass
@@ -250,12 +249,10 @@ def locked(root: Path) -> Iterator[None]:
     if not root.is_dir():
         yield
         return
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    # fsutil's lock: re-entrant in one thread, so `user add` (which holds the
+    # site folder's lock) works when pki_dir is the site folder itself.
+    with held_lock(root):
         yield
-    finally:
-        os.close(fd)
 
 
 def passphrase(*, new: bool = False) -> bytes:

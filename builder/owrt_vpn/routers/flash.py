@@ -25,13 +25,12 @@ the others):
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import FlashError, OwrtVpnError
@@ -39,7 +38,8 @@ from owrt_vpn.routers import batch
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.dist import Build, load_build
 from owrt_vpn.routers.inventory import RouterTarget
-from owrt_vpn.routers.ssh import HostKeyError, SshClient, SshError, quote
+from owrt_vpn.routers.job import Job, JobReport, Stop, release_text, run_batch
+from owrt_vpn.routers.ssh import SshClient, SshError, quote
 
 # RAM the router needs beyond the image while sysupgrade runs (it copies
 # itself and a few tools to a ramdisk before writing flash).
@@ -91,63 +91,36 @@ class FlashOptions:
 
 
 @dataclass
-class RouterReport:
+class RouterReport(JobReport):
     """The outcome for one router (JSON-ready through :meth:`to_json`)."""
 
-    name: str
-    router: str
-    address: str
-    status: Status | None = None
-    stage: Stage = Stage.QUEUED
-    message: str = ""
-    hint: str | None = None
+    stage: Stage | str = Stage.QUEUED
     board_name: str | None = None
     image: str | None = None
     image_sha256: str | None = None
     before: dict[str, str] = field(default_factory=dict)
     after: dict[str, str] = field(default_factory=dict)
     new_host_key: str | None = None
-    started: float = 0.0
-    finished: float = 0.0
-    stages: list[tuple[str, float]] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        """True for flashed, skipped and (dry run) would-flash."""
-        return self.status in OK_STATUSES
+    STATUS: ClassVar[type[StrEnum]] = Status
+    OK: ClassVar[frozenset[str]] = frozenset(OK_STATUSES)
+    AGAIN: ClassVar[str] = "run flash again: finished routers are skipped"
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON data."""
         return {
-            "name": self.name,
-            "router": self.router,
-            "address": self.address,
-            "status": str(self.status),
-            "stage": str(self.stage),
-            "message": self.message,
-            "hint": self.hint,
+            **self.base_json(),
             "board_name": self.board_name,
             "image": self.image,
             "image_sha256": self.image_sha256,
             "before": self.before,
             "after": self.after,
             "new_host_key": self.new_host_key,
-            "started": batch.iso_time(self.started),
-            "finished": batch.iso_time(self.finished),
-            "seconds": round(self.finished - self.started, 3),
             "stages": [{"stage": s, "at": round(t - self.started, 3)} for s, t in self.stages],
         }
 
 
 Progress = Callable[[RouterReport], None]
-
-
-class _Stop(FlashError):
-    """Ends a router's flash with a status (refused, skipped, would-flash)."""
-
-    def __init__(self, status: Status, message: str, hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.status = status
 
 
 def flash_batch(
@@ -156,8 +129,9 @@ def flash_batch(
     """Flash ``targets`` concurrently (up to ``options.jobs``); one report per target, in order.
 
     On Ctrl-C the routers in flight stop at their next step (a router in the
-    middle of sysupgrade is left to finish on its own) and every unfinished
-    router is reported as failed, so the report still says what was done.
+    middle of sysupgrade is left to finish on its own; an uploaded image not
+    yet flashed is removed from the router's RAM) and every router reports
+    the stage it really reached (:mod:`owrt_vpn.routers.job`).
     """
     reports = [RouterReport(t.name, t.router.name, str(t.ssh)) for t in targets]
     builds: dict[Path, Build | OwrtVpnError] = {}
@@ -167,22 +141,12 @@ def flash_batch(
                 builds[t.build_dir] = load_build(t.build_dir)
             except OwrtVpnError as exc:
                 builds[t.build_dir] = exc
-    lock = threading.Lock()  # serialises progress callbacks and known_hosts appends
-    cancel = threading.Event()
 
-    def notify(report: RouterReport) -> None:
-        if progress is not None:
-            with lock:
-                progress(report)
-
-    def work(i: int) -> None:
+    def work(i: int, job: Job) -> Callable[[], None]:
         t = targets[i]
-        _flash_one(t, builds[t.build_dir], options, reports[i], notify, lock, cancel)
+        return lambda: _flash_one(t, builds[t.build_dir], options, reports[i], job)
 
-    if batch.run_concurrently(len(targets), work, options.jobs, cancel, name="flash"):
-        for r in reports:
-            if r.status is None:
-                r.status, r.message = Status.FAILED, "interrupted before it started"
+    run_batch(reports, work, options.jobs, progress, "flash")
     return reports
 
 
@@ -192,63 +156,27 @@ def batch_exit_code(reports: Sequence[RouterReport]) -> int:
 
 
 def _flash_one(
-    target: RouterTarget,
-    build: Build | OwrtVpnError,
-    opts: FlashOptions,
-    report: RouterReport,
-    notify: Progress,
-    lock: threading.Lock,
-    cancel: threading.Event,
-) -> None:
-    report.started = time.time()
-
-    def stage(s: Stage) -> None:
-        remote.check_cancel(cancel)
-        report.stage = s
-        report.stages.append((str(s), time.time()))
-        notify(report)
-
-    try:
-        if isinstance(build, OwrtVpnError):
-            raise build
-        report.image, report.image_sha256 = build.image.name, build.image.sha256
-        _Flash(target, build, opts, report, stage, lock, cancel).run()
-        report.status = Status.FLASHED
-        report.message = f"now runs {build.release} {build.revision}"
-        report.stage = Stage.DONE
-    except _Stop as exc:
-        report.status, report.message, report.hint = exc.status, exc.message, exc.hint
-    except HostKeyError as exc:
-        # Before the first login nothing changed: refused. Later (after a reboot) the
-        # router was upgraded, so a key that no longer matches is a failure.
-        first = report.stage in (Stage.QUEUED, Stage.CONNECTING)
-        report.status = Status.REFUSED if first else Status.FAILED
-        report.message, report.hint = exc.message, exc.hint
-    except OwrtVpnError as exc:
-        report.status, report.message, report.hint = Status.FAILED, exc.message, exc.hint
-        if cancel.is_set():
-            report.message = f"interrupted while {report.stage} ({exc.message})"
-    except Exception as exc:  # a bug must not take the other routers down
-        report.status, report.message = Status.FAILED, f"internal error: {exc!r}"
-    report.finished = time.time()
-    notify(report)
+    target: RouterTarget, build: Build | OwrtVpnError, opts: FlashOptions, report: RouterReport,
+    job: Job,
+) -> None:  # fmt: skip
+    if isinstance(build, OwrtVpnError):
+        raise build
+    report.image, report.image_sha256 = build.image.name, build.image.sha256
+    _Flash(target, build, opts, report, job).run()
+    report.status = Status.FLASHED
+    report.message = f"now runs {build.release} {build.revision}"
+    report.stage = Stage.DONE
 
 
 class _Flash:
     """The steps of one router's flash; each method is one stage."""
 
     def __init__(
-        self,
-        target: RouterTarget,
-        build: Build,
-        opts: FlashOptions,
-        report: RouterReport,
-        stage: Callable[[Stage], None],
-        lock: threading.Lock,
-        cancel: threading.Event,
-    ) -> None:
-        self.t, self.b, self.o, self.r = target, build, opts, report
-        self.stage, self.lock, self.cancel = stage, lock, cancel
+        self, target: RouterTarget, build: Build, opts: FlashOptions, report: RouterReport,
+        job: Job,
+    ) -> None:  # fmt: skip
+        self.t, self.b, self.o, self.r, self.job = target, build, opts, report, job
+        self.stage, self.lock, self.cancel = job.stage, job.lock, job.cancel
         self.ssh = SshClient(
             target.ssh,
             accept_new_host_keys=opts.accept_new_host_keys,
@@ -258,7 +186,7 @@ class _Flash:
 
     def run(self) -> None:
         if self.o.reset_settings and not self.t.bakes_access:
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 "--reset-settings wipes SSH keys, passwords and network settings, and this "
                 "build does not bake management access",
@@ -266,8 +194,15 @@ class _Flash:
                 f"{self.t.router.name!r} in the site file and rebuild, or flash keeping settings",
             )
         facts = self.check()
-        self.upload()
-        deadline = self.upgrade()
+        try:
+            self.upload()
+            deadline = self.upgrade()
+        except BaseException:
+            if not self.r.changed:
+                # Interrupted or refused before sysupgrade started: the image
+                # must not stay in the router's RAM (/tmp).
+                remote.remove(self.ssh, self.remote_image, min(10.0, self.o.command_timeout))
+            raise
         self.wait_for_boot(facts.boot_id, deadline)
         self.verify(deadline)
         self.stage(Stage.MARKING)
@@ -281,7 +216,7 @@ class _Flash:
         self.stage(Stage.CHECKING)
         b = self.b
         if facts.board_name not in b.supported_devices:
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 f"board {facts.board_name!r} is not one this image supports "
                 f"({', '.join(b.supported_devices)})",
@@ -290,7 +225,7 @@ class _Flash:
             )
         if facts.release == {"version": b.release, "revision": b.revision}:
             if facts.marker and facts.marker.get("image_sha256") == b.image.sha256:
-                raise _Stop(Status.SKIPPED, f"already runs this image ({b.release} {b.revision})")
+                raise Stop(Status.SKIPPED, f"already runs this image ({b.release} {b.revision})")
             if b.baked_info_matches(facts.baked_build_info):
                 # Flashed, but the marker never got written: an interrupted run, or
                 # one whose verification failed, so check the VPN before marking.
@@ -299,8 +234,9 @@ class _Flash:
                     poll=0, command_timeout=self.o.command_timeout, cancel=self.cancel,
                 )  # fmt: skip
                 if not self.o.dry_run:
+                    self.r.changed = True
                     self.write_marker()
-                raise _Stop(
+                raise Stop(
                     Status.SKIPPED,
                     f"already runs this build ({b.release} {b.revision}); marker "
                     + ("missing" if self.o.dry_run else "written"),
@@ -309,7 +245,7 @@ class _Flash:
         have = facts.mem_available
         if have is None or have < need:
             shown = "unknown" if have is None else f"{have // 1024} KiB"
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 f"not enough free memory for the image: {shown} available, "
                 f"{need // 1024} KiB needed",
@@ -317,9 +253,9 @@ class _Flash:
             )
         if self.o.dry_run:
             mode = "erasing settings (-n)" if self.o.reset_settings else "keeping settings"
-            raise _Stop(
+            raise Stop(
                 Status.WOULD_FLASH,
-                f"would flash {b.image.name} ({_release_text(facts.release)} -> "
+                f"would flash {b.image.name} ({release_text(facts.release)} -> "
                 f"{b.release} {b.revision}), {mode}",
             )
         return facts
@@ -330,10 +266,11 @@ class _Flash:
         self.stage(Stage.UPLOADING)
         self.ssh.upload(self.b.image.path, img, timeout=self.o.upload_timeout)
         self.stage(Stage.VERIFYING_UPLOAD)
-        out = self.ssh.run(quote(["sha256sum", img]), timeout=timeout).text.split()
+        res = self.ssh.run(quote(["sha256sum", img]), timeout=timeout, check=False)
+        self.job.check_result(res.returncode)
+        out = res.text.split() if res.returncode == 0 else []
         if not out or out[0].lower() != self.b.image.sha256:
-            remote.remove(self.ssh, img, timeout)
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 f"the uploaded image is damaged: sha256 {out[0] if out else '?'} on the router, "
                 f"{self.b.image.sha256} expected; not flashed",
@@ -341,9 +278,9 @@ class _Flash:
             )
         self.stage(Stage.TESTING)
         test = self.ssh.run(quote(["sysupgrade", "-T", img]), timeout=timeout, check=False)
+        self.job.check_result(test.returncode)
         if test.returncode != 0:
-            remote.remove(self.ssh, img, timeout)
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 f"sysupgrade -T rejected the image{_last(test.stderr or test.text)}; not flashed",
             )
@@ -354,12 +291,16 @@ class _Flash:
         Returns the deadline for the router to be back and verified.
         """
         self.stage(Stage.UPGRADING)
+        # From here the router may change: a host-key mismatch is a failure,
+        # and the image in /tmp belongs to sysupgrade.
+        self.r.changed = True
         deadline = time.monotonic() + self.o.reboot_timeout
         argv = ["sysupgrade", *(["-n"] if self.o.reset_settings else []), self.remote_image]
         try:
             res = self.ssh.run(quote(argv), timeout=self.o.reboot_timeout, check=False)
         except SshError:
             return deadline  # connection closed by the rebooting router
+        self.job.check_result(res.returncode)
         if res.returncode != 0:
             raise FlashError(
                 f"sysupgrade failed (status {res.returncode}){_last(res.stderr or res.text)}"
@@ -395,7 +336,7 @@ class _Flash:
         self.r.after = after.release
         if after.release != {"version": b.release, "revision": b.revision}:
             raise FlashError(
-                f"the router came back running {_release_text(after.release)}, "
+                f"the router came back running {release_text(after.release)}, "
                 f"not {b.release} {b.revision}",
                 hint="the upgrade did not take: check the router's console or logs, "
                 "then flash again",
@@ -427,7 +368,3 @@ class _Flash:
 def _last(text: str) -> str:
     lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
     return f": {lines[-1]}" if lines else ""
-
-
-def _release_text(release: dict[str, str]) -> str:
-    return f"{release['version']} {release['revision']}".strip() or "unknown release"

@@ -149,7 +149,7 @@ def wait_for_boot(
     boot id tells it from the new one. Without a boot id, down-then-up will do.
     """
     saw_down = False
-    last_error = ""
+    last = ""
     while time.monotonic() < deadline:
         check_cancel(cancel)
         try:
@@ -159,17 +159,20 @@ def wait_for_boot(
                 return
             if not old_boot_id and saw_down:
                 return
+            # It answered, from the old boot: any earlier error is stale now.
+            last = "it answers, still from the same boot (boot id unchanged)"
         except HostKeyError:
             raise
         except SshError as exc:
-            saw_down, last_error = True, exc.message
+            saw_down, last = True, exc.message
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
-    # The last SSH error tells "still down" from "back, but refuses our key".
+    # The last attempt tells "still down" from "back, but refuses our key"
+    # from "never went down".
     raise FlashError(
         "the router did not come back "
         + (f"within {limit:g} s " if limit is not None else "in time ")
         + "after sysupgrade"
-        + (f" (last attempt: {last_error})" if last_error else ""),
+        + (f" (last attempt: {last})" if last else ""),
         hint="it may still be writing flash or booting: check it, then run flash again "
         "(a router already running the image is skipped)",
     )

@@ -34,16 +34,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from owrt_vpn import __version__
 from owrt_vpn.errors import FlashError, OwrtVpnError, RouterError
 from owrt_vpn.routers import batch, push_set
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.inventory import RouterTarget
+from owrt_vpn.routers.job import Job, JobReport, Stop, release_text, run_batch
 from owrt_vpn.routers.push_set import FileChange, VpnSet
 from owrt_vpn.routers.sa_policy import SaPolicy
-from owrt_vpn.routers.ssh import HostKeyError, SshClient, quote
+from owrt_vpn.routers.ssh import SshClient, quote
 from owrt_vpn.routers.state import IkeSa, run_sections, statusall_sas, swanctl_sas, who
 from owrt_vpn.site.model import Router, Site
 
@@ -91,57 +92,31 @@ class PushOptions:
 
 
 @dataclass
-class PushReport:
+class PushReport(JobReport):
     """The outcome for one router (JSON-ready through :meth:`to_json`)."""
 
-    name: str
-    router: str
-    address: str
-    status: Status | None = None
-    stage: Stage = Stage.QUEUED
-    message: str = ""
-    hint: str | None = None
+    stage: Stage | str = Stage.QUEUED
     changes: list[FileChange] = field(default_factory=list)
     terminated: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     installer: list[str] = field(default_factory=list)
-    started: float = 0.0
-    finished: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        """True for pushed, unchanged and (dry run) would-push."""
-        return self.status in OK_STATUSES
+    STATUS: ClassVar[type[StrEnum]] = Status
+    OK: ClassVar[frozenset[str]] = frozenset(OK_STATUSES)
+    AGAIN: ClassVar[str] = "run push again: it only changes what differs"
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON data."""
         return {
-            "name": self.name,
-            "router": self.router,
-            "address": self.address,
-            "status": str(self.status),
-            "stage": str(self.stage),
-            "message": self.message,
-            "hint": self.hint,
+            **self.base_json(),
             "changes": [c.to_json() for c in self.changes],
             "terminated": self.terminated,
             "notes": self.notes,
             "installer": self.installer,
-            "started": batch.iso_time(self.started),
-            "finished": batch.iso_time(self.finished),
-            "seconds": round(self.finished - self.started, 3),
         }
 
 
 Progress = Callable[[PushReport], None]
-
-
-class _Stop(RouterError):
-    """Ends a router's push with a status (refused, unchanged, would-push)."""
-
-    def __init__(self, status: Status, message: str, hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.status = status
 
 
 # --------------------------------------------------------------------------
@@ -201,21 +176,11 @@ def push_batch(
     """
     reports = [PushReport(t.name, t.router.name, str(t.ssh)) for t in targets]
     shared = _Shared(site, pki)
-    lock = threading.Lock()
-    cancel = threading.Event()
 
-    def notify(report: PushReport) -> None:
-        if progress is not None:
-            with lock:
-                progress(report)
+    def work(i: int, job: Job) -> Callable[[], None]:
+        return lambda: _Push(targets[i], shared, options, reports[i], job).run()
 
-    def work(i: int) -> None:
-        _push_one(targets[i], shared, options, reports[i], notify, lock, cancel)
-
-    if batch.run_concurrently(len(targets), work, options.jobs, cancel, name="push"):
-        for r in reports:
-            if r.status is None:
-                r.status, r.message = Status.FAILED, "interrupted"
+    run_batch(reports, work, options.jobs, progress, "push")
     return reports
 
 
@@ -224,52 +189,15 @@ def batch_exit_code(reports: Sequence[PushReport]) -> int:
     return batch.exit_code([r.ok for r in reports])
 
 
-def _push_one(
-    target: RouterTarget,
-    shared: _Shared,
-    opts: PushOptions,
-    report: PushReport,
-    notify: Progress,
-    lock: threading.Lock,
-    cancel: threading.Event,
-) -> None:
-    report.started = time.time()
-
-    def stage(s: Stage) -> None:
-        if cancel.is_set():
-            raise RouterError("interrupted", hint="run push again: it only changes what differs")
-        report.stage = s
-        notify(report)
-
-    try:
-        _Push(target, shared, opts, report, stage, lock).run()
-    except _Stop as exc:
-        report.status, report.message, report.hint = exc.status, exc.message, exc.hint
-    except HostKeyError as exc:
-        report.status, report.message, report.hint = Status.REFUSED, exc.message, exc.hint
-    except OwrtVpnError as exc:
-        report.status, report.message, report.hint = Status.FAILED, exc.message, exc.hint
-    except Exception as exc:  # a bug must not take the other routers down
-        report.status, report.message = Status.FAILED, f"internal error: {exc!r}"
-    report.finished = time.time()
-    notify(report)
-
-
 class _Push:
     """The steps of one router's push."""
 
     def __init__(
-        self,
-        target: RouterTarget,
-        shared: _Shared,
-        opts: PushOptions,
-        report: PushReport,
-        stage: Callable[[Stage], None],
-        lock: threading.Lock,
-    ) -> None:
-        self.t, self.shared, self.o, self.r, self.stage, self.lock = (
-            target, shared, opts, report, stage, lock,
-        )  # fmt: skip
+        self, target: RouterTarget, shared: _Shared, opts: PushOptions, report: PushReport,
+        job: Job,
+    ) -> None:  # fmt: skip
+        self.t, self.shared, self.o, self.r, self.job = target, shared, opts, report, job
+        self.stage, self.lock = job.stage, job.lock
         self.ssh = SshClient(
             target.ssh,
             accept_new_host_keys=opts.accept_new_host_keys,
@@ -288,8 +216,8 @@ class _Push:
             self.judge(sas, policy, dry_run=True)
             n = len(self.r.changes)
             if n == 0:
-                raise _Stop(Status.UNCHANGED, "the router's VPN files are up to date")
-            raise _Stop(Status.WOULD_PUSH, f"would change {_files(n)}")
+                raise Stop(Status.UNCHANGED, "the router's VPN files are up to date")
+            raise Stop(Status.WOULD_PUSH, f"would change {_files(n)}")
         updates = self.install(vset)
         if running:
             self.verify(vset)
@@ -321,17 +249,17 @@ class _Push:
         baked = facts.baked_build_info
         site, router = self.shared.site, self.t.router
         if baked is None:
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 f"not owrt-vpn firmware: {remote.BAKED_BUILD_INFO} is missing "
-                f"(the router runs {_release_text(facts.release)})",
+                f"(the router runs {release_text(facts.release)})",
                 hint="flash it with a build of this site first: owrt-vpn build, owrt-vpn flash",
             )
         built_site = (
             baked.get("site", {}).get("name") if isinstance(baked.get("site"), dict) else None
         )
         if baked.get("router") != router.name or built_site != site.name:
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 f"the firmware was built for router {baked.get('router')!r} of site "
                 f"{built_site!r}, not {router.name!r} of {site.name!r}",
@@ -340,7 +268,7 @@ class _Push:
         eff, style = push_set.firmware_router(site, router, baked)
         missing = push_set.missing_packages(site, eff, style, baked)
         if missing:
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 "the change needs packages the firmware does not have: " + ", ".join(missing),
                 hint=REBUILD_HINT,
@@ -369,7 +297,7 @@ class _Push:
             self.o.command_timeout,
         )
         if sec["installer"].text.strip() != "yes":
-            raise _Stop(
+            raise Stop(
                 Status.REFUSED,
                 f"not owrt-vpn firmware: {remote.INSTALLER} is missing",
                 hint="flash it with a build of this site first: owrt-vpn build, owrt-vpn flash",
@@ -396,6 +324,7 @@ class _Push:
     def install(self, vset: VpnSet) -> list[str]:
         """Step 4: upload the set, check it on the router, run the installer."""
         self.stage(Stage.INSTALLING)
+        self.r.changed = True  # from here a host-key mismatch is a failure, not a refusal
         script = (
             "umask 077\n"
             "d=$(mktemp -d /tmp/owrt-vpn-push.XXXXXX) || exit 90\n"
@@ -408,6 +337,7 @@ class _Push:
         res = self.ssh.run(
             script, input=vset.tarball(), timeout=self.o.command_timeout, check=False
         )
+        self.job.check_result(res.returncode)
         out = [ln.strip() for ln in (res.stderr + "\n" + res.text).splitlines() if ln.strip()]
         # The installer's own messages; the tools' chatter (swanctl) only when it fails.
         own = [ln.removeprefix("owrt-vpn: ") for ln in out if ln.startswith("owrt-vpn: ")]
@@ -480,6 +410,7 @@ class _Push:
         else:
             argv = ["swanctl", "--terminate", "--ike-id", sa.unique_id, "--force", "--timeout", "5"]
         res = self.ssh.run(quote(argv) + " 2>&1", timeout=self.o.command_timeout, check=False)
+        self.job.check_result(res.returncode)
         if res.returncode != 0:
             raise RouterError(
                 f"could not terminate the SA of {sa.remote_id} (#{sa.unique_id}): "
@@ -508,10 +439,3 @@ class _Push:
 
 def _files(n: int) -> str:
     return f"{n} file{'s' if n != 1 else ''}"
-
-
-def _release_text(release: dict[str, str]) -> str:
-    return (
-        f"{release.get('version', '')} {release.get('revision', '')}".strip()
-        or "an unknown release"
-    )

@@ -13,17 +13,18 @@ reported as failed and the others still answer (batch exit codes).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from owrt_vpn.errors import OwrtVpnError
+from owrt_vpn.errors import RouterError
 from owrt_vpn.routers import batch
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.dist import DIGEST_KEYS
 from owrt_vpn.routers.inventory import RouterTarget
+from owrt_vpn.routers.job import Job, JobReport, release_text, run_batch
 from owrt_vpn.routers.ssh import SshClient
 from owrt_vpn.routers.state import (
     IkeSa,
@@ -50,23 +51,34 @@ class StatusOptions:
     command_timeout: float = 60.0
 
 
+class Stage(StrEnum):
+    """Where a router's query is."""
+
+    QUEUED = "queued"
+    CONNECTING = "connecting"
+    QUERYING = "querying"
+    DONE = "done"
+
+
+class Status(StrEnum):
+    """How a router's query ended."""
+
+    OK = "ok"
+    REFUSED = "refused"  # its host key does not match (nothing was asked)
+    FAILED = "failed"  # unreachable, not an OpenWrt router, a state command failed
+
+
 @dataclass
-class RouterStatus:
+class RouterStatus(JobReport):
     """One router's state (JSON-ready through :meth:`to_json`)."""
 
-    name: str
-    router: str
-    address: str
-    status: str = "queued"  # ok | failed (unreachable, not an OpenWrt router ...)
-    message: str = ""
-    hint: str | None = None
+    stage: Stage | str = Stage.QUEUED
     facts: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        """True when the router answered."""
-        return self.status == "ok"
+    STATUS: ClassVar[type[StrEnum]] = Status
+    OK: ClassVar[frozenset[str]] = frozenset({Status.OK})
+    AGAIN: ClassVar[str] = "run status again"
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data."""
@@ -74,7 +86,7 @@ class RouterStatus:
             "name": self.name,
             "router": self.router,
             "address": self.address,
-            "status": self.status,
+            "status": str(self.status),
             "ok": self.ok,
             "message": self.message,
             "hint": self.hint,
@@ -94,26 +106,15 @@ def status_batch(
 ) -> list[RouterStatus]:
     """Query ``targets`` concurrently; one :class:`RouterStatus` per target, in order."""
     reports = [RouterStatus(t.name, t.router.name, str(t.ssh)) for t in targets]
-    lock = threading.Lock()
-    cancel = threading.Event()
 
-    def work(i: int) -> None:
-        r = reports[i]
-        try:
-            query(site, targets[i], options, r, lock)
-            r.status = "ok"
-        except OwrtVpnError as exc:
-            r.status, r.message, r.hint = "failed", exc.message, exc.hint
-        except Exception as exc:  # a bug must not take the other routers down
-            r.status, r.message = "failed", f"internal error: {exc!r}"
-        if progress is not None:
-            with lock:
-                progress(r)
+    def work(i: int, job: Job) -> Callable[[], None]:
+        def steps() -> None:
+            query(site, targets[i], options, reports[i], job)
+            reports[i].status, reports[i].stage = Status.OK, Stage.DONE
 
-    if batch.run_concurrently(len(targets), work, options.jobs, cancel, name="status"):
-        for r in reports:
-            if r.status == "queued":
-                r.status, r.message = "failed", "interrupted"
+        return steps
+
+    run_batch(reports, work, options.jobs, progress, "status")
     return reports
 
 
@@ -142,15 +143,16 @@ def _strip(info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k not in DIGEST_KEYS}
 
 
-def query(
-    site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus, lock: threading.Lock
-) -> None:
-    """Fill ``r`` with the router's state (raises OwrtVpnError when it cannot be asked)."""
+def query(site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus, job: Job) -> None:
+    """Fill ``r`` with the router's state (raises OwrtVpnError when it cannot be asked,
+    or when a state command fails while strongSwan runs)."""
     ssh = SshClient(
         target.ssh, accept_new_host_keys=opts.accept_new_host_keys,
         connect_timeout=opts.connect_timeout,
     )  # fmt: skip
-    facts = remote.first_probe(ssh, opts.command_timeout, lock)
+    job.stage(Stage.CONNECTING)
+    facts = remote.first_probe(ssh, opts.command_timeout, job.lock)
+    job.stage(Stage.QUERYING)
     baked = facts.baked_build_info
     built = last_build(target.build_dir)
     style = str((baked or {}).get("config_style") or "swanctl")
@@ -171,6 +173,11 @@ def query(
         commands["sas"] = "swanctl --list-sas --pretty 2>&1"
     sec = run_sections(ssh, commands, opts.command_timeout)
     running = sec["running"].text.strip() == "yes"
+    if running:
+        # With charon running, a failed listing is a failure to report, not
+        # "0 connected" (push treats the same failure as fatal).
+        for name in ("statusall",) if style == "ipsec" else ("conns", "sas"):
+            _check_section(name, sec[name], commands[name])
     if style == "ipsec":
         text = sec["statusall"].text
         conns, sas = sorted(remote.listed_conns(text, "ipsec")), statusall_sas(text)
@@ -194,8 +201,19 @@ def query(
     }
     r.warnings = _warnings(r.facts, running, conns)
     n_users = sum(1 for u in r.facts["users"] if u["state"] == "ESTABLISHED")
-    release = " ".join(v for v in facts.release.values() if v) or "unknown release"
+    release = release_text(facts.release)
     r.message = f"{release}, {len(conns)} connection(s) loaded, {n_users} connected"
+
+
+def _check_section(name: str, section: Any, command: str) -> None:
+    if section.status != 0:
+        shown = command.removesuffix(" 2>&1")
+        last = section.text.strip().splitlines()[-1] if section.text.strip() else ""
+        raise RouterError(
+            f"`{shown}` failed on the router (status {section.status})"
+            + (f": {last}" if last else ""),
+            hint="strongSwan runs but does not answer: check `logread -e charon` on the router",
+        )
 
 
 def _facts(fn: Callable[[bytes], Any], text: str) -> dict[str, Any] | None:

@@ -7,13 +7,44 @@ edit never reaches the disk.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT
 
 from owrt_vpn.errors import ConfigError, Problem
+from owrt_vpn.fsutil import held_lock, write_atomic
+
+
+def real_site_path(path: Path) -> Path:
+    """The file a (possibly symlinked) site file really is: edits go there."""
+    return Path(os.path.realpath(path))
+
+
+@contextlib.contextmanager
+def editing(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Hold the site file's edit lock; yield the real file to read and write.
+
+    The lock is an flock on the folder holding the real site file (no lock
+    file appears there). Commands that change the site file and the PKI
+    together (``user add``, ``user remove``) read the file, check, write it
+    and issue certificates inside it, so concurrent edits are serialised
+    and none is lost, and nothing is issued without being recorded.
+    """
+    real = real_site_path(path)
+    with held_lock(real.parent, on_wait):
+        yield real
+
+
+def write_site(path: Path, text: str) -> None:
+    """Write site file text atomically *through* a symlink, keeping the file's mode."""
+    real = real_site_path(path)
+    mode = real.stat().st_mode & 0o777 if real.exists() else 0o644
+    write_atomic(real, text, mode)
 
 
 def add_user(

@@ -82,6 +82,10 @@ class BuildSession(Protocol):
         the lock pins instead of an archive; None for a downloaded tree."""
         ...
 
+    def info(self) -> MakeInfo:
+        """``make info`` of this ImageBuilder (its revision, profiles...)."""
+        ...
+
     def manifest(self) -> dict[str, str]:
         """The packages (name -> version) ``make image`` would install."""
         ...

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -62,10 +63,37 @@ from owrt_vpn.imagebuilder.backends.engine import (
     read_file,
     sdk,
     short,
+    signal_state,
     step_timeout,
 )
 
 # ----------------------------------------------------------------- the backend
+
+OWNER_LABEL = "owrt-vpn.owner"  # "<host>:<pid>:<start time>" of the owrt-vpn that made it
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time (clock ticks after boot), "" when it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def owner() -> str:
+    """This process, as the :data:`OWNER_LABEL` of the containers it creates."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def owner_dead(label: str) -> bool:
+    """True when ``label`` names a process of this host that no longer runs
+    (a reused pid has another start time); False for other hosts and unknowns."""
+    host, _, rest = label.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() or not started:
+        return False
+    return _start_time(int(pid)) != started
 
 
 class DockerBackend:
@@ -107,6 +135,7 @@ class DockerSession:
         self.bin_dir = request.work_dir / "bin"
         self.client = connect()
         try:
+            self._sweep_orphans()
             image = self._image()
             self.image_id: str = image.id
             config = image.attrs.get("Config") or {}
@@ -208,7 +237,7 @@ class DockerSession:
                 user=self.user,
                 working_dir=self.workdir,
                 environment={"LC_ALL": "C", "LANG": "C"},
-                labels={LABEL: self.session_id, "owrt-vpn.step": step},
+                labels={LABEL: self.session_id, "owrt-vpn.step": step, OWNER_LABEL: owner()},
                 network_mode=self.network,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
@@ -220,6 +249,18 @@ class DockerSession:
             raise BuildError(
                 f"container engine: cannot create a container of {self.ref}: {short(exc)}"
             ) from None
+
+    def _sweep_orphans(self) -> None:
+        """Remove containers of builds whose owrt-vpn died (kill -9): no watchdog
+        and no ``finally`` ran for them, so they may still be running make."""
+        try:
+            found = self.client.api.containers(all=True, filters={"label": LABEL})
+        except Exception:  # best effort: the build itself reports engine errors
+            return
+        for entry in found:
+            labels = entry.get("Labels") or {}
+            if owner_dead(str(labels.get(OWNER_LABEL, ""))):
+                self._remove(self.client.containers.prepare_model(entry))
 
     def _remove(self, container: Any) -> None:
         docker = sdk()
@@ -235,6 +276,8 @@ class DockerSession:
     def _make(self, args: list[str], step: str, files: Path | None = None) -> tuple[int, str]:
         """Run ``make ARGS`` in a fresh container; (status, output). BIN_DIR lands in bin_dir."""
         docker = sdk()
+        if signal_state["count"]:
+            raise KeyboardInterrupt  # an interrupted run starts no new container
         argv = ["make", "--no-print-directory", *args]
         container = self._create(argv, step)
         try:

@@ -25,6 +25,7 @@ from owrt_vpn.imagebuilder.backends.base import (
     manifest_result,
     parse_info,
 )
+from owrt_vpn.imagebuilder.workdir import GROUPS_FILE
 from owrt_vpn.run import run, run_logged
 
 # (command, Debian/Ubuntu package, Fedora package). What the ImageBuilder's
@@ -79,11 +80,14 @@ class LocalSession:
             cwd=self.tree,
             log_path=self.request.log_path,
             echo=self.request.echo,
+            # make's process group, for the next build if this one is killed -9
+            group_file=self.request.work_dir / GROUPS_FILE,
         )
         # How long make itself took: in the log, and (for `build --json` and
         # the benchmarks) in the result; never in build-info (reproducible).
         seconds = time.monotonic() - t0
-        self.timings[f"make_{args[0]}"] = seconds
+        if args[0] != "info":  # the build steps only (make info is a lookup)
+            self.timings[f"make_{args[0]}"] = seconds
         with self.request.log_path.open("a") as log:
             log.write(f"# owrt-vpn: make {args[0]}: status {status} after {seconds:.3f} s\n")
         return status, out
