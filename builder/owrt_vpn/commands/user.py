@@ -163,7 +163,7 @@ def user_add(
     ] = False,
 ) -> None:
     """Add a user to the site file (comments kept) and issue their certificates/password."""
-    from owrt_vpn.errors import ConfigError, UsageError
+    from owrt_vpn.errors import ConfigError, Problem, UsageError
     from owrt_vpn.pki.authority import Pki
     from owrt_vpn.site import edit as siteedit
     from owrt_vpn.site.load import parse_site
@@ -184,6 +184,11 @@ def user_add(
     # `user add`s are serialised, none is lost, nothing is issued unrecorded.
     with siteedit.editing(st.site, _waiting(st)):
         site = st.load_site()
+        if any(u.name == name for u in site.users):
+            i = [u.name for u in site.users].index(name)
+            raise ConfigError(
+                [Problem(site.path.name, f"users[{i}].name", f"user {name!r} exists")]
+            )
         text = site.path.read_text(encoding="utf-8")
         new_text = siteedit.add_user(text, name=name, auth=auth, devices=specs, routers=routers)
         try:
