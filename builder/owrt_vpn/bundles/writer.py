@@ -34,8 +34,9 @@ from owrt_vpn.bundles.common import (
     write_files,
     zip_bytes,
 )
-from owrt_vpn.errors import ConfigError, Problem
+from owrt_vpn.errors import ConfigError, PkiError, Problem
 from owrt_vpn.repro import source_date_epoch
+from owrt_vpn.site.allowlist import refuse_unsafe_text
 from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, Device, Site, User, eap_identity
 
 if TYPE_CHECKING:
@@ -116,7 +117,12 @@ def _ca_common_name(pki: PkiReader) -> str:
     from cryptography.x509.oid import NameOID
 
     attrs = pki.ca_certificate().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
+    name = str(attrs[0].value) if attrs else ""
+    try:
+        # An imported CA's name reaches READMEs and a PowerShell comment.
+        return refuse_unsafe_text(name, ascii_only=False)
+    except ValueError as exc:
+        raise PkiError(f"{pki.root / 'ca.crt'}: the CA's common name {exc}") from None
 
 
 def build(

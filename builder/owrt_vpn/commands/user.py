@@ -40,6 +40,7 @@ def _read_password(flag: str) -> str:
 
 def _parse_devices(specs: list[str]) -> list[tuple[str, str]]:
     from owrt_vpn.errors import ConfigError, Problem
+    from owrt_vpn.site.model import check_name
 
     out = []
     problems = []
@@ -49,8 +50,13 @@ def _parse_devices(specs: list[str]) -> list[tuple[str, str]]:
             problems.append(
                 Problem("--device", "", f"{spec!r} is not NAME:PLATFORM (e.g. phone:ios)")
             )
-        else:
-            out.append((name, platform))
+            continue
+        try:
+            check_name(name)
+        except ValueError as exc:
+            problems.append(Problem("--device", "", str(exc)))
+            continue
+        out.append((name, platform))
     if problems:
         raise ConfigError(problems)
     return out
@@ -88,10 +94,14 @@ def user_add(
     from owrt_vpn.pki.authority import Pki
     from owrt_vpn.site import edit as siteedit
     from owrt_vpn.site.load import parse_site
-    from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH
+    from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, check_name
 
     st = state(ctx)
     site = st.load_site()
+    try:
+        check_name(name)  # before anything else: names become PKI folder names
+    except ValueError as exc:
+        raise ConfigError([Problem("user add", "NAME", str(exc))]) from None
     if not devices:
         raise UsageError("user add: at least one --device NAME:PLATFORM is needed")
     specs = _parse_devices(devices)
