@@ -161,7 +161,7 @@ BAD = [
     ("add-duplicate-device", ["user", "add", "zed", "--device", "a:ios", "--device", "a:linux"],
      None, 2, "error: owrt-vpn.toml: users[4].devices[1].name: "),
     ("add-bad-name", ["user", "add", "Zed!", "--device", "a:ios"], None, 2,
-     "error: owrt-vpn.toml: users[4].name: "),
+     "error: user add: NAME: "),
     ("add-unknown-auth", ["user", "add", "zed", "--auth", "psk", "--device", "a:ios"], None, 2,
      "error: owrt-vpn.toml: users[4].auth: "),
     ("add-auth-platform", ["user", "add", "zed", "--auth", "eap-tls", "--device", "a:android"],
