@@ -384,6 +384,7 @@ class SiteSettings(_Model):
     shared_identity: str | None = None
     packages: Literal["minimal", "full"] = "minimal"
     backend: Literal["local", "docker"] = "local"
+    allow_password_only_alongside_2fa: bool = False
 
     @field_validator("pki_dir")
     @classmethod

@@ -390,4 +390,37 @@ def _cross_checks(
         problems += _router_checks(file, r, raw_users)
     for u in users:
         problems += _user_checks(file, u, settings, router_names)
+    opted_in = settings is not None and settings.model.allow_password_only_alongside_2fa
+    if not opted_in:
+        problems += _password_only_alongside_2fa(file, routers, users)
+    return problems
+
+
+def _password_only_alongside_2fa(
+    file: str, routers: Sequence[_Parsed[Router]], users: Sequence[_Parsed[User]]
+) -> list[Problem]:
+    """pubkey+eap-mschapv2 and eap-mschapv2 users on one router (one problem per router).
+
+    strongSwan's EAP secrets are global and the password-only connection
+    cannot exclude a user, so the 2FA users' passwords alone would log in.
+    """
+    problems = []
+    for r in routers:
+        if "name" in r.broken:
+            continue
+        name = r.model.name
+        on = [u for u in users if not u.broken & {"auth", "routers", "name"}]
+        on = [u for u in on if u.model.routers is None or name in u.model.routers]
+        two = [u for u in on if u.model.auth == "pubkey+eap-mschapv2"]
+        pw = [u for u in on if u.model.auth == "eap-mschapv2"]
+        if two and pw:
+            first = two[0]
+            msg = (
+                f"router {name!r} has pubkey+eap-mschapv2 users "
+                f"({', '.join(u.model.name for u in two)}) and eap-mschapv2 users "
+                f"({', '.join(u.model.name for u in pw)}): the first group could log in with "
+                "the password alone; move one group to another router (users.routers) "
+                "or set allow_password_only_alongside_2fa = true in [site]"
+            )
+            problems.append(Problem(file, f"users[{first.index}].auth", msg))
     return problems
