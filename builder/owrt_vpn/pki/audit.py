@@ -1,0 +1,228 @@
+"""The PKI folder checked as a whole: every file parsed and chain-checked, modes.
+
+`check` runs :func:`audit` (see docs/security.md): a file that does not
+parse, a certificate or CRL not signed by ``ca.crt``, a key that does not
+belong to its certificate, a CRL that misses a revoked serial: each is an
+:class:`~owrt_vpn.errors.IntegrityError` (exit 3) naming the file. Loose
+modes on files that hold key material or passwords, and on the folders
+holding them, are warnings, and repaired (0600/0700) on files we own.
+
+The readers that feed a build (:meth:`PkiReader.crl_pem`,
+:meth:`PkiReader.server_cert_pem`) run the same per-file checks, so nothing
+unverified is baked into firmware even without `check`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from owrt_vpn.errors import IntegrityError, PkiError
+from owrt_vpn.pki import certs as pc
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from owrt_vpn.pki.store import Index
+
+SECRET_FILE_MODE = 0o600
+SECRET_DIR_MODE = 0o700
+RESTORE_HINT = "restore the PKI folder from your backup (or re-issue with `owrt-vpn pki renew`)"
+
+
+def is_secret_file(path: Path) -> bool:
+    """True for files holding key material or a password (``*.key``, ``*.p12``, ``*.password``)."""
+    return path.suffix in (".key", ".p12", ".password")
+
+
+def _bad(path: Path, problem: str) -> IntegrityError:
+    return IntegrityError(f"{path}: {problem}", hint=RESTORE_HINT)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise _bad(path, "missing") from None
+    except OSError as exc:
+        raise _bad(path, f"cannot read: {exc.strerror}") from None
+
+
+def load_ca(path: Path) -> x509.Certificate:
+    """``ca.crt`` parsed: a self-signed CA certificate (IntegrityError naming the file)."""
+    try:
+        cert = pc.load_cert(_read(path))
+    except ValueError:
+        raise _bad(path, "not a PEM certificate (damaged or truncated)") from None
+    if not pc.is_ca(cert):
+        raise _bad(path, "not a CA certificate (basicConstraints CA:TRUE missing)")
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception as exc:  # InvalidSignature, ValueError, TypeError: no common base
+        raise _bad(path, f"not a valid self-signed CA certificate ({type(exc).__name__})") from None
+    return cert
+
+
+def verify_cert(path: Path, ca: x509.Certificate, data: bytes | None = None) -> x509.Certificate:
+    """A certificate file parsed and checked to be signed by ``ca``."""
+    try:
+        cert = pc.load_cert(_read(path) if data is None else data)
+    except ValueError:
+        raise _bad(path, "not a PEM certificate (damaged or truncated)") from None
+    try:
+        cert.verify_directly_issued_by(ca)
+    except Exception:  # ValueError (issuer name), InvalidSignature, TypeError (key type)
+        raise _bad(path, "not signed by ca.crt (from another CA?)") from None
+    return cert
+
+
+def verify_key(path: Path, cert: x509.Certificate, data: bytes | None = None) -> None:
+    """An unencrypted private key file parsed and checked to belong to ``cert``."""
+    try:
+        key = pc.load_key(_read(path) if data is None else data)
+    except (ValueError, TypeError):
+        raise _bad(path, "not an unencrypted private key (damaged or truncated)") from None
+    if not pc.same_public_key(key, cert):
+        raise _bad(path, f"does not belong to {path.with_suffix('.crt').name}")
+
+
+def verify_crl(path: Path, ca: x509.Certificate, revoked: Iterable[int], data: bytes) -> None:
+    """A CRL parsed, issued and signed by ``ca``, listing every serial in ``revoked``."""
+    from cryptography import x509 as _x509
+
+    try:
+        crl = _x509.load_pem_x509_crl(data)
+    except ValueError:
+        raise _bad(path, "not a PEM CRL (damaged or truncated)") from None
+    if crl.issuer != ca.subject:
+        raise _bad(path, f"issued by {crl.issuer.rfc4514_string()}, not by ca.crt")
+    try:
+        valid = crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    except TypeError:
+        valid = False
+    if not valid:
+        raise _bad(path, "not signed by ca.crt's key")
+    listed = {r.serial_number for r in crl}
+    missing = sorted(s for s in revoked if s not in listed)
+    if missing:
+        serials = ", ".join(f"{s:x}" for s in missing[:5])
+        raise _bad(path, f"does not list revoked serial(s) {serials}: re-sign it with "
+                   "`owrt-vpn pki renew --crl`")  # fmt: skip
+
+
+def _ca_key(path: Path, ca: x509.Certificate, encrypted: bool) -> None:
+    data = _read(path)
+    if encrypted:
+        # Checking the key itself needs the passphrase, which `check` never
+        # asks for: an encrypted PKCS#8 block that does not parse is caught.
+        try:
+            pc.load_key(data)
+        except TypeError:
+            return  # well-formed and encrypted
+        except ValueError:
+            raise _bad(path, "not an encrypted private key (damaged or truncated)") from None
+        raise _bad(path, "stored unencrypted, but index.json says it is encrypted")
+    verify_key(path, ca, data)
+
+
+def _client_files(root: Path, ca: x509.Certificate, index: Index) -> None:
+    for rec in index.certs:
+        if rec.kind != "client" or not rec.current or rec.status != "valid":
+            continue
+        base = root / "clients" / (rec.user or "") / (rec.device or "")
+        crt = base.with_name(base.name + ".crt")
+        cert = verify_cert(crt, ca)
+        verify_key(base.with_name(base.name + ".key"), cert)
+        p12 = base.with_name(base.name + ".p12")
+        password = base.with_name(base.name + ".p12.password")
+        if p12.exists() or password.exists():
+            secret = _read(password).decode(errors="replace").strip().encode()
+            try:
+                _key, inner = pc.load_p12(_read(p12), secret)
+            except ValueError:
+                raise _bad(p12, "does not open with its .p12.password (damaged?)") from None
+            if inner != cert:
+                raise _bad(p12, f"holds another certificate than {crt.name}")
+
+
+def audit(root: Path, index: Index) -> None:
+    """Parse and chain-check every file of the PKI folder (IntegrityError naming the file)."""
+    if index.current("ca") is None and not (root / "ca.crt").exists():
+        return  # no CA yet: nothing to check
+    ca = load_ca(root / "ca.crt")
+    _ca_key(root / "ca.key", ca, index.ca_encrypted)
+    for rec in index.certs:
+        if rec.kind == "server" and rec.current:
+            crt = root / "servers" / f"{rec.router}.crt"
+            verify_key(crt.with_suffix(".key"), verify_cert(crt, ca))
+    _client_files(root, ca, index)
+    kid = pc.key_id(ca.public_key())
+    revoked = [
+        r.serial
+        for r in index.certs
+        if r.kind == "client" and r.status == "revoked" and r.ca == kid
+    ]
+    crl = root / "crl.pem"
+    if crl.exists() or revoked:
+        verify_crl(crl, ca, revoked, _read(crl))
+    eap = root / "eap"
+    for user, status in sorted(index.eap.items()):
+        path = eap / f"{user}.password"
+        if status == "active" and path.exists():
+            try:
+                if not _read(path).decode().strip():
+                    raise _bad(path, "empty")
+            except UnicodeDecodeError:
+                raise _bad(path, "not UTF-8 text") from None
+
+
+def loose_modes(root: Path, *, repair: bool) -> list[str]:
+    """Warnings for secret files not 0600 and PKI folders not 0700; repaired if ours.
+
+    Only files we own are repaired (``chmod`` of another user's file would
+    fail, and the warning tells its owner what to do).
+    """
+    if not root.is_dir():
+        return []
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames.sort()
+        entries = [(here, SECRET_DIR_MODE, True)]
+        entries += [(here / f, SECRET_FILE_MODE, False) for f in sorted(filenames)]
+        for path, wanted, is_dir in entries:
+            if not is_dir and not is_secret_file(path):
+                continue
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = stat.S_IMODE(st.st_mode)
+            if not mode & 0o077:
+                continue
+            what = f"{path}: mode {mode:04o} lets other users read "
+            what += "PKI secrets" if is_dir else "a secret"
+            if repair and st.st_uid == os.geteuid():
+                os.chmod(path, wanted)
+                out.append(f"{what}: set to {wanted:04o}")
+            else:
+                out.append(f"{what}: run `chmod {wanted:o} {path}`")
+    return out
+
+
+def check_pki(root: Path, index: Index | None = None, *, repair: bool = True) -> list[str]:
+    """:func:`audit` plus :func:`loose_modes`: the warnings (errors are raised)."""
+    from owrt_vpn.pki.reader import PkiReader
+
+    warnings = loose_modes(root, repair=repair)
+    try:
+        idx = index if index is not None else PkiReader.load_index(root)
+    except PkiError as exc:
+        raise IntegrityError(str(exc), hint=exc.hint) from None
+    audit(root, idx)
+    return warnings
