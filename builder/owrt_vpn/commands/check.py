@@ -16,6 +16,7 @@ def check(ctx: typer.Context) -> None:
     """Validate the site file and report every problem at once."""
     from owrt_vpn.pki.audit import check_pki
     from owrt_vpn.render import checks
+    from owrt_vpn.ui.gitignore import tracked_warning
 
     st = state(ctx)
     site = st.load_site()
@@ -23,6 +24,9 @@ def check(ctx: typer.Context) -> None:
     # modes warned about and repaired on files we own.
     warnings = check_pki(site.pki_path)
     warnings += checks.site_warnings(site)
+    tracked = tracked_warning(site.base_dir)
+    if tracked:
+        warnings.append(tracked)
     for w in warnings:
         st.warn(w)
     st.emit(

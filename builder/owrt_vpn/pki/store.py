@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from owrt_vpn.errors import PkiError
+from owrt_vpn.errors import PkiError, UsageError
 from owrt_vpn.fsutil import write_atomic
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ def check_new_passphrase(value: str) -> str:
     sites (the key is still encrypted).
     """
     if len(value) < MIN_PASSPHRASE and os.environ.get(SHORT_OK_ENV) != "1":
-        raise PkiError(
+        raise UsageError(
             f"the CA passphrase must have at least {MIN_PASSPHRASE} characters "
             f"(it has {len(value)})",
             hint=f"choose a longer one; for a throwaway site set {SHORT_OK_ENV}=1",
