@@ -157,6 +157,11 @@ def _validate(
         return _Parsed(index, model.model_validate(_tuples(data)), frozenset())
     except ValidationError as exc:
         errors = exc.errors()
+    # pydantic also reports a list as too short when its only item failed:
+    # one mistake, one message.
+    inner = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+    inner |= {tuple(e["loc"][:i]) for e in errors for i in range(1, len(e["loc"]))}
+    errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in inner)]
     for err in errors:
         problems.append(Problem(file, _loc_path(prefix, err["loc"]), _message(err, model)))
     # Try again without the offending keys (stand-ins for required ones), so
