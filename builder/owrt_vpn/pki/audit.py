@@ -217,11 +217,15 @@ def loose_modes(root: Path, *, repair: bool) -> list[str]:
 
 def check_pki(root: Path, index: Index | None = None, *, repair: bool = True) -> list[str]:
     """:func:`audit` plus :func:`loose_modes`: the warnings (errors are raised)."""
-    from owrt_vpn.pki.reader import PkiReader
+    from owrt_vpn.pki.store import Index
 
     warnings = loose_modes(root, repair=repair)
+    path = root / "index.json"
     try:
-        idx = index if index is not None else PkiReader.load_index(root)
+        data = path.read_bytes() if index is None and path.exists() else b""
+        idx = index if index is not None else Index.from_bytes(data, str(path)) if data else Index()
+    except OSError as exc:
+        raise _bad(path, f"cannot read: {exc.strerror}") from None
     except PkiError as exc:
         raise IntegrityError(str(exc), hint=exc.hint) from None
     audit(root, idx)
