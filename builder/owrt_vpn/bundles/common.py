@@ -335,7 +335,10 @@ def write_files(folder: Path, files: Iterable[BundleFile], epoch: int) -> None:
     """Write ``files`` into ``folder`` (a fresh temporary tree) with their modes and mtime."""
     import os
 
+    files = list(files)
     folder.mkdir(parents=True, exist_ok=True)
+    # A folder holding a key, a PKCS#12 or a script embedding one: owner only.
+    os.chmod(folder, 0o700 if any(f.secret for f in files) else 0o755)
     for f in files:
         path = folder / f.name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
