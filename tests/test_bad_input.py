@@ -19,6 +19,7 @@ import pytest
 
 import sitefile
 from conftest import CliRunner
+from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
 from owrtcli import OWRT_ENV
 
 # A valid site: alice (pubkey, iphone + windows laptop), bob (EAP, android).
@@ -686,14 +687,66 @@ COMMAND_LINES = [
     ("init-server-id-dot", ["init", "--server-id", "vpn.example.org."], {}, "error: --server-id: "),
     ("init-exists", ["init"], {"owrt-vpn.toml": "# mine\n"}, "owrt-vpn.toml: already exists"),
     ("init-dir-is-file", ["init", "afile"], {"afile": "x"}, "afile: not a directory"),
-]
+    ("init-server-id-zone", ["init", "--server-id", "fe80::1%eth0"], {}, "zone IDs"),
+    ("init-server-id-newline", ["init", "--server-id", "vpn.example.org\n"], {},
+     "error: --server-id: "),
+    # names on the command line: full match, allow-list first, before any write
+    ("user-add-newline", ["user", "add", "eve\n", "--device", "p:ios"], {"owrt-vpn.toml": BASE},
+     "error: user add: NAME: contains a control character (U+000A"),
+    ("user-add-curly-quote", ["user", "add", "ev\u2019e", "--device", "p:ios"],
+     {"owrt-vpn.toml": BASE}, "error: user add: NAME: contains a non-ASCII character"),
+    ("user-add-uppercase", ["user", "add", "Eve", "--device", "p:ios"], {"owrt-vpn.toml": BASE},
+     "error: user add: NAME: 'Eve' is not a valid name"),
+    ("user-add-device-newline", ["user", "add", "eve", "--device", "p\n:ios"],
+     {"owrt-vpn.toml": BASE}, "error: --device: contains a control character"),
+    ("user-add-device-no-platform", ["user", "add", "eve", "--device", "p"],
+     {"owrt-vpn.toml": BASE}, "error: --device: 'p' is not NAME:PLATFORM"),
+    ("user-add-unknown-platform", ["user", "add", "eve", "--device", "p:iphone"],
+     {"owrt-vpn.toml": BASE}, "error: owrt-vpn.toml: users[2].devices[0].platform: "),
+    ("user-add-existing", ["user", "add", "bob", "--device", "p:ios"], {"owrt-vpn.toml": BASE},
+     "error: owrt-vpn.toml: users[1].name: user 'bob' exists"),
+    ("user-revoke-newline", ["user", "revoke", "alice\n"], {"owrt-vpn.toml": BASE},
+     "no user named 'alice\\n' (did you mean 'alice'?)"),
+    ("user-remove-unknown", ["user", "remove", "nobody"], {"owrt-vpn.toml": BASE},
+     "error: owrt-vpn.toml: users: no user named 'nobody'"),
+    ("user-passwd-unknown", ["user", "passwd", "nobody"], {"owrt-vpn.toml": BASE},
+     "error: owrt-vpn.toml: users: no user named 'nobody'"),
+    ("pki-renew-unknown-device", ["pki", "renew", "--user", "alice", "--device", "ph\n"],
+     {"owrt-vpn.toml": BASE}, "user 'alice' has no device 'ph\\n'"),
+    ("pki-init-short-passphrase", ["pki", "init"],
+     {"owrt-vpn.toml": BASE, "env:OWRT_VPN_CA_PASSPHRASE": "short"},
+     "error: the CA passphrase must have at least 12 characters (it has 5)"),
+    ("build-release-newline", ["build", "--release", "24.10.2\n"], {"owrt-vpn.toml": BASE},
+     "error: --release: '24.10.2\\n' is not valid"),
+    ("build-target-newline", ["build", "--target", "bcm53xx\n"], {"owrt-vpn.toml": BASE},
+     "error: --target: "),
+    ("build-subtarget-newline", ["build", "--subtarget", "generic\n"], {"owrt-vpn.toml": BASE},
+     "error: --subtarget: "),
+    ("build-device-newline", ["build", "--device", "phicomm_k3\n"], {"owrt-vpn.toml": BASE},
+     "error: --device: "),
+    ("build-unknown-router", ["build", "--router", "nope"], {"owrt-vpn.toml": BASE},
+     "error: owrt-vpn.toml: routers: no router named 'nope'"),
+    ("build-jobs-zero", ["build", "--jobs", "0"], {"owrt-vpn.toml": BASE}, "'--jobs'"),
+    ("render-router-newline", ["render", "--router", "gw\n", "--out", "x"],
+     {"owrt-vpn.toml": BASE}, "no router named 'gw\\n' (did you mean 'gw'?)"),
+    ("flash-unknown-router", ["flash", "--router", "nope"], {"owrt-vpn.toml": BASE},
+     "error: --router: no router named 'nope'"),
+    ("push-unknown-router", ["push", "--router", "nope"], {"owrt-vpn.toml": BASE},
+     "error: --router: no router named 'nope'"),
+    ("status-unknown-router", ["status", "--router", "nope"], {"owrt-vpn.toml": BASE},
+     "error: --router: no router named 'nope'"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("argv", "files", "fragment"), [c[1:] for c in COMMAND_LINES], ids=[c[0] for c in COMMAND_LINES]
 )
 def test_bad_command_line(
-    argv: list[str], files: dict[str, str], fragment: str, cli: CliRunner, tmp_path: Path
+    argv: list[str],
+    files: dict[str, str],
+    fragment: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     env = {k[4:]: v for k, v in files.items() if k.startswith("env:")}
     for name, content in files.items():
@@ -702,9 +755,10 @@ def test_bad_command_line(
             (tmp_path / name).write_text(content)
     before = _snapshot(tmp_path)
     dirs_before = sorted(p.name for p in tmp_path.rglob("*"))
-    proc = cli(*argv, env=env)
+    proc = run_inprocess(monkeypatch, tmp_path, *argv, env=env)
     _assert_refused(proc.stderr, proc.returncode)
     assert fragment in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]) == 1
     assert _snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.rglob("*")) == dirs_before
 
@@ -863,3 +917,48 @@ def test_walk_refuses_unsafe_text(
     assert lines[0].startswith(f"error: owrt-vpn.toml: {PATHS[table]}.{key}"), proc.stderr
     assert msg in lines[0], proc.stderr
     assert _snapshot(tmp_path) == before
+
+
+# --- mirrors: what the mirror lacks fails before the first write (no CA, no certificates)
+
+# (id, build options, error fragment, exit status: a mirror answering 404 for a
+# path every release has is a download failure, 1)
+MIRROR_CASES = [
+    ("release-missing", ["--release", "24.10.1"], "24.10.1"),
+    (
+        "target-missing",
+        ["--target", "x86", "--subtarget", "64", "--device", "generic"],
+        "target 'x86'",
+    ),
+    ("device-missing", ["--device", "phicomm_k4"], "phicomm_k4"),
+    ("empty-mirror", ["--mirror-root", ""], "not found on the mirror"),
+]
+
+
+@pytest.mark.integration
+def test_mirror_lacking_what_the_build_needs_writes_nothing(
+    cli: CliRunner,
+    tmp_path: Path,
+    served_mirror: ServedMirror,  # noqa: F811
+) -> None:
+    from integration.mirror import MirrorServer
+
+    empty = tmp_path / "bare-root"
+    empty.mkdir()
+    with MirrorServer(empty) as bare:
+        for name, args, fragment in MIRROR_CASES:
+            site = tmp_path / name
+            site.mkdir()
+            env = {"OWRT_VPN_CACHE": str(site / ".cache")}
+            cli("init", cwd=site, env=env, check=True)  # the init && build of a new site
+            before = _snapshot(site)
+            url = bare.url if args[0] == "--mirror-root" else served_mirror.url
+            extra = [] if args[0] == "--mirror-root" else args
+            proc = cli("build", "--mirror", url, "--trust-key", str(served_mirror.key.public),
+                       *extra, cwd=site, env=env)  # fmt: skip
+            assert proc.returncode == (1 if name == "empty-mirror" else 2), (name, proc.stderr)
+            assert "Traceback" not in proc.stderr
+            errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+            assert len(errors) == 1 and fragment in errors[0], (name, proc.stderr)
+            assert _snapshot(site) == before, name
+            assert sorted(p.name for p in site.iterdir()) == [".gitignore", "owrt-vpn.toml"], name
