@@ -137,11 +137,13 @@ def test_client_certificate_of_another_ca(
 def test_p12_of_another_device(cli: CliRunner, site: Path) -> None:
     p12 = site / "pki" / "clients" / "dave" / "phone.p12"
     shutil.copy(site / "pki" / "clients" / "alice" / "phone.p12", p12)
-    shutil.copy(
-        site / "pki" / "clients" / "alice" / "phone.p12.password",
-        site / "pki" / "clients" / "dave" / "phone.p12.password",
-    )
-    _refused(cli, site, p12, "holds another certificate")
+    _refused(cli, site, p12, "does not open with its .p12.password")
+
+
+def test_truncated_p12(cli: CliRunner, site: Path) -> None:
+    p12 = site / "pki" / "clients" / "alice" / "phone.p12"
+    p12.write_bytes(p12.read_bytes()[:700])
+    _refused(cli, site, p12, "not a PKCS#12 file")
 
 
 def test_damaged_index(cli: CliRunner, site: Path) -> None:
