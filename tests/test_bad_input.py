@@ -737,6 +737,11 @@ COMMAND_LINES = [
      "error: --router: no router named 'nope'"),
     ("status-unknown-router", ["status", "--router", "nope"], {"owrt-vpn.toml": BASE},
      "error: --router: no router named 'nope'"),
+    # bundle of a new site: what is wrong is found before the CA is created
+    ("bundle-unknown-user", ["bundle", "nobody"], {"owrt-vpn.toml": BASE},
+     "error: USER: no user named 'nobody' in owrt-vpn.toml"),
+    ("bundle-password-file-no-folder", ["bundle", "--password-file", "no/such/p.txt"],
+     {"owrt-vpn.toml": BASE}, "error: --password-file no/such/p.txt: its folder does not exist"),
 ]  # fmt: skip
 
 

@@ -176,3 +176,43 @@ def test_loose_modes_are_warned_and_repaired(cli: CliRunner, site: Path) -> None
     assert stat.S_IMODE((pki / "clients").stat().st_mode) == 0o700
     again = cli("check", cwd=site)
     assert again.returncode == 0 and again.stderr == REVOKED_WARNING, again.stderr
+
+
+def test_import_refuses_a_ca_whose_name_holds_a_newline(cli: CliRunner, tmp_path: Path) -> None:
+    """An imported CA's name reaches READMEs and a PowerShell comment: allow-listed too."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil\n#> Start-Process calc")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    folder = tmp_path / "site"
+    folder.mkdir()
+    write_site(folder)
+    (tmp_path / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "ca.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    before = snapshot(folder)
+    proc = cli("pki", "import", "--ca-cert", tmp_path / "ca.pem", "--ca-key", tmp_path / "ca.key",
+               cwd=folder)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        f"error: {tmp_path / 'ca.pem'}: subject: commonName: contains a control character"
+    ), proc.stderr
+    assert snapshot(folder) == before

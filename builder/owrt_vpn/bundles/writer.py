@@ -42,7 +42,14 @@ from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, Device, Site, User
 if TYPE_CHECKING:
     from owrt_vpn.pki.reader import PkiReader
 
-__all__ = ["BundleReport", "DeviceBundle", "build", "clients_dir", "password_file_text"]
+__all__ = [
+    "BundleReport",
+    "DeviceBundle",
+    "build",
+    "clients_dir",
+    "password_file_text",
+    "select_users",
+]
 
 RENDERERS: dict[str, Callable[[DeviceContext], list[BundleFile]]] = {
     "ios": apple.render_device,
@@ -99,7 +106,8 @@ def clients_dir(site: Site, out_root: Path) -> Path:
     return out_root / site.name / "clients"
 
 
-def _select_users(site: Site, names: Sequence[str] | None) -> list[User]:
+def select_users(site: Site, names: Sequence[str] | None) -> list[User]:
+    """The users named (all of them for none); ConfigError naming every unknown one."""
     if not names:
         return list(site.users)
     known = {u.name: u for u in site.users}
@@ -137,7 +145,7 @@ def build(
     (``Pki.ensure``); revoked devices and platforms without a common
     proposal with the router are skipped and listed in the report.
     """
-    selected = _select_users(site, users)
+    selected = select_users(site, users)
     sctx = SiteContext.create(site, pki.ca_cert_pem(), pki.ca_cert_der(), _ca_common_name(pki))
     epoch = source_date_epoch()
     report = BundleReport(site=site.name, clients=clients_dir(site, out_root))
