@@ -665,6 +665,7 @@ def test_not_utf8(cli: CliRunner, tmp_path: Path) -> None:
 
 
 # --- command lines: (id, argv, files to create first, expected stderr fragment)
+INV = "[[routers]]\n"  # an inventory file's one entry (the case adds its keys)
 COMMAND_LINES = [
     ("missing-site-file", ["check"], {}, "error: owrt-vpn.toml: site file not found"),
     (
@@ -742,6 +743,26 @@ COMMAND_LINES = [
      "error: USER: no user named 'nobody' in owrt-vpn.toml"),
     ("bundle-password-file-no-folder", ["bundle", "--password-file", "no/such/p.txt"],
      {"owrt-vpn.toml": BASE}, "error: --password-file no/such/p.txt: its folder does not exist"),
+    # inventories: the same allow-list and full match as the site file
+    *[
+        (f"inventory-{cid}", [cmd, "--inventory", "inv.toml"],
+         {"owrt-vpn.toml": BASE, "inv.toml": INV + extra}, f"error: inv.toml: {fragment}")
+        for cmd in ("flash",)
+        for cid, extra, fragment in [
+            ("name-newline", 'name = "shop\\n"\nrouter = "gw"\naddress = "198.51.100.20"\n',
+             "routers[0].name: 'shop\\n' is not a valid name"),
+            ("address-zone", 'name = "shop"\nrouter = "gw"\naddress = "fe80::1%eth0"\n',
+             "routers[0].address: "),
+            ("user-newline", 'name = "shop"\nrouter = "gw"\naddress = "198.51.100.20"\n'
+             'user = "root\\n"\n', "routers[0].user: contains a control character"),
+            ("identity-newline", 'name = "shop"\nrouter = "gw"\naddress = "198.51.100.20"\n'
+             'identity_file = "id\\nx"\n', "routers[0].identity_file: contains a control"),
+            ("unknown-router", 'name = "shop"\nrouter = "gx"\naddress = "198.51.100.20"\n',
+             "routers[0].router: no router named 'gx'"),
+            ("baked-key", 'name = "shop"\nrouter = "gw"\naddress = "198.51.100.20"\n'
+             'root_password_hash = "$6$x$y"\n', "routers[0].root_password_hash: is baked"),
+        ]
+    ],
 ]  # fmt: skip
 
 
