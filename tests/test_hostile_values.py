@@ -11,7 +11,7 @@ plistlib (.mobileconfig), json (.sswan), GLib's keyfile parser
 (.nmconnection, through Debian's python3-gi), busybox sh (the installer,
 uci-defaults and firewall3 scripts), our UCI reader, ``nft -c`` (the fw4
 snippets, in a namespace) and strongSwan's own swanctl (both swanctl.conf
-files, loaded into a charon). There is no PowerShell here: for the .ps1 the
+files, loaded into a charon) and strongSwan's starter (ipsec.conf). There is no PowerShell here: for the .ps1 the
 allow-list is the proof, with one test per refused character class.
 """
 
@@ -29,6 +29,7 @@ import sitefile
 from bundlekit import Dev, Usr, make_pki, make_site
 from owrt_vpn.bundles import writer
 from owrt_vpn.bundles.windows import ps_quote
+from owrt_vpn.pki.authority import Pki
 from owrt_vpn.render import overlay, packages, uci
 from requires import require
 
@@ -66,7 +67,17 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     overlay.render(site, site.routers[0], pki, root)
     plugins = folder / "plugins.json"  # what the router's charon loads
     plugins.write_text(json.dumps(list(packages.charon_plugins(site, site.routers[0]))))
-    return {"clients": out / site.name / "clients", "overlay": root, "plugins": plugins}
+    return {
+        "clients": out / site.name / "clients",
+        "overlay": root,
+        "plugins": plugins,
+        "site_file": folder / "owrt-vpn.toml",
+    }
+
+
+def hostile_pki(site: object) -> Pki:
+    """The PKI the fixture made (read again from the site folder)."""
+    return Pki.open(site)  # type: ignore[arg-type]
 
 
 def _files(root: Path, pattern: str) -> list[Path]:
@@ -270,3 +281,43 @@ def test_swanctl_loads_router_and_linux_configs(hostile: dict[str, Path], tmp_pa
     finally:
         ns.kill_all()
         ns.delete()
+
+
+@pytest.mark.integration
+def test_legacy_ipsec_conf_loads_into_the_starter(
+    hostile: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ipsec.conf/ipsec.secrets style (OpenWrt 21.02) of the same site, read by starter."""
+    require("ip", "/usr/lib/ipsec/starter", "/usr/lib/ipsec/stroke", root="a namespace")
+    from integration.charon import StarterCharon, debian_load_list
+    from integration.netns import Namespace, run_prefix
+    from owrt_vpn.site.load import load_site
+
+    site = load_site(hostile["site_file"])
+    router = site.routers[0]
+    res = overlay.render(site, router, hostile_pki(site), tmp_path / "ov", config_style="ipsec")
+    etc = res.file_set / "etc"
+    assert (etc / "ipsec.conf").is_file()
+    plugins = list(packages.charon_plugins(site, router, "ipsec"))
+    sd = etc / "strongswan.d"
+    ns = Namespace(f"{run_prefix()}hs")
+    ns.create()
+    try:
+        daemon = StarterCharon(
+            ns, tmp_path / "starter", debian_load_list(plugins), "starter",
+            sorted(sd.glob("*.conf")) if sd.is_dir() else [],
+            sorted((sd / "charon").glob("*.conf")) if (sd / "charon").is_dir() else [],
+            etc=etc,
+        )  # fmt: skip
+        daemon.prepare()
+        daemon.start()
+        try:
+            status = daemon.status()
+        finally:
+            daemon.stop()
+    finally:
+        ns.kill_all()
+        ns.delete()
+    conns = re.findall(r"^(\S+):\s+%any\.\.\.%any", status, re.M)
+    assert len(conns) >= 2, status
+    assert "10.88.0.0/24" in status and "fd00:88::/64" in status, status
