@@ -10,9 +10,10 @@ and each file is read back by the parser that will read it in the field:
 plistlib (.mobileconfig), json (.sswan), GLib's keyfile parser
 (.nmconnection, through Debian's python3-gi), busybox sh (the installer,
 uci-defaults and firewall3 scripts), our UCI reader, ``nft -c`` (the fw4
-snippets, in a namespace) and strongSwan's own swanctl (both swanctl.conf
-files, loaded into a charon) and strongSwan's starter (ipsec.conf). There is no PowerShell here: for the .ps1 the
-allow-list is the proof, with one test per refused character class.
+snippets, in a namespace), strongSwan's own swanctl (both swanctl.conf
+files, loaded into a charon) and its starter (ipsec.conf). There is no
+PowerShell here: for the .ps1 the allow-list is the proof, with one test
+per refused character class.
 """
 
 from __future__ import annotations
