@@ -35,7 +35,11 @@ def _site(auths: tuple[str, ...], workdir: Path) -> Any:
 
     users = [(f"user{i}", auth, [("dev", PLATFORM[auth])]) for i, auth in enumerate(auths)]
     path = workdir / f"{'_'.join(auths).replace('+', 'plus')}.toml"
-    path.write_text(site_text(["gw"], users).replace('"24.10.2"', f'"{RELEASE}"'))
+    text = site_text(["gw"], users).replace('"24.10.2"', f'"{RELEASE}"')
+    if {"eap-mschapv2", "pubkey+eap-mschapv2"} <= set(auths):
+        # The package footprint of the mix is measured; `check` wants the opt-in.
+        text = text.replace("[site]\n", "[site]\nallow_password_only_alongside_2fa = true\n", 1)
+    path.write_text(text)
     return load_site(path)
 
 

@@ -72,7 +72,14 @@ def site_text(
     routers: Sequence[str] = (ROUTER_GW,),
     settings: Mapping[str, object] | None = None,
 ) -> str:
-    """A site file with ``users`` and ``routers`` (sitefile.py); ``settings`` go to ``[site]``."""
+    """A site file with ``users`` and ``routers`` (sitefile.py); ``settings`` go to ``[site]``.
+
+    A site mixing pubkey+eap-mschapv2 and eap-mschapv2 users (every
+    combination does) opts in to it: ``check`` refuses the mix otherwise.
+    """
+    users = list(users)
+    if {"pubkey+eap-mschapv2", "eap-mschapv2"} <= {u.auth for u in users}:
+        settings = {"allow_password_only_alongside_2fa": True, **(settings or {})}
     return sitefile.site(
         name,
         crypto=crypto,

@@ -17,6 +17,8 @@ SITE = """\
 [site]
 name = "home"
 organization = "Home VPN"
+# carol (pubkey+eap-mschapv2) shares the routers with password-only users
+allow_password_only_alongside_2fa = true
 shared_identity = "myVpnClients"   # iOS manual setup
 
 [[routers]]

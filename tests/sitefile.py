@@ -39,7 +39,10 @@ def value(v: object) -> str:
     if isinstance(v, int | float):
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)  # JSON's escapes are TOML basic-string escapes
+        # JSON's escapes are TOML basic-string escapes; characters beyond ASCII
+        # stay literal (JSON would write astral ones as surrogate pairs, which
+        # TOML refuses), DEL is escaped (TOML refuses it literally).
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, os.PathLike):
         return value(os.fspath(v))
     if isinstance(v, IP_TYPES):

@@ -43,6 +43,7 @@ SITE_TOML = f"""\
 [site]
 name = "lab"
 organization = "Lab VPN"
+allow_password_only_alongside_2fa = true
 shared_identity = "labClients"
 server_key = "ecdsa-p256"
 

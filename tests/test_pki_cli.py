@@ -231,7 +231,7 @@ def test_import_needs_the_p12_password(tmp_path: Path) -> None:
     guide = tmp_path / "guide"
     _guide_ca(guide)
     env = {k: v for k, v in os.environ.items() if k != "OWRT_VPN_IMPORT_PASSWORD"}
-    env["OWRT_VPN_CA_PASSPHRASE"] = "x" * 10
+    env["OWRT_VPN_CA_PASSPHRASE"] = "x" * 12
     before = snapshot(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "owrt_vpn", "pki", "import", "--ca-p12", guide / "ca.p12"],

@@ -31,7 +31,9 @@ platform = "linux"
 def test_many_user_inputs_equal_the_reference(cli: CliRunner, tmp_path: Path) -> None:
     cli("init", "--server-id", "vpn.example.org", check=True)
     site_file = tmp_path / "owrt-vpn.toml"
-    site_file.write_text(site_file.read_text() + USERS)
+    opt_in = "[site]\nallow_password_only_alongside_2fa = true\n"
+    text = site_file.read_text().replace("[site]\n", opt_in, 1)
+    site_file.write_text(text + USERS)
     cli("pki", "init", check=True)
     site = load_site(site_file)
     pki = site.pki_path

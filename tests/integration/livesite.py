@@ -25,7 +25,7 @@ from .charon import ClientProfile, debian_load_list
 from .liverouter import ROUTER_WAN, LiveLab, LiveRouter, sha256
 
 FIRMWARE_REVISION = "r28739-d9340319c6"
-LIVE_ENV = {"OWRT_VPN_CA_PASSPHRASE": "live-test"}
+LIVE_ENV = {"OWRT_VPN_CA_PASSPHRASE": "live-test-passphrase"}
 
 
 @dataclass

@@ -77,6 +77,7 @@ def _devices(auth: str) -> list[tuple[str, str]]:
 # the namespaces, and it covers the IP-address server identity.
 SITE_TOML = sitefile.site(
     SITE,
+    allow_password_only_alongside_2fa=True,  # every auth method on one router
     routers=[
         sitefile.router(
             ROUTER,

@@ -60,6 +60,8 @@ SITE_TOML = sitefile.site(
     organization="Owrt VPN Test",
     shared_identity=SHARED_ID,
     crl_days=30,
+    # carol (pubkey+eap-mschapv2) shares the routers with password-only users
+    allow_password_only_alongside_2fa=True,
     routers=[
         sitefile.router(
             "gw",

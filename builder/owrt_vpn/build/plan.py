@@ -121,7 +121,7 @@ class NullReporter:
 
 
 def _check(value: str, regex: Any, flag: str, example: str) -> str:
-    if not regex.match(value):
+    if not regex.fullmatch(value):
         raise ConfigError([Problem(flag, "", f"{value!r} is not valid (e.g. {example})")])
     return value
 

@@ -152,6 +152,27 @@ def _build_all(
         )
     else:
         keyring = Keyring.load(options.trust_keys)
+
+    # Resolve every router on the mirror first (signed indexes, nothing
+    # written): a release or device the mirror lacks must fail before the
+    # first write, so that exit 2/3 leaves no CA or certificates behind.
+    def resolve(item: tuple[RouterPlan, dict[str, Any], str]) -> Resolved | RouterResult:
+        p, _, why = item
+        try:
+            return _resolve(options, rep, keyring, lock, p, why)
+        except OwrtVpnError as exc:
+            return RouterResult(p.name, "failed", p.out_dir, error=exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(todo)))) as pool:
+        outcomes = list(pool.map(resolve, todo))
+    resolved: dict[str, Resolved] = {}
+    for (p, _, _why), out in zip(todo, outcomes, strict=True):
+        if isinstance(out, RouterResult):
+            results[p.name] = out
+        else:
+            resolved[p.name] = out
+    if not resolved:
+        return
     pki = Pki.open(site)
     if not pki.exists:
         # Like `owrt-vpn bundle`: a first build creates the CA (asks for its
@@ -163,22 +184,24 @@ def _build_all(
         if created.passwords:
             rep.stage(site.name, f"generated EAP passwords in {pki.root / 'eap'}")
     ctx = _Context(options, rep, backend, keyring, pki, lock, Cache())
-    ready: list[tuple[RouterPlan, str]] = []
-    for p, _, why in todo:
+    ready: list[tuple[RouterPlan, Resolved]] = []
+    for p, _, _why in todo:
+        if p.name not in resolved:
+            continue
         # PKI writes are serialised here, before any parallel work.
         try:
             report = pki.ensure_router(p.site, p.router)
             if report.issued:
                 rep.stage(p.name, "issued " + ", ".join(report.issued))
-            ready.append((p, why))
+            ready.append((p, resolved[p.name]))
         except OwrtVpnError as exc:
             results[p.name] = RouterResult(p.name, "failed", p.out_dir, error=exc)
 
-    def one(item: tuple[RouterPlan, str]) -> RouterResult:
-        p, why = item
+    def one(item: tuple[RouterPlan, Resolved]) -> RouterResult:
+        p, resolution = item
         t0 = time.monotonic()
         try:
-            res = _build_router(ctx, p, why)
+            res = _build_router(ctx, p, resolution)
         except OwrtVpnError as exc:
             res = RouterResult(p.name, "failed", p.out_dir, error=exc)
         res.seconds = time.monotonic() - t0
@@ -194,16 +217,16 @@ def _build_all(
         results[res.router] = res
 
 
-def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
+def _resolve(
+    opts: BuildOptions, rep: Reporter, keyring: Keyring | None, lock: Lock, p: RouterPlan, why: str
+) -> Resolved:
     from owrt_vpn.imagebuilder import mirror, release_check
     from owrt_vpn.imagebuilder.cache import Transport
 
-    rep, opts = ctx.reporter, ctx.options
     rep.stage(p.name, f"building ({why})")
-    transport = Transport()
     rep.stage(p.name, f"resolving {p.release} {p.target}/{p.subtarget} {p.device} on {opts.mirror}")
     res = mirror.resolve(
-        opts.mirror, p.release, p.target, p.subtarget, p.device, ctx.keyring, transport
+        opts.mirror, p.release, p.target, p.subtarget, p.device, keyring, Transport()
     )
     if res.signature.verified:
         rep.stage(
@@ -214,15 +237,23 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
     source = release_check.series_source(p.release, res.release, opts.mirror)
     if source:
         rep.stage(p.name, source)
-    pinned = ctx.lock.routers.get(p.name) or {}
+    pinned = lock.routers.get(p.name) or {}
     release_check.check_not_older(
         p.name, p.release, res.release, pinned.get("release"), opts.mirror
     )
     release_check.check_release(res)
+    return res
+
+
+def _build_router(ctx: _Context, p: RouterPlan, res: Resolved) -> RouterResult:
+    from owrt_vpn.imagebuilder.cache import Transport
+
+    rep, opts = ctx.reporter, ctx.options
+    transport = Transport()
     uses_archive = ctx.backend.uses_archive
     if opts.locked and uses_archive:
         ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name)
-    if not DEVICE_RE.match(res.device):
+    if not DEVICE_RE.fullmatch(res.device):
         raise BuildError(f"profiles.json names an unusable profile id {res.device!r}")
     router = p.router.model_copy(update={"release": res.release, "device": res.device})
     site = replace_router(p.site, router)

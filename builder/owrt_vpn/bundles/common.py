@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from owrt_vpn.errors import ConfigError, Problem
 from owrt_vpn.render import proposals
 from owrt_vpn.site.model import (
     CERT_AUTH,
@@ -203,6 +204,13 @@ class SiteContext:
         """
         from owrt_vpn.render import packages
 
+        names = [conn_name(site, r) for r in site.routers]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ConfigError(
+                [Problem(site.path.name, "routers", f"router names give the same connection "
+                         f"name {clash[0]!r} ('.' and '_' read alike): rename one")]
+            )  # fmt: skip
         ike = proposals.server_ike(site.settings.crypto)
         chosen: dict[tuple[str, str], proposals.ClientProposal | None] = {}
         for router in site.routers:
@@ -229,6 +237,16 @@ class SiteContext:
         ]
 
 
+def conn_name(site: Site, router: Router) -> str:
+    """The swanctl connection name of ``router`` in the Linux bundle: ``<site>-<router>``.
+
+    strongSwan's settings parser reads a dot in a section name as nesting
+    (``home-gw.2 {`` is section ``2`` inside ``home-gw``: the connection
+    would vanish without a word), so dots become underscores.
+    """
+    return f"{site.name}-{router.name}".replace(".", "_")
+
+
 def router_profile(site: Site, router: Router, chosen: proposals.ClientProposal) -> RouterProfile:
     """The client-side view of ``router``."""
     full = router.tunnel == "full"
@@ -241,7 +259,7 @@ def router_profile(site: Site, router: Router, chosen: proposals.ClientProposal)
     return RouterProfile(
         router=router,
         display=f"{site.name} VPN ({router.name})",
-        conn=f"{site.name}-{router.name}",
+        conn=conn_name(site, router),
         server=router.server_id,
         remote_id=router.server_id,
         proposal=chosen,
@@ -317,7 +335,10 @@ def write_files(folder: Path, files: Iterable[BundleFile], epoch: int) -> None:
     """Write ``files`` into ``folder`` (a fresh temporary tree) with their modes and mtime."""
     import os
 
+    files = list(files)
     folder.mkdir(parents=True, exist_ok=True)
+    # A folder holding a key, a PKCS#12 or a script embedding one: owner only.
+    os.chmod(folder, 0o700 if any(f.secret for f in files) else 0o755)
     for f in files:
         path = folder / f.name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)

@@ -93,9 +93,21 @@ def ipsec_parameters(ike: str, esp: str) -> dict[str, str]:
     }
 
 
+# PowerShell ends a single-quoted string at any of these, not only at "'";
+# doubling one inside the string makes it a literal quote.
+PS_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
 def ps_quote(value: str) -> str:
-    """A PowerShell single-quoted literal (only ' needs doubling inside)."""
-    return "'" + value.replace("'", "''") + "'"
+    """A PowerShell single-quoted literal.
+
+    Values are allow-listed long before (site/allowlist.py: ASCII, no control
+    characters); this is the second line: control characters are refused
+    (ValueError) and every one of PowerShell's single quotes is doubled.
+    """
+    if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in value):
+        raise ValueError(f"a PowerShell string cannot hold control characters: {value!r}")
+    return "'" + "".join(c + c if c in PS_SINGLE_QUOTES else c for c in value) + "'"
 
 
 def _routes(prof: RouterProfile) -> list[str]:

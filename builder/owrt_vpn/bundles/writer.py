@@ -34,14 +34,22 @@ from owrt_vpn.bundles.common import (
     write_files,
     zip_bytes,
 )
-from owrt_vpn.errors import ConfigError, Problem
+from owrt_vpn.errors import ConfigError, PkiError, Problem
 from owrt_vpn.repro import source_date_epoch
+from owrt_vpn.site.allowlist import refuse_unsafe_text
 from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, Device, Site, User, eap_identity
 
 if TYPE_CHECKING:
     from owrt_vpn.pki.reader import PkiReader
 
-__all__ = ["BundleReport", "DeviceBundle", "build", "clients_dir", "password_file_text"]
+__all__ = [
+    "BundleReport",
+    "DeviceBundle",
+    "build",
+    "clients_dir",
+    "password_file_text",
+    "select_users",
+]
 
 RENDERERS: dict[str, Callable[[DeviceContext], list[BundleFile]]] = {
     "ios": apple.render_device,
@@ -98,7 +106,8 @@ def clients_dir(site: Site, out_root: Path) -> Path:
     return out_root / site.name / "clients"
 
 
-def _select_users(site: Site, names: Sequence[str] | None) -> list[User]:
+def select_users(site: Site, names: Sequence[str] | None) -> list[User]:
+    """The users named (all of them for none); ConfigError naming every unknown one."""
     if not names:
         return list(site.users)
     known = {u.name: u for u in site.users}
@@ -116,7 +125,12 @@ def _ca_common_name(pki: PkiReader) -> str:
     from cryptography.x509.oid import NameOID
 
     attrs = pki.ca_certificate().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
+    name = str(attrs[0].value) if attrs else ""
+    try:
+        # An imported CA's name reaches READMEs and a PowerShell comment.
+        return refuse_unsafe_text(name, ascii_only=False)
+    except ValueError as exc:
+        raise PkiError(f"{pki.root / 'ca.crt'}: the CA's common name {exc}") from None
 
 
 def build(
@@ -131,7 +145,7 @@ def build(
     (``Pki.ensure``); revoked devices and platforms without a common
     proposal with the router are skipped and listed in the report.
     """
-    selected = _select_users(site, users)
+    selected = select_users(site, users)
     sctx = SiteContext.create(site, pki.ca_cert_pem(), pki.ca_cert_der(), _ca_common_name(pki))
     epoch = source_date_epoch()
     report = BundleReport(site=site.name, clients=clients_dir(site, out_root))

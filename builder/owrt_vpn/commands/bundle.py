@@ -56,6 +56,10 @@ def bundle(
                 f"--password-file {password_file}: inside the bundles ({clients})",
                 hint="the passwords must travel separately: pick a path outside --out",
             )
+        if not target.parent.is_dir():
+            raise UsageError(f"--password-file {password_file}: its folder does not exist")
+    # Everything checkable before the first write (a CA, a certificate).
+    bundles.select_users(site, users or None)
     pki = Pki.open(site)
     if not pki.exists:
         from owrt_vpn.build.state import LOCK_NAME

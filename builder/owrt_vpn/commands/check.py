@@ -14,11 +14,19 @@ def register(app: typer.Typer) -> None:
 
 def check(ctx: typer.Context) -> None:
     """Validate the site file and report every problem at once."""
+    from owrt_vpn.pki.audit import check_pki
     from owrt_vpn.render import checks
+    from owrt_vpn.ui.gitignore import tracked_warning
 
     st = state(ctx)
     site = st.load_site()
-    warnings: list[str] = list(checks.site_warnings(site))
+    # Every PKI file parsed and chain-checked (exit 3 naming the file); loose
+    # modes warned about and repaired on files we own.
+    warnings = check_pki(site.pki_path)
+    warnings += checks.site_warnings(site)
+    tracked = tracked_warning(site.base_dir)
+    if tracked:
+        warnings.append(tracked)
     for w in warnings:
         st.warn(w)
     # The next step of the Quick start (README): a cheap look at the files,

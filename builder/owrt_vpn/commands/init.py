@@ -36,6 +36,7 @@ def init(
     from owrt_vpn.resources import profiles_dir
     from owrt_vpn.site.load import parse_site
     from owrt_vpn.site.model import validate_server_id
+    from owrt_vpn.ui.gitignore import gitignore_text
 
     st = state(ctx)
     # Check the identity before it goes into the TOML text: a quote or a
@@ -65,8 +66,19 @@ def init(
     # The template must produce a file `check` accepts; validate before
     # writing so that nothing broken ever lands on disk.
     parse_site(text, dest, str(dest))
+    ignore = directory / ".gitignore"
+    try:
+        existing = ignore.read_text(encoding="utf-8") if ignore.exists() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{ignore}: cannot read: {exc}") from None
+    ignore_text = gitignore_text(existing)
     write_atomic(dest, text, 0o644)
+    done = f"wrote {dest}"
+    if ignore_text is not None:
+        # The PKI folder and dist/ hold plain keys: never into git by accident.
+        write_atomic(ignore, ignore_text, 0o644)
+        done += f"\nwrote {ignore} (keeps pki/ and dist/ out of git)"
     st.emit(
         {"ok": True, "site_file": str(dest), "server_id": server_id},
-        f"wrote {dest}\nnext: edit it, then run `owrt-vpn check`",
+        f"{done}\nnext: edit it, then run `owrt-vpn check`",
     )

@@ -56,7 +56,7 @@ def _parse_devices(specs: list[str]) -> list[tuple[str, str]]:
         where = f"--device {spec}"
         if not sep or not name or not platform or ":" in platform:
             problems.append(Problem(where, "", "not NAME:PLATFORM (e.g. phone:ios)"))
-        elif not NAME_RE.match(name):
+        elif not NAME_RE.fullmatch(name):
             problems.append(
                 Problem(where, "", f"device name {name!r}: lowercase letters, digits, . _ - only")
             )
@@ -85,7 +85,7 @@ def _check_user_args(name: str, auth: str) -> None:
     from owrt_vpn.site.model import AUTH_METHODS, NAME_RE
 
     problems = []
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         problems.append(
             Problem("NAME", "", f"{name!r}: lowercase letters, digits, . _ - only (at most 63)")
         )

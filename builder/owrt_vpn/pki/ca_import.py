@@ -43,6 +43,17 @@ def _password(path: Path) -> bytes:
     )
 
 
+def _check_subject(cert: x509.Certificate, path: Path) -> None:
+    """The CA's subject reaches READMEs, scripts and configs: the allow-list applies."""
+    from owrt_vpn.site.allowlist import refuse_unsafe_text
+
+    for attr in cert.subject:
+        try:
+            refuse_unsafe_text(str(attr.value), ascii_only=False)
+        except ValueError as exc:
+            raise ConfigError([Problem(str(path), "subject", f"{attr.oid._name}: {exc}")]) from None
+
+
 def read_ca_pair(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, pc.PrivateKey]:
     """The CA certificate and key from two files (ConfigError when unreadable)."""
     cert_data = _read(cert_path)
@@ -51,6 +62,7 @@ def read_ca_pair(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, pc.
         cert = pc.load_cert(cert_data)
     except ValueError:
         raise ConfigError([Problem(str(cert_path), "", "not a PEM or DER certificate")]) from None
+    _check_subject(cert, cert_path)
     try:
         key = pc.load_key(key_data)
     except TypeError:  # encrypted: needs the password
@@ -82,4 +94,5 @@ def read_ca_p12(path: Path) -> tuple[x509.Certificate, pc.PrivateKey]:
             if "password" in msg.lower():
                 msg = "cannot open the PKCS#12 (wrong password?)"
             raise ConfigError([Problem(str(path), "", msg)]) from None
+    _check_subject(cert, path)
     return cert, key

@@ -119,13 +119,24 @@ class PkiReader:
 
     def server_cert_pem(self, router: str) -> bytes:
         """The router's server certificate (PEM)."""
+        from owrt_vpn.pki.audit import verify_cert
+
         self._server_rec(router)
-        return read(self._server_path(router, "crt"), INIT_HINT)
+        path = self._server_path(router, "crt")
+        data = read(path, INIT_HINT)
+        verify_cert(path, self.ca_certificate(), data)  # nothing unverified is baked
+        return data
 
     def server_key_pem(self, router: str) -> bytes:
         """The router's private key: unencrypted PKCS#8 PEM (it goes onto the router)."""
+        from owrt_vpn.pki.audit import verify_key
+
         self._server_rec(router)
-        return read(self._server_path(router, "key"), INIT_HINT)
+        path = self._server_path(router, "key")
+        data = read(path, INIT_HINT)
+        cert = pc.load_cert(self.server_cert_pem(router))
+        verify_key(path, cert, data)
+        return data
 
     def client_status(self, user: str, device: str) -> str:
         """``valid``, ``revoked`` or ``missing`` for the device's current certificate."""
@@ -197,8 +208,18 @@ class PkiReader:
         """The CRL (PEM), or None when nothing was ever revoked."""
         path = self.root / "crl.pem"
         if self._index.crl is None or not path.is_file():
+            if self.revoked():
+                from owrt_vpn.pki.audit import verify_crl
+
+                verify_crl(path, self.ca_certificate(), [], read(path, INIT_HINT))
             return None
-        return path.read_bytes()
+        from owrt_vpn.pki.audit import verify_crl
+
+        data = path.read_bytes()
+        # Issuer, signature and completeness: a CRL from another CA, or one
+        # that misses a revocation, must never be baked into firmware.
+        verify_crl(path, self.ca_certificate(), [r.serial for r in self.revoked()], data)
+        return data
 
     def crl_info(self) -> dict[str, object] | None:
         """The CRL's number and dates as recorded in the index."""

@@ -25,13 +25,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from owrt_vpn.errors import EXIT_USAGE, PkiError
+from owrt_vpn.errors import EXIT_USAGE, PkiError, UsageError
 from owrt_vpn.fsutil import held_lock, write_atomic
 
 if TYPE_CHECKING:
     pass
 
 INDEX_VERSION = 1
+# The minimum length of a new CA passphrase (docs/security.md), and the
+# explicit override for throwaway sites.
+MIN_PASSPHRASE = 12
+SHORT_OK_ENV = "OWRT_VPN_ALLOW_SHORT_PASSPHRASE"
 PASSPHRASE_ENV = "OWRT_VPN_CA_PASSPHRASE"  # noqa: S105 - a variable name
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -255,21 +259,38 @@ def locked(root: Path) -> Iterator[None]:
         yield
 
 
+def check_new_passphrase(value: str) -> str:
+    """Refuse a passphrase for a new CA key shorter than :data:`MIN_PASSPHRASE` characters.
+
+    ``$OWRT_VPN_ALLOW_SHORT_PASSPHRASE=1`` lifts the minimum for throwaway
+    sites (the key is still encrypted).
+    """
+    if len(value) < MIN_PASSPHRASE and os.environ.get(SHORT_OK_ENV) != "1":
+        raise UsageError(
+            f"the CA passphrase must have at least {MIN_PASSPHRASE} characters "
+            f"(it has {len(value)})",
+            hint=f"choose a longer one; for a throwaway site set {SHORT_OK_ENV}=1",
+        )
+    return value
+
+
 def passphrase(*, new: bool = False) -> bytes:
     """The CA passphrase: ``$OWRT_VPN_CA_PASSPHRASE``, else a prompt when stdin is a terminal.
 
-    ``new`` asks twice (creating a CA). Raises PkiError when neither is available.
+    ``new`` (encrypting a CA key) asks twice and enforces the minimum length
+    (:func:`check_new_passphrase`). Raises PkiError when neither is available.
     """
     value = os.environ.get(PASSPHRASE_ENV)
     if value is not None:
         if not value:
             raise PkiError(f"{PASSPHRASE_ENV} is set but empty", hint="set it to the CA passphrase")
+        if new:
+            check_new_passphrase(value)
         return value.encode()
     if sys.stdin.isatty():
         first = getpass.getpass("CA passphrase: ")
         if new:
-            if len(first) < 8:
-                raise PkiError("the CA passphrase must have at least 8 characters")
+            check_new_passphrase(first)
             if getpass.getpass("CA passphrase (again): ") != first:
                 raise PkiError("the two passphrases differ")
         if not first:

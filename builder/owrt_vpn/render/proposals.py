@@ -86,7 +86,7 @@ class Proposal:
     @property
     def aead(self) -> bool:
         """True when the ciphers are AEAD (GCM, CCM, ChaCha20-Poly1305)."""
-        return bool(self.encr) and bool(_AEAD_RE.match(self.encr[0]))
+        return bool(self.encr) and bool(_AEAD_RE.fullmatch(self.encr[0]))
 
     def text(self) -> str:
         """The proposal in strongSwan syntax."""
@@ -117,15 +117,15 @@ def parse(text: str, kind: Kind) -> Proposal:
         word = _ALIASES.get(raw, raw)
         if word in ("esn", "noesn"):
             continue
-        if _AEAD_RE.match(word):
+        if _AEAD_RE.fullmatch(word):
             aead.append(_gcm16(word))
-        elif _ENCR_RE.match(word):
+        elif _ENCR_RE.fullmatch(word):
             encr.append(word)
-        elif _INTEG_RE.match(word):
+        elif _INTEG_RE.fullmatch(word):
             integ.append(word)
-        elif _PRF_RE.match(word):
+        elif _PRF_RE.fullmatch(word):
             prf.append(word)
-        elif _DH_RE.match(word):
+        elif _DH_RE.fullmatch(word):
             dh.append(word)
         else:
             raise ProposalSyntaxError(f"{text!r}: unknown algorithm {raw!r}")

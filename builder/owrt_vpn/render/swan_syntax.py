@@ -47,7 +47,7 @@ def swan_str(value: str) -> str:
 def list_value(items: list[str]) -> str:
     """A comma-separated list of plain tokens (addresses, names, proposals), validated."""
     for item in items:
-        if not _LIST_ITEM.match(item):
+        if not _LIST_ITEM.fullmatch(item):
             raise ValueError(f"not a plain strongSwan list item: {item!r}")
     return ", ".join(items)
 

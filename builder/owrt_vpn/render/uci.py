@@ -45,7 +45,7 @@ class UciError(ValueError):
 
 def check_name(name: str, what: str = "name") -> str:
     """Return ``name`` if libuci accepts it unquoted (``[A-Za-z0-9_]+``), else raise."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UciError(f"invalid UCI {what} {name!r} (letters, digits and '_' only)")
     return name
 
@@ -203,10 +203,10 @@ _PATH_PART = re.compile(r"^([A-Za-z0-9_]+|@[A-Za-z0-9_]+\[-?\d+\])$")
 
 def _check_path(path: str) -> None:
     parts = path.split(".")
-    if not 1 <= len(parts) <= 3 or not NAME_RE.match(parts[0]):
+    if not 1 <= len(parts) <= 3 or not NAME_RE.fullmatch(parts[0]):
         raise UciError(f"invalid UCI path {path!r}")
     for p in parts[1:]:
-        if not _PATH_PART.match(p):
+        if not _PATH_PART.fullmatch(p):
             raise UciError(f"invalid UCI path {path!r}")
 
 

@@ -101,7 +101,7 @@ def load_build(build_dir: Path) -> Build:
         raise FlashError(f"{build_dir}: profile.json and build-info.json must hold JSON objects")
     chosen = pick_image(list(profile.get("images") or []))
     name, sha = str(chosen.get("name", "")), str(chosen.get("sha256", "")).lower()
-    if not IMAGE_NAME_RE.match(name) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+    if not IMAGE_NAME_RE.fullmatch(name) or not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise FlashError(f"{build_dir}/profile.json: bad image entry {chosen!r}")
     path = build_dir / name
     if not path.is_file():

@@ -199,7 +199,7 @@ def _entry_problems(
     name = raw.get("name")
     if name is None:
         problems.append(Problem(file, f"{where}.name", "required key is missing"))
-    elif not isinstance(name, str) or not NAME_RE.match(name):
+    elif not isinstance(name, str) or not NAME_RE.fullmatch(name):
         problems.append(
             Problem(
                 file,

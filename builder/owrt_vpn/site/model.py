@@ -25,9 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from owrt_vpn.errors import ConfigError, Problem, did_you_mean
+from owrt_vpn.site.allowlist import NON_ASCII_KEYS, refuse_unsafe, refuse_unsafe_text, refuse_zone
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 RELEASE_RE = re.compile(r"^(\d{2}\.\d{2}\.(\d+|x)(-rc\d+)?|snapshot|SNAPSHOT)$")
@@ -81,8 +89,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # value checks (each raises ValueError with the message the user sees)
 
 
-def _check_name(value: str) -> str:
-    if not NAME_RE.match(value):
+def check_name(value: str) -> str:
+    """A site/router/user/device name (ValueError says why not), full match only."""
+    refuse_unsafe_text(value)
+    if not NAME_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name (lowercase letters, digits, '.', '_', '-'; "
             "starts with a letter or digit; at most 63 characters)"
@@ -91,6 +101,7 @@ def _check_name(value: str) -> str:
 
 
 def _network(value: str, version: int | None = None) -> IPNetwork:
+    refuse_zone(value)
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
@@ -116,6 +127,7 @@ def _cidr6(value: str) -> str:
 
 
 def _address(value: str) -> str:
+    refuse_zone(value)
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -130,19 +142,21 @@ def _ssid(value: str) -> str:
 
 
 def _ssh_key(value: str) -> str:
-    if not SSH_KEY_RE.match(value):
+    if not SSH_KEY_RE.fullmatch(value):
         raise ValueError(f"not an OpenSSH public key line: {value[:40]!r}")
     return value
 
 
 def _is_host(value: str) -> bool:
-    """True for an IP address or a syntactically valid DNS name."""
+    """True for an IP address (without a zone ID) or a syntactically valid DNS name."""
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
         pass
-    if not HOSTNAME_RE.match(value):
+    if not HOSTNAME_RE.fullmatch(value):
         return False
     # A name whose last label is all digits is a mistyped IPv4 address
     # ("192.168.1", "10.0.0.256"), never a DNS name (RFC 3696, section 2).
@@ -161,7 +175,9 @@ def validate_server_id(value: str) -> str:
     except ValueError:
         ip = None
     if ip is not None:
-        if ip.is_unspecified or ip.is_multicast or "%" in value:
+        if "%" in value:
+            raise ValueError(f"{value!r}: IPv6 zone IDs ('%...') are not allowed")
+        if ip.is_unspecified or ip.is_multicast:
             raise ValueError(f"{value!r} cannot be dialled by clients (not a unicast address)")
         return value
     if not _is_host(value) or value.endswith("."):
@@ -171,7 +187,7 @@ def validate_server_id(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_check_name)]
+Name = Annotated[str, AfterValidator(check_name)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Cidr4 = Annotated[str, AfterValidator(_cidr4)]
 Cidr6 = Annotated[str, AfterValidator(_cidr6)]
@@ -182,6 +198,14 @@ SshKey = Annotated[str, AfterValidator(_ssh_key)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _allow_list(cls, v: object, info: ValidationInfo) -> object:
+        # Runs before every field's own checks: the allow-list first, then
+        # the syntax, then (at render) the escaping of each target language.
+        refuse_unsafe(v, ascii_only=info.field_name not in NON_ASCII_KEYS)
+        return v
 
 
 # --------------------------------------------------------------------------
@@ -236,14 +260,14 @@ class Management(_Model):
     @field_validator("user")
     @classmethod
     def _user(cls, v: str) -> str:
-        if not LOGIN_RE.match(v):
+        if not LOGIN_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not a valid login name")
         return v
 
     @field_validator("root_password_hash")
     @classmethod
     def _hash(cls, v: str | None) -> str | None:
-        if v is not None and not PASSWORD_HASH_RE.match(v):
+        if v is not None and not PASSWORD_HASH_RE.fullmatch(v):
             raise ValueError("not a crypt(3) password hash (e.g. from `mkpasswd -m sha-512`)")
         return v
 
@@ -252,6 +276,7 @@ class Management(_Model):
     def _lan(cls, v: str | None) -> str | None:
         if v is None:
             return v
+        refuse_zone(v)
         try:
             iface = ipaddress.ip_interface(v)
         except ValueError:
@@ -293,21 +318,21 @@ class Router(_Model):
     @field_validator("release")
     @classmethod
     def _release(cls, v: str) -> str:
-        if not RELEASE_RE.match(v):
+        if not RELEASE_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not an OpenWrt release (e.g. 24.10.2, 23.05.5, snapshot)")
         return v
 
     @field_validator("target", "subtarget")
     @classmethod
     def _target(cls, v: str | None) -> str | None:
-        if v is not None and not TARGET_RE.match(v):
+        if v is not None and not TARGET_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not an OpenWrt target name (e.g. bcm53xx, generic)")
         return v
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not DEVICE_RE.match(v):
+        if not DEVICE_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not an ImageBuilder profile name (e.g. phicomm_k3)")
         return v
 
@@ -359,6 +384,7 @@ class SiteSettings(_Model):
     shared_identity: str | None = None
     packages: Literal["minimal", "full"] = "minimal"
     backend: Literal["local", "docker"] = "local"
+    allow_password_only_alongside_2fa: bool = False
 
     @field_validator("pki_dir")
     @classmethod
@@ -377,7 +403,7 @@ class SiteSettings(_Model):
     @field_validator("shared_identity")
     @classmethod
     def _shared(cls, v: str | None) -> str | None:
-        if v is not None and not SHARED_ID_RE.match(v):
+        if v is not None and not SHARED_ID_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not a valid identity (letters, digits, '.', '-')")
         return v
 

@@ -157,16 +157,11 @@ def _validate(
         return _Parsed(index, model.model_validate(_tuples(data)), frozenset())
     except ValidationError as exc:
         errors = exc.errors()
-    # One mistake, one error: entries that are there but wrong make no
-    # "at least one entry is needed" besides their own errors.
-    wrong_items = {
-        e["loc"][0] for e in errors if len(e["loc"]) > 1 and isinstance(e["loc"][1], int)
-    }
-    errors = [
-        e
-        for e in errors
-        if not (e["type"] == "too_short" and e["loc"] and e["loc"][0] in wrong_items)
-    ]
+    # pydantic also reports a list as too short when its only item failed:
+    # one mistake, one message.
+    inner = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+    inner |= {tuple(e["loc"][:i]) for e in errors for i in range(1, len(e["loc"]))}
+    errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in inner)]
     for err in errors:
         problems.append(Problem(file, _loc_path(prefix, err["loc"]), _message(err, model)))
     # Try again without the offending keys (stand-ins for required ones), so
@@ -400,4 +395,37 @@ def _cross_checks(
         problems += _router_checks(file, r, raw_users)
     for u in users:
         problems += _user_checks(file, u, settings, router_names)
+    opted_in = settings is not None and settings.model.allow_password_only_alongside_2fa
+    if not opted_in:
+        problems += _password_only_alongside_2fa(file, routers, users)
+    return problems
+
+
+def _password_only_alongside_2fa(
+    file: str, routers: Sequence[_Parsed[Router]], users: Sequence[_Parsed[User]]
+) -> list[Problem]:
+    """pubkey+eap-mschapv2 and eap-mschapv2 users on one router (one problem per router).
+
+    strongSwan's EAP secrets are global and the password-only connection
+    cannot exclude a user, so the 2FA users' passwords alone would log in.
+    """
+    problems = []
+    for r in routers:
+        if "name" in r.broken:
+            continue
+        name = r.model.name
+        on = [u for u in users if not u.broken & {"auth", "routers", "name"}]
+        on = [u for u in on if u.model.routers is None or name in u.model.routers]
+        two = [u for u in on if u.model.auth == "pubkey+eap-mschapv2"]
+        pw = [u for u in on if u.model.auth == "eap-mschapv2"]
+        if two and pw:
+            first = two[0]
+            msg = (
+                f"router {name!r} has pubkey+eap-mschapv2 users "
+                f"({', '.join(u.model.name for u in two)}) and eap-mschapv2 users "
+                f"({', '.join(u.model.name for u in pw)}): the first group could log in with "
+                "the password alone; move one group to another router (users.routers) "
+                "or set allow_password_only_alongside_2fa = true in [site]"
+            )
+            problems.append(Problem(file, f"users[{first.index}].auth", msg))
     return problems

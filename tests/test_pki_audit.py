@@ -1,0 +1,218 @@
+"""`check` parses and chain-checks every PKI file, warns about (and repairs) loose modes.
+
+Two PKIs are made once per module (ours with a revocation, and a foreign one
+from another site); each test copies ours and damages one file the way an
+attacker or a careless user would, then runs the real CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import CliRunner
+from owrtcli import run_owrt
+from pki_testlib import PASSPHRASE, SITE, snapshot, write_site
+
+# The one warning of the intact site (alice's laptop is revoked).
+REVOKED_WARNING = (
+    "warning: pki: the certificate of alice/laptop is revoked; the device cannot connect "
+    "(new one: `owrt-vpn pki renew --user alice --device laptop`)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Our site with its PKI (alice's laptop revoked) and a foreign site's PKI."""
+    ours = tmp_path_factory.mktemp("ours")
+    write_site(ours)
+    run_owrt("pki", "init", cwd=ours, check=True)
+    run_owrt("user", "revoke", "alice", "--device", "laptop", cwd=ours, check=True)
+    theirs = tmp_path_factory.mktemp("theirs")
+    write_site(theirs, SITE.replace('name = "home"', 'name = "other"', 1))
+    run_owrt("pki", "init", cwd=theirs, check=True)
+    run_owrt("user", "revoke", "alice", "--device", "laptop", cwd=theirs, check=True)
+    return {"ours": ours, "theirs": theirs}
+
+
+@pytest.fixture
+def site(made: dict[str, Path], tmp_path: Path) -> Path:
+    """A fresh copy of our site folder (modes kept)."""
+    dest = tmp_path / "site"
+    shutil.copytree(made["ours"], dest)
+    return dest
+
+
+def _refused(cli: CliRunner, site: Path, path: Path, fragment: str) -> None:
+    before = snapshot(site)
+    proc = cli("check", cwd=site)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(f"error: {path}: "), proc.stderr
+    assert fragment in first, proc.stderr
+    assert snapshot(site) == before
+
+
+def test_intact_pki_passes(cli: CliRunner, site: Path) -> None:
+    proc = cli("check", cwd=site)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == REVOKED_WARNING
+
+
+def test_crl_from_another_ca(cli: CliRunner, site: Path, made: dict[str, Path]) -> None:
+    crl = site / "pki" / "crl.pem"
+    crl.write_bytes((made["theirs"] / "pki" / "crl.pem").read_bytes())
+    _refused(cli, site, crl, "not by ca.crt")
+    # build's reader refuses it too: nothing unverified is baked
+    proc = cli("render", "--router", "gw", "--out", site / "r", cwd=site)
+    assert proc.returncode == 3, proc.stderr
+    assert str(crl) in proc.stderr
+    assert not (site / "r").exists()
+
+
+def test_crl_missing_a_revocation(cli: CliRunner, site: Path) -> None:
+    # Right issuer, valid signature by our CA key, but the revoked laptop is
+    # not listed: the router would keep accepting it.
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    pki = site / "pki"
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), PASSPHRASE.encode())
+    now = dt.datetime.now(dt.UTC)
+    builder = x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+    builder = builder.last_update(now).next_update(now + dt.timedelta(days=30))
+    crl = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    (pki / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    _refused(cli, site, pki / "crl.pem", "does not list revoked serial")
+
+
+def test_truncated_server_certificate(cli: CliRunner, site: Path) -> None:
+    crt = site / "pki" / "servers" / "gw.crt"
+    crt.write_bytes(crt.read_bytes()[:300])
+    _refused(cli, site, crt, "not a PEM certificate")
+
+
+def test_server_certificate_of_another_ca(
+    cli: CliRunner, site: Path, made: dict[str, Path]
+) -> None:
+    crt = site / "pki" / "servers" / "gw.crt"
+    crt.write_bytes((made["theirs"] / "pki" / "servers" / "gw.crt").read_bytes())
+    _refused(cli, site, crt, "not signed by ca.crt")
+
+
+def test_server_key_of_another_certificate(cli: CliRunner, site: Path) -> None:
+    key = site / "pki" / "servers" / "gw.key"
+    key.write_bytes((site / "pki" / "servers" / "gw2.key").read_bytes())
+    _refused(cli, site, key, "does not belong to gw.crt")
+
+
+def test_corrupt_ca_certificate(cli: CliRunner, site: Path) -> None:
+    ca = site / "pki" / "ca.crt"
+    ca.write_bytes(ca.read_bytes().replace(b"M", b"N", 3))
+    _refused(cli, site, ca, "ca.crt")
+
+
+def test_corrupt_ca_key(cli: CliRunner, site: Path) -> None:
+    key = site / "pki" / "ca.key"
+    key.write_bytes(key.read_bytes()[:200])
+    _refused(cli, site, key, "damaged or truncated")
+
+
+def test_client_certificate_of_another_ca(
+    cli: CliRunner, site: Path, made: dict[str, Path]
+) -> None:
+    crt = site / "pki" / "clients" / "alice" / "phone.crt"
+    crt.write_bytes((made["theirs"] / "pki" / "clients" / "alice" / "phone.crt").read_bytes())
+    _refused(cli, site, crt, "not signed by ca.crt")
+
+
+def test_p12_of_another_device(cli: CliRunner, site: Path) -> None:
+    p12 = site / "pki" / "clients" / "dave" / "phone.p12"
+    shutil.copy(site / "pki" / "clients" / "alice" / "phone.p12", p12)
+    _refused(cli, site, p12, "does not open with its .p12.password")
+
+
+def test_truncated_p12(cli: CliRunner, site: Path) -> None:
+    p12 = site / "pki" / "clients" / "alice" / "phone.p12"
+    p12.write_bytes(p12.read_bytes()[:700])
+    _refused(cli, site, p12, "not a PKCS#12 file")
+
+
+def test_damaged_index(cli: CliRunner, site: Path) -> None:
+    index = site / "pki" / "index.json"
+    index.write_text("{not json")
+    before = snapshot(site)
+    proc = cli("check", cwd=site)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith(f"error: {index}: damaged PKI index"), proc.stderr
+    assert snapshot(site) == before
+
+
+def test_loose_modes_are_warned_and_repaired(cli: CliRunner, site: Path) -> None:
+    pki = site / "pki"
+    os.chmod(pki / "ca.key", 0o644)
+    os.chmod(pki / "clients", 0o777)  # noqa: S103 - the careless user under test
+    os.chmod(pki / "eap" / "bob.password", 0o640)
+    proc = cli("check", cwd=site)
+    assert proc.returncode == 0, proc.stderr
+    warned = [ln for ln in proc.stderr.splitlines() if " mode " in ln]
+    assert sorted(warned) == sorted(
+        [
+            f"warning: {pki / 'ca.key'}: mode 0644 lets other users read a secret: set to 0600",
+            f"warning: {pki / 'clients'}: mode 0777 lets other users read PKI secrets: set to 0700",
+            f"warning: {pki / 'eap' / 'bob.password'}: mode 0640 lets other users read a "
+            "secret: set to 0600",
+        ]
+    ), proc.stderr
+    assert stat.S_IMODE((pki / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((pki / "clients").stat().st_mode) == 0o700
+    again = cli("check", cwd=site)
+    assert again.returncode == 0 and again.stderr == REVOKED_WARNING, again.stderr
+
+
+def test_import_refuses_a_ca_whose_name_holds_a_newline(cli: CliRunner, tmp_path: Path) -> None:
+    """An imported CA's name reaches READMEs and a PowerShell comment: allow-listed too."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil\n#> Start-Process calc")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    folder = tmp_path / "site"
+    folder.mkdir()
+    write_site(folder)
+    (tmp_path / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "ca.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    before = snapshot(folder)
+    proc = cli("pki", "import", "--ca-cert", tmp_path / "ca.pem", "--ca-key", tmp_path / "ca.key",
+               cwd=folder)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        f"error: {tmp_path / 'ca.pem'}: subject: commonName: contains a control character"
+    ), proc.stderr
+    assert snapshot(folder) == before
