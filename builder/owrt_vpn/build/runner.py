@@ -130,6 +130,7 @@ def _build_all(
     from owrt_vpn.imagebuilder.keys import Keyring
     from owrt_vpn.pki.authority import Pki
     from owrt_vpn.pki.policy import refuse_new_ca
+    from owrt_vpn.pki.store import check_passphrase_source
 
     backend = get_backend(
         site.settings.backend,
@@ -153,6 +154,11 @@ def _build_all(
     else:
         keyring = Keyring.load(options.trust_keys)
 
+    pki = Pki.open(site)
+    if not pki.exists:
+        # Refuse a new CA (or one without a passphrase) before any download.
+        refuse_new_ca(pki.root, lock.path, options.out / site.name)
+        check_passphrase_source(new=True)
     # Resolve every router on the mirror first (signed indexes, nothing
     # written): a release or device the mirror lacks must fail before the
     # first write, so that exit 2/3 leaves no CA or certificates behind.
@@ -173,12 +179,10 @@ def _build_all(
             resolved[p.name] = out
     if not resolved:
         return
-    pki = Pki.open(site)
     if not pki.exists:
         # Like `owrt-vpn bundle`: a first build creates the CA (asks for its
         # passphrase unless OWRT_VPN_CA_PASSPHRASE is set). Only for a site
         # never built: a new CA would silently invalidate every device.
-        refuse_new_ca(pki.root, lock.path, options.out / site.name)
         created = pki.init(site)
         rep.stage(site.name, f"created the CA in {pki.root} (keep it private, back it up)")
         if created.passwords:

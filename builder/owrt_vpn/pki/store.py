@@ -308,6 +308,19 @@ def passphrase(*, new: bool = False) -> bytes:
     )
 
 
+def check_passphrase_source(*, new: bool = False) -> None:
+    """Raise what :func:`passphrase` would when it cannot get one, without asking.
+
+    Lets a command refuse before slower work (a download) instead of after it.
+    """
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is not None or sys.stdin.isatty():
+        if value is not None and value and new:
+            check_new_passphrase(value)
+        return
+    passphrase(new=new)  # raises MissingPassphrase: no variable, no terminal
+
+
 class MissingPassphrase(PkiError):
     """No CA passphrase in the environment and no terminal to ask: a usage problem (exit 2)."""
 
