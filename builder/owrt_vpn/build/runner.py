@@ -159,6 +159,7 @@ def _build_all(
         # Refuse a new CA (or one without a passphrase) before any download.
         refuse_new_ca(pki.root, lock.path, options.out / site.name)
         check_passphrase_source(new=True)
+
     # Resolve every router on the mirror first (signed indexes, nothing
     # written): a release or device the mirror lacks must fail before the
     # first write, so that exit 2/3 leaves no CA or certificates behind.
