@@ -79,11 +79,10 @@ def test_input_key_names_what_changed(tmp_path: Path) -> None:
     [p] = plan(site, BuildOptions())
     a = inputs(p, BuildOptions())
     assert a == inputs(p, BuildOptions())
-    (tmp_path / "owrt-vpn.toml").write_text(
-        sitefile.site(users=[sitefile.user(devices=[("tablet", "ios")])])
-    )
+    site = site_at(tmp_path, sitefile.site(users=[sitefile.user(devices=[("tablet", "ios")])]))
+    [p] = plan(site, BuildOptions())
     b = inputs(p, BuildOptions())
-    assert build_state.changed_inputs(a, b) == ["site"]
+    assert build_state.changed_inputs(a, b) == ["site.users"]
     c = inputs(p, BuildOptions(insecure_skip_signature=True))
     assert build_state.changed_inputs(b, c) == ["signature"]
     (tmp_path / "pki" / "servers").mkdir(parents=True)

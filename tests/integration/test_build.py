@@ -202,7 +202,7 @@ def test_bcm53xx_build_then_noop_then_rebuild_on_change(lab: Lab, tmp_path: Path
     site_file.write_text(site_file.read_text().replace('name = "laptop"', 'name = "desktop"'))
     changed = lab.build("--target", "bcm53xx")
     assert changed.returncode == 0, changed.stderr
-    assert "gw: building (changed: site)" in changed.stderr
+    assert "gw: building (changed: site.users)" in changed.stderr
     assert "gw: built" in changed.stdout
     assert lab.mirror.server.count(lab.archive()) == 0
     assert json.loads((out / "build-info.json").read_text())["input_key"] != info["input_key"]
@@ -289,6 +289,22 @@ def test_two_routers_build_in_parallel_each_in_its_own_copy(lab: Lab) -> None:
     lock = json.loads((lab.site / "owrt-vpn.lock").read_text())
     assert sorted(lock["routers"]) == ["gw", "gw2"]
     assert_cache_clean(lab.cache)
+
+    # The rebuild rule: an edit that does not reach gw (a user allowed on gw2 only, a
+    # client-only device setting) rebuilds gw2 alone, and gw's image stays byte-identical.
+    gw_image = (dist / "gw" / K3_TRX).read_bytes()
+    gw_info = (dist / "gw" / "build-info.json").read_bytes()
+    text = site_file.read_text().replace('name = "phone"', 'name = "phone"\non_demand = true', 1)
+    assert "on_demand = true" in text
+    site_file.write_text(text + sitefile.user("bob", [("tablet", "android")], routers=["gw2"]))
+    again = lab.build("--jobs", "2")
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"^gw: up to date", again.stdout, re.M), again.stdout
+    assert "gw2: building (changed: site.users)" in again.stderr
+    forced = lab.build("--router", "gw", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (dist / "gw" / K3_TRX).read_bytes() == gw_image
+    assert (dist / "gw" / "build-info.json").read_bytes() == gw_info
 
 
 def test_locked_refuses_another_imagebuilder(lab: Lab) -> None:

@@ -80,7 +80,13 @@ def build_info(
         "tool": {"name": "owrt-vpn", "version": __version__},
         "input_key": digest(inp),
         "inputs": inp,
-        "site": {"name": p.site.name, "file": p.site.path.name, "sha256": inp["site"]},
+        # The per-router site digest (what this router carries, see site/digest.py)
+        # replaced the whole site file's sha256: an unrelated edit keeps the image.
+        "site": {
+            "name": p.site.name,
+            "file": p.site.path.name,
+            "router_digest": digest(inp["site"]),
+        },
         "pki": {"sha256": inp["pki"]},
         "router": p.name,
         "release": {

@@ -18,11 +18,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 from owrt_vpn import profiles
 from owrt_vpn.build import state as build_state
 from owrt_vpn.errors import ConfigError, OwrtVpnError, Problem, UsageError
-from owrt_vpn.fsutil import sha256_file
 from owrt_vpn.pki.digest import pki_digest
 from owrt_vpn.profiles import DEFAULT_MIRROR
 from owrt_vpn.repro import source_date_epoch
-from owrt_vpn.site.model import DEVICE_RE, RELEASE_RE, TARGET_RE, Router, Site
+from owrt_vpn.site.digest import router_inputs
+from owrt_vpn.site.model import (
+    DEVICE_RE,
+    EAP_PASSWORD_AUTH,
+    RELEASE_RE,
+    TARGET_RE,
+    Router,
+    Site,
+)
 
 if TYPE_CHECKING:
     pass
@@ -204,11 +211,17 @@ def replace_router(site: Site, router: Router) -> Site:
 
 
 def inputs(p: RouterPlan, options: BuildOptions) -> dict[str, Any]:
-    """Every input of a router build, as digests (the input key is their digest)."""
+    """Every input of a router build, as digests (the input key is their digest).
+
+    ``site`` and ``pki`` are what *this* router carries (:mod:`owrt_vpn.site.digest`,
+    :mod:`owrt_vpn.pki.digest`), not the whole site file and PKI: an edit that
+    does not reach this router leaves its build, and its image, as they are.
+    """
+    eap_users = [u.name for u in p.site.router_users(p.router) if u.auth in EAP_PASSWORD_AUTH]
     return {
         "tool": build_state.tool_digest(),
-        "site": sha256_file(p.site.path),
-        "pki": pki_digest(p.site.pki_path, p.name),
+        "site": router_inputs(p.site, p.router),
+        "pki": pki_digest(p.site.pki_path, p.name, eap_users),
         "router": p.name,
         "release": p.release,
         "target": p.target,
