@@ -329,6 +329,37 @@ def test_locked_refuses_another_imagebuilder(lab: Lab) -> None:
     assert proc.returncode == 3 and "busybox 0.0-r0 -> " in proc.stderr
 
 
+def test_override_build_leaves_the_site_lock_alone(lab: Lab) -> None:
+    assert lab.build(check=True).returncode == 0
+    lock_path = lab.site / "owrt-vpn.lock"
+    pinned = json.loads(lock_path.read_text())["routers"]
+    proc = lab.build("--router", "gw", "--target", "ath79")
+    assert proc.returncode == 0, proc.stderr
+    assert "recorded under overrides.gw in owrt-vpn.lock" in proc.stderr
+    lock = json.loads(lock_path.read_text())
+    assert lock["routers"] == pinned
+    assert lock["overrides"]["gw"]["target"] == "ath79/generic"
+    # The site's own build, --locked: checked against the site's pin, so it passes.
+    proc = lab.build("--locked")
+    assert proc.returncode == 0, proc.stderr
+    assert "gw: built 24.10.2 bcm53xx/generic phicomm_k3" in proc.stdout
+    # The override again, --locked: checked against its own record.
+    proc = lab.build("--target", "ath79", "--locked")
+    assert proc.returncode == 0, proc.stderr
+    # The site moved to another device: --locked names that, not a checksum.
+    site_file = lab.site / "owrt-vpn.toml"
+    text = site_file.read_text().replace('target = "bcm53xx"', 'target = "ath79"')
+    site_file.write_text(text.replace('"phicomm_k3"', '"tplink_archer-c7-v2"'))
+    proc = lab.build("--locked")
+    assert proc.returncode == 3, proc.stderr
+    assert (
+        "gw: --locked: owrt-vpn.lock (routers.gw) pins another build: "
+        "target bcm53xx/generic -> ath79/generic; device phicomm_k3 -> tplink_archer-c7-v2"
+    ) in proc.stderr
+    assert "sha256" not in proc.stderr
+    assert json.loads(lock_path.read_text()) == lock
+
+
 def test_unknown_device_gets_the_closest_names(lab: Lab) -> None:
     proc = lab.build("--device", "phicomm_k2")
     assert proc.returncode == 2

@@ -69,6 +69,9 @@ class RouterPlan:
     device: str
     out_dir: Path
     log_path: Path
+    # Built with --target/--subtarget/--device/--release values other than the
+    # site's: a one-off build, recorded in the lock's "overrides", never its routers.
+    override: bool = False
 
     @property
     def name(self) -> str:
@@ -185,6 +188,8 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
                 f"{', '.join(sorted(profiles.load('targets')['targets']))})",
             )
         release = options.release or r.release
+        natural = (r.release, r.target, _site_subtarget(r), r.device)
+        override = bool(overrides) and (release, target, subtarget, device) != natural
         new = r.model_copy(
             update={"target": target, "subtarget": subtarget, "device": device, "release": release}
         )
@@ -199,9 +204,17 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
                 device=str(device),
                 out_dir=dist / "routers" / r.name,
                 log_path=dist / "logs" / f"{r.name}.log",
+                override=override,
             )
         )
     return plans
+
+
+def _site_subtarget(r: Router) -> str | None:
+    """The subtarget a build of ``r`` without overrides uses."""
+    info = profiles.target_info(r.target)
+    known = info.get("devices", {}).get(r.device, {})
+    return r.subtarget or known.get("subtarget") or info.get("default_subtarget")
 
 
 def replace_router(site: Site, router: Router) -> Site:

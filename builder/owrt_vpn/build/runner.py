@@ -80,16 +80,27 @@ def build(
         res.lock_entry = Lock.entry(info)
         if options.locked:
             try:
-                ib = res.lock_entry["imagebuilder"]
-                lock.check_imagebuilder(p.name, str(ib["sha256"]), str(ib["name"]))
-                lock.check_packages(p.name, res.lock_entry["packages"])
+                e, ib = res.lock_entry, res.lock_entry["imagebuilder"]
+                lock.check_build(p.name, e["release"], e["target"], e["device"], p.override)
+                lock.check_imagebuilder(p.name, str(ib["sha256"]), str(ib["name"]), p.override)
+                lock.check_packages(p.name, res.lock_entry["packages"], p.override)
             except OwrtVpnError as exc:
                 res.status, res.error, res.lock_entry = "failed", exc, None
         results[p.name] = res
     if todo:
         _build_all(site, todo, options, rep, lock, results)
     if not options.locked:
-        changed = [lock.update(name, r.lock_entry) for name, r in results.items() if r.lock_entry]
+        overridden = {p.name for p in plans if p.override}
+        changed = [
+            lock.update(name, r.lock_entry, name in overridden)
+            for name, r in results.items()
+            if r.lock_entry
+        ]
+        for name in sorted(overridden & {n for n, r in results.items() if r.lock_entry}):
+            rep.warn(
+                f"{name}: a one-off build with overrides: recorded under overrides.{name} in "
+                f"{lock.path.name}; the site's pinned build of {name} is unchanged"
+            )
         if any(changed):
             lock.save()
     return [results[p.name] for p in plans]
@@ -185,8 +196,11 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
             p.name, f"sha256sums signed by key {res.signature.key_id} ({res.signature.key_comment})"
         )
     uses_archive = ctx.backend.uses_archive
+    if opts.locked:
+        target = f"{res.target}/{res.subtarget}"
+        ctx.lock.check_build(p.name, res.release, target, res.device, p.override)
     if opts.locked and uses_archive:
-        ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name)
+        ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name, p.override)
     if not DEVICE_RE.match(res.device):
         raise BuildError(f"profiles.json names an unusable profile id {res.device!r}")
     router = p.router.model_copy(update={"release": res.release, "device": res.device})
@@ -262,7 +276,7 @@ def _make_and_collect(
         # Container backends name the image they run (digest), pinned by the lock.
         identity = session.identity
         if identity and opts.locked:
-            ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"])
+            ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"], p.override)
         key = manifest_key(ctx.backend.name, identity or res.archive_sha256, res.device, wanted)
         remembered = manifests.get(key)
         while True:
@@ -279,7 +293,7 @@ def _make_and_collect(
                     hint=f"see {p.log_path}",
                 )
             if opts.locked:
-                ctx.lock.check_packages(p.name, predicted)
+                ctx.lock.check_packages(p.name, predicted, p.override)
             inp = inputs(p, opts)  # after the PKI was completed for this router
             info = build_info(
                 p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted

@@ -323,7 +323,8 @@ def _router_inputs(
     except OwrtVpnError as exc:
         return ItemResult("router", name, FAILED, error=exc), None
     changed = changed_inputs(rec, now)
-    if lock.routers.get(name) != Lock.entry(info):
+    entry = lock.overrides.get(name) if p.override else lock.routers.get(name)
+    if entry != Lock.entry(info):
         changed.append("lock")
     if changed:
         return ItemResult("router", name, CHANGED, _labels(changed)), None
