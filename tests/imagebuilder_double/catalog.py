@@ -251,12 +251,24 @@ class Variant:
     ``package_manager``: force ``opkg``/``apk`` (default: the release's).
     ``omit_packages``: drop names from the index (e.g. ``strongswan-full``,
     missing from some 24.10 feeds). ``flash_kib``: override profile flash sizes.
+    ``kernel_kib``: a kernel partition limit per profile (KERNEL_SIZE of the
+    real device definitions): a larger kernel gets "WARNING: Kernel for <device>
+    is too big" and no image. ``disk_free_kib``: the build host's free space for
+    the root file system (apk reports "No space left on device" beyond it).
     """
 
     package_manager: str | None = None
     omit_packages: tuple[str, ...] = ()
     flash_kib: dict[str, int] = field(default_factory=dict)
+    kernel_kib: dict[str, int] = field(default_factory=dict)
+    disk_free_kib: int | None = None
 
     def key(self) -> tuple[object, ...]:
         """Hashable identity (for caches)."""
-        return (self.package_manager, self.omit_packages, tuple(sorted(self.flash_kib.items())))
+        return (
+            self.package_manager,
+            self.omit_packages,
+            tuple(sorted(self.flash_kib.items())),
+            tuple(sorted(self.kernel_kib.items())),
+            self.disk_free_kib,
+        )

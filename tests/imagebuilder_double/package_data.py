@@ -392,6 +392,11 @@ _BASE = [
     _p("luci", "25.051", "uhttpd rpcd", 2_000), _p("uhttpd", "2023.06.25", "libubox", 30_000,
        files=("/usr/sbin/uhttpd",), init=(("uhttpd", 50, 0),)),
     _p("rpcd", "2024.09.17", "libubus libuci", 30_000, init=(("rpcd", 12, 0),)),
+    _p("luci-ssl", "25.051", "luci libustream-mbedtls", 1_000),
+    _p("attendedsysupgrade-common", "11", "rpcd", 3_000),
+    _p("luci-app-attendedsysupgrade", "25.051", "luci attendedsysupgrade-common", 20_000),
+    _p("wireguard-tools", "1.0.20210914", "libc kmod-wireguard", 40_000, files=("/usr/bin/wg",)),
+    _kmod("kmod-wireguard", size=60_000),
     _p("openssl-util", "3.0.16", "libopenssl libopenssl-conf", 200_000,
        files=("/usr/bin/openssl",)),
 ]  # fmt: skip

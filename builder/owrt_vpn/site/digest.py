@@ -29,8 +29,10 @@ from owrt_vpn.site.model import Router, Site, User
 NOT_IN_IMAGE_SETTINGS = frozenset(
     {"pki_dir", "ca_days", "server_days", "client_days", "crl_days", "backend"}
 )
-# [site] keys that never reach a bundle.
-NOT_IN_BUNDLE_SETTINGS = frozenset({"pki_dir", "backend", "packages"})
+# What never reaches a bundle: image contents and router-side access.
+IMAGE_ONLY = frozenset({"packages", "extra_packages", "release_packages", "vpn_router_access"})
+NOT_IN_BUNDLE_SETTINGS = frozenset({"pki_dir", "backend"}) | IMAGE_ONLY
+NOT_IN_BUNDLE_ROUTER = frozenset({"management"}) | IMAGE_ONLY
 # routers[].management keys only `flash`/`push` use (never baked).
 FLASHER_ONLY = frozenset({"address", "port", "user", "identity_file", "known_hosts"})
 # users[].devices[] keys only the client's profile uses.
