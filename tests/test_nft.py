@@ -191,3 +191,70 @@ def test_the_check_rejects_a_broken_snippet(
     proc = nft_check(netns, ruleset)
     assert proc.returncode != 0
     assert "owrt-vpn.nft" in proc.stderr
+
+
+def dns_ping_lab(tmp_path: Path) -> Lab:
+    """The test site with vpn_router_access = "dns-ping" for every router."""
+    text = SITE_TOML.replace(
+        'server_key = "ecdsa-p256"\n',
+        'server_key = "ecdsa-p256"\nvpn_router_access = "dns-ping"\n',
+        1,
+    )
+    assert 'vpn_router_access = "dns-ping"' in text
+    return make_lab(tmp_path / "site", text)
+
+
+def test_dns_ping_access_loads_into_a_fw4_table(
+    tmp_path: Path, netns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = dns_ping_lab(tmp_path)
+    snippets = snippets_of(lab, tmp_path, monkeypatch)
+    rules = [
+        line
+        for line in (snippets / "input/owrt-vpn.nft").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert [r.split(" comment ")[0] for r in rules] == [
+        "meta ipsec exists udp dport 53 accept",
+        "meta ipsec exists tcp dport 53 accept",
+        "meta ipsec exists icmp type echo-request accept",
+        "meta ipsec exists icmpv6 type echo-request accept",
+        "meta ipsec exists ct state established,related accept",
+        "meta ipsec exists drop",
+    ]
+    ruleset = tmp_path / "fw4.nft"
+    ruleset.write_text(fw4_ruleset(snippets))
+    proc = nft_check(netns, ruleset)
+    assert proc.returncode == 0, proc.stderr
+
+
+@requires("iptables", "ip6tables", root="a network namespace for iptables")
+def test_dns_ping_access_fw3_rules_load_in_order(
+    tmp_path: Path, netns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fw3 include, run for real against fw3's user chains in a fresh namespace.
+    lab = dns_ping_lab(tmp_path)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    res = overlay.render(lab.site, lab.site.router("old"), lab.pki, tmp_path / "ov")
+    script = res.file_set / "usr/share/owrt-vpn/firewall3.sh"
+
+    def ns(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, check=False
+        )
+
+    for chain in ("input_rule", "forwarding_rule", "output_rule"):
+        assert ns("iptables", "-N", chain).returncode == 0
+    assert ns("iptables", "-t", "nat", "-N", "postrouting_rule").returncode == 0
+    for _ in range(2):  # fw3 runs includes on every reload: no duplicates
+        proc = ns("sh", str(script))
+        assert proc.returncode == 0, proc.stderr
+    listed = ns("iptables", "-S", "input_rule").stdout.splitlines()[1:]
+    policy = "-m policy --dir in --pol ipsec --proto esp"
+    assert listed == [
+        f"-A input_rule -p udp {policy} -m udp --dport 53 -j ACCEPT",
+        f"-A input_rule -p tcp {policy} -m tcp --dport 53 -j ACCEPT",
+        f"-A input_rule -p icmp {policy} -m icmp --icmp-type 8 -j ACCEPT",
+        f"-A input_rule {policy} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A input_rule {policy} -j DROP",
+    ]

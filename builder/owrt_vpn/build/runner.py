@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from owrt_vpn.build import state as build_state
 from owrt_vpn.build.output import build_info, expected_images, normalise_tree, why_text, write_dist
+from owrt_vpn.build.packages import beyond_text, too_big_hint
 from owrt_vpn.build.plan import (
     BuildOptions,
     NullReporter,
@@ -32,7 +33,7 @@ from owrt_vpn.build.plan import (
     replace_router,
 )
 from owrt_vpn.build.state import BUILD_INFO, Lock
-from owrt_vpn.errors import BuildError, OwrtVpnError
+from owrt_vpn.errors import BuildError, ConfigError, OwrtVpnError, Problem, did_you_mean
 from owrt_vpn.fsutil import read_json, sha256_file
 from owrt_vpn.repro import canonical_json, source_date_epoch
 from owrt_vpn.site.model import DEVICE_RE, Router, Site
@@ -247,8 +248,14 @@ def _make_and_collect(
     overlay_tar = work / "overlay.tar"
     overlay_sha = overlay.write_tarball(rendered.root, overlay_tar, epoch)
     style = rendered.config_style
-    wanted = tuple(packages.package_list(site, router, style))
+    pk = packages.image_packages(site, router, style)
+    wanted = pk.request
     disabled = tuple(packages.disabled_services(site, router, style))
+    defaults = {str(x) for x in res.profiles_meta.get("default_packages", [])}
+    defaults |= {str(x) for x in res.profile.get("device_packages", [])}
+    _check_conflicts(p, site, pk, defaults)
+    beyond = pk.beyond_profile()
+    rep.stage(p.name, "beyond the device profile: " + beyond_text(beyond))
     # The ImageBuilder sanitises EXTRA_IMAGE_NAME (lowercase, "_" and " " to
     # "-") before putting it in file names; do the same to know the names.
     extra = f"vpn-{router.name}".lower().replace("_", "-").replace(" ", "-")
@@ -267,6 +274,7 @@ def _make_and_collect(
         release=res.release,
         stage=(lambda message: rep.stage(p.name, message)),
         progress=(lambda name: rep.progress(p.name, name)),
+        too_big_hint=too_big_hint(site, router, pk),
     )
     request.work_dir.mkdir()
     rep.stage(p.name, f"preparing the ImageBuilder ({ctx.backend.name} backend)")
@@ -277,6 +285,8 @@ def _make_and_collect(
         identity = session.identity
         if identity and opts.locked:
             ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"], p.override)
+        if pk.added:
+            _check_index(p, site, router, pk, session.package_index(), res)
         key = manifest_key(ctx.backend.name, identity or res.archive_sha256, res.device, wanted)
         remembered = manifests.get(key)
         while True:
@@ -298,6 +308,7 @@ def _make_and_collect(
             info = build_info(
                 p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted
             )
+            info["packages"]["beyond_profile"] = beyond
             info["imagebuilder"]["package_manager"] = session.package_manager
             if identity:  # the image's digest instead of the archive's sha256
                 info["imagebuilder"] = dict(identity, package_manager=session.package_manager)
@@ -335,6 +346,57 @@ def _make_and_collect(
         lock_entry=Lock.entry(full),
         timings=dict(result.timings),
     )
+
+
+def _check_conflicts(p: RouterPlan, site: Site, pk: Any, defaults: set[str]) -> None:
+    from owrt_vpn.render import packages
+
+    clashes = packages.conflicts(pk, defaults)
+    if clashes:
+        raise ConfigError(
+            [
+                Problem(
+                    site.path.name,
+                    _package_key(site, p.router, added),
+                    f"{added} replaces {default}, a default package of {p.device}: "
+                    f'add "-{default}" to remove it (they conflict)',
+                )
+                for added, default in clashes
+            ]
+        )
+
+
+def _check_index(
+    p: RouterPlan,
+    site: Site,
+    router: Router,
+    pk: Any,
+    index: dict[str, int] | None,
+    res: Resolved,
+) -> None:
+    """ConfigError for extra_packages the release's package index does not have."""
+    if index is None:
+        return  # an ImageBuilder without `make package_list`: make image will say
+    problems = [
+        Problem(
+            site.path.name,
+            _package_key(site, router, name),
+            f"{name!r} is not a package of OpenWrt {res.release} {res.target}/{res.subtarget}"
+            + did_you_mean(name, list(index)),
+        )
+        for name in pk.added
+        if name not in index
+    ]
+    if problems:
+        raise ConfigError(problems, hint="`owrt-vpn packages` lists what the image gets")
+
+
+def _package_key(site: Site, router: Router, name: str) -> str:
+    """The site key that asked for ``name`` (the router's list wins)."""
+    if name in router.extra_packages:
+        i = [r.name for r in site.routers].index(router.name)
+        return f"routers[{i}].extra_packages"
+    return "site.extra_packages"
 
 
 def _installed(name: str, installed: dict[str, str]) -> bool:
