@@ -204,3 +204,15 @@ def test_package_index_lists_the_feeds(tmp_path: Path, release: str) -> None:
     assert index is not None
     assert {"luci", "luci-ssl", "strongswan-mod-openssl", "dnsmasq-full"} <= set(index)
     assert index["luci-ssl"] == 1000
+
+
+def test_snapshot_without_eap_mschapv2_says_why(tmp_path: Path) -> None:
+    # master's strongSwan builds eap-mschapv2 only with STRONGSWAN_INCLUDE_INSECURE
+    tree = ib_tree(tmp_path, "SNAPSHOT", Variant(omit_packages=("strongswan-mod-eap-mschapv2",)))
+    session = LocalBackend().open(
+        request(tmp_path, tree, packages=(*VPN, "strongswan-mod-eap-mschapv2"))
+    )
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert exc.value.message.endswith(": strongswan-mod-eap-mschapv2")
+    assert "only with STRONGSWAN_INCLUDE_INSECURE" in (exc.value.hint or "")

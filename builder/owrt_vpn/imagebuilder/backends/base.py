@@ -251,9 +251,18 @@ def diagnose(
         )
     unknown = _unknown_packages(output)
     if unknown:
+        insecure = {f"strongswan-mod-{p}" for p in ("eap-mschapv2", "md4", "ccm")} & set(unknown)
+        why = (
+            "strongSwan 6 on master (snapshots) builds "
+            + ", ".join(sorted(insecure))
+            + " only with STRONGSWAN_INCLUDE_INSECURE, which the snapshot builds do not set: "
+            "use a release (25.12 builds them) or certificate auth; "
+            if insecure
+            else "check the package names for this release (opkg/apk feeds); "
+        )
         return BuildError(
             f"{where}: unknown package(s) for this release/target: {', '.join(unknown)}",
-            hint="check the package names for this release (opkg/apk feeds); " + log_hint,
+            hint=why + log_hint,
         )
     conflicts = _conflicts(output)
     if conflicts:
