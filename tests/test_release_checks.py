@@ -3,9 +3,12 @@ download, else the data we ship), what it says it could not check, and release w
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import sitefile
+from owrt_vpn.imagebuilder import metadata
 from owrtcli import CliRunner
 
 
@@ -25,3 +28,66 @@ def test_snapshot_eap_mschapv2_users_are_warned(cli: CliRunner, tmp_path: Path) 
     assert "EAP-MSCHAPv2 users bob" in proc.stderr
     write(tmp_path, sitefile.site(routers=[sitefile.router(release="25.12.0")], users=users))
     assert "STRONGSWAN_INCLUDE_INSECURE" not in cli("check").stderr
+
+
+def check(
+    cli: CliRunner, tmp_path: Path, text: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    write(tmp_path, text)
+    return cli("check", *args, env={"OWRT_VPN_CACHE": str(tmp_path / "cache")})
+
+
+def test_typos_and_foreign_devices_are_caught_offline(cli: CliRunner, tmp_path: Path) -> None:
+    proc = check(cli, tmp_path, sitefile.site(routers=[sitefile.router(target="bcm53xxx")]))
+    assert proc.returncode == 2
+    assert (
+        "error: owrt-vpn.toml: routers[0].target: 'bcm53xxx' is not an OpenWrt target "
+        "(did you mean 'bcm53xx'?)"
+    ) in proc.stderr
+    proc = check(cli, tmp_path, sitefile.site(routers=[sitefile.router(device="phicomm-k3")]))
+    assert "routers[0].device: unknown device 'phicomm-k3' (did you mean 'phicomm_k3'?)" in (
+        proc.stderr
+    )
+    foreign = sitefile.router(device="tplink_archer-c7-v2")
+    proc = check(cli, tmp_path, sitefile.site(routers=[foreign]))
+    assert proc.returncode == 2
+    assert "'tplink_archer-c7-v2' is a device of target ath79, not bcm53xx" in (proc.stderr)
+
+
+def test_what_could_not_be_checked_offline_is_said(cli: CliRunner, tmp_path: Path) -> None:
+    router = sitefile.router(release="24.10.9", device="asus_rt-ac88u", extra_packages=["luci-ssl"])
+    proc = check(cli, tmp_path, sitefile.site(routers=[router]))
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert "not checked offline: router gw: whether the mirror has release 24.10.9" in err
+    assert "not checked offline: router gw: device 'asus_rt-ac88u' (not in the shipped list" in err
+    assert "not checked offline: router gw: extra_packages luci-ssl" in err
+    data = json.loads(check(cli, tmp_path, sitefile.site(routers=[router]), "--json").stdout)
+    assert len(data["unchecked"]) == 3
+
+
+def test_cached_metadata_of_an_earlier_download_decides(cli: CliRunner, tmp_path: Path) -> None:
+    metadata.remember(
+        tmp_path / "cache",
+        "24.10.2",
+        "bcm53xx",
+        "generic",
+        profiles=["phicomm_k3", "asus_rt-ac88u"],
+        packages=["luci", "luci-ssl", "wireguard-tools"],
+    )
+    ok = sitefile.router(device="asus_rt-ac88u", extra_packages=["wireguard-tools"])
+    proc = check(cli, tmp_path, sitefile.site(routers=[ok]))
+    assert proc.returncode == 0, proc.stderr
+    assert "not checked offline" not in proc.stderr
+    bad = sitefile.router(device="asus_rt-ac86u", extra_packages=["wireguard-tool"])
+    proc = check(cli, tmp_path, sitefile.site(routers=[bad]))
+    assert proc.returncode == 2
+    err = proc.stderr
+    assert (
+        "routers[0].device: bcm53xx/generic of 24.10.2 has no device 'asus_rt-ac86u' "
+        "(did you mean 'asus_rt-ac88u'?)"
+    ) in err
+    assert (
+        "routers[0].extra_packages: 'wireguard-tool' is not a package of OpenWrt 24.10.2 "
+        "bcm53xx/generic (did you mean 'wireguard-tools'?)"
+    ) in err

@@ -182,7 +182,7 @@ def _build_all(
 
 
 def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
-    from owrt_vpn.imagebuilder import mirror
+    from owrt_vpn.imagebuilder import metadata, mirror
     from owrt_vpn.imagebuilder.cache import Transport
 
     rep, opts = ctx.reporter, ctx.options
@@ -195,6 +195,16 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
     if res.signature.verified:
         rep.stage(
             p.name, f"sha256sums signed by key {res.signature.key_id} ({res.signature.key_comment})"
+        )
+        # For `check` before the next download (verified data only).
+        profiles_json = res.profiles_meta.get("profiles")
+        metadata.remember(
+            ctx.cache.root,
+            res.release,
+            res.target,
+            res.subtarget,
+            profiles=list(profiles_json) if isinstance(profiles_json, dict) else None,
+            default_packages=[str(x) for x in res.profiles_meta.get("default_packages", [])],
         )
     uses_archive = ctx.backend.uses_archive
     if opts.locked:
@@ -233,6 +243,7 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
 def _make_and_collect(
     ctx: _Context, p: RouterPlan, site: Site, router: Router, res: Resolved, tree: Path, work: Path
 ) -> RouterResult:
+    from owrt_vpn.imagebuilder import metadata
     from owrt_vpn.imagebuilder.backends.base import BuildRequest
     from owrt_vpn.imagebuilder.manifests import ManifestCache, manifest_key
     from owrt_vpn.render import overlay, packages
@@ -286,7 +297,12 @@ def _make_and_collect(
         if identity and opts.locked:
             ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"], p.override)
         if pk.added:
-            _check_index(p, site, router, pk, session.package_index(), res)
+            index = session.package_index()
+            if index is not None and res.signature.verified:
+                metadata.remember(
+                    ctx.cache.root, res.release, res.target, res.subtarget, packages=list(index)
+                )
+            _check_index(p, site, router, pk, index, res)
         key = manifest_key(ctx.backend.name, identity or res.archive_sha256, res.device, wanted)
         remembered = manifests.get(key)
         while True:

@@ -107,7 +107,8 @@ def resolve_release(transport: Transport, mirror: str, requested: str) -> str:
         return requested  # no index on this mirror: the target dir decides
     versions = [str(v) for v in index.get("versions_list", [])]
     for key in ("stable_version", "oldstable_version", "upcoming_version"):
-        if isinstance(index.get(key), str) and index[key] not in versions:
+        # (the real .versions.json has an empty upcoming_version between releases)
+        if isinstance(index.get(key), str) and index[key] and index[key] not in versions:
             versions.append(index[key])
     if requested.endswith(".x"):
         series = requested[:-1]
