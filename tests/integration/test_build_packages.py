@@ -70,3 +70,18 @@ def test_unknown_and_conflicting_packages_name_the_key(lab: Lab) -> None:
     path.write_text(path.read_text().replace('"dnsmasq-full"', '"dnsmasq-full", "-dnsmasq"'))
     proc = lab.build()
     assert proc.returncode == 0, proc.stderr
+
+
+def test_check_online_asks_the_mirror_and_remembers(lab: Lab) -> None:
+    online = ["check", "--online", "--mirror", lab.mirror.url]
+    online += ["--trust-key", str(lab.mirror.key.public)]
+    proc = lab.cli(*online, cwd=lab.site, env=lab.env)
+    assert proc.returncode == 0, proc.stderr
+    assert "whether the mirror has release" not in proc.stderr  # now remembered
+    meta = json.loads((lab.cache / "metadata/24.10.2/bcm53xx/generic.json").read_text())
+    assert "phicomm_k3" in meta["profiles"]
+    path = lab.site / "owrt-vpn.toml"
+    path.write_text(path.read_text().replace('release = "24.10.2"', 'release = "24.10.9"'))
+    proc = lab.cli(*online, cwd=lab.site, env=lab.env)
+    assert proc.returncode == 2
+    assert "release '24.10.9' is not on the mirror" in proc.stderr

@@ -197,13 +197,12 @@ def _build_router(ctx: _Context, p: RouterPlan, why: str) -> RouterResult:
             p.name, f"sha256sums signed by key {res.signature.key_id} ({res.signature.key_comment})"
         )
         # For `check` before the next download (verified data only).
-        profiles_json = res.profiles_meta.get("profiles")
         metadata.remember(
             ctx.cache.root,
             res.release,
             res.target,
             res.subtarget,
-            profiles=list(profiles_json) if isinstance(profiles_json, dict) else None,
+            profiles=list(res.profile_ids) or None,
             default_packages=[str(x) for x in res.profiles_meta.get("default_packages", [])],
         )
     uses_archive = ctx.backend.uses_archive

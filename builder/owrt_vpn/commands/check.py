@@ -83,12 +83,11 @@ def _online(site: object, mirror_url: str, trust_keys: tuple[Path, ...]) -> None
     url = mirror.normalize_mirror(mirror_url)
     for p in plan(site, BuildOptions(mirror=url)):  # type: ignore[arg-type]
         res = mirror.resolve(url, p.release, p.target, p.subtarget, p.device, keyring, transport)
-        profiles_json = res.profiles_meta.get("profiles")
         metadata.remember(
             cache_root(),
             res.release,
             res.target,
             res.subtarget,
-            profiles=list(profiles_json) if isinstance(profiles_json, dict) else None,
+            profiles=list(res.profile_ids) or None,
             default_packages=[str(x) for x in res.profiles_meta.get("default_packages", [])],
         )

@@ -54,6 +54,8 @@ class Resolved:
     profiles_meta: dict[str, Any]
     signature: SignatureCheck
     sums: dict[str, str] = field(repr=False, default_factory=dict)
+    # Every profile id of this target's profiles.json (for `check`'s did-you-mean).
+    profile_ids: tuple[str, ...] = field(repr=False, default=())
 
     @property
     def archive_url(self) -> str:
@@ -267,6 +269,7 @@ def resolve(
         profiles_meta=meta,
         signature=sig,
         sums=sums,
+        profile_ids=tuple(sorted(str(k) for k in profiles)),
     )
 
 
