@@ -72,6 +72,9 @@ def test_plan_refuses_ambiguous_or_bad_overrides(tmp_path: Path) -> None:
         plan(site, BuildOptions(release="24.10.2;rm"))
     with pytest.raises(UsageError, match="no default subtarget known for target 'x86'"):
         plan(site, BuildOptions(target="x86"))
+    # A target that does not exist says so (not "no default subtarget").
+    with pytest.raises(UsageError, match=r"--target: 'bcm99xx' is not an OpenWrt target"):
+        plan(site, BuildOptions(target="bcm99xx"))
 
 
 def test_input_key_names_what_changed(tmp_path: Path) -> None:

@@ -206,3 +206,12 @@ def test_normalize_mirror(tmp_path: Path) -> None:
         mirror.normalize_mirror(str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="not an http"):
         mirror.normalize_mirror("ftp://x")
+
+
+def test_a_device_of_another_target_lists_this_targets_profiles() -> None:
+    profiles = {"phicomm_k3": {}, "netgear_r7000": {}, "asus_rt-ac68u": {}}
+    with pytest.raises(ConfigError) as exc:
+        mirror.find_profile(profiles, "zzz_unrelated-9000", "bcm53xx/generic 24.10.2")
+    assert exc.value.hint == (
+        "profiles of bcm53xx/generic 24.10.2: asus_rt-ac68u, netgear_r7000, phicomm_k3"
+    )

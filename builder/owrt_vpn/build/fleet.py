@@ -170,6 +170,7 @@ class SiteOutcome:
     entry: SiteEntry
     results: list[RouterResult] = field(default_factory=list)
     error: OwrtVpnError | None = None  # the site failed as a whole (file, PKI, lock...)
+    bundles: Any = None  # the site's bundle step (build/bundle_step.py), as `build` does
 
     @property
     def failed(self) -> int:
@@ -192,9 +193,14 @@ def split_jobs(jobs: int, sites: int) -> tuple[int, int]:
 
 
 def build_fleet(
-    entries: list[SiteEntry], options: BuildOptions, reporter: Reporter
+    entries: list[SiteEntry], options: BuildOptions, reporter: Reporter, bundles: bool = True
 ) -> list[SiteOutcome]:
-    """Build every router of every site; one outcome per site, in file order."""
+    """Build every router of every site; one outcome per site, in file order.
+
+    Like ``build`` of one site, each site's client bundles are written beside
+    its firmware (``bundles=False``: ``--no-bundles``).
+    """
+    from owrt_vpn.build.bundle_step import refresh
     from owrt_vpn.build.runner import build
 
     if options.routers or options.target or options.subtarget or options.device or options.release:
@@ -212,6 +218,8 @@ def build_fleet(
             return outcome
         try:
             outcome.results = build(entry.site, site_options, SiteReporter(reporter, entry.label))
+            if bundles and any(r.status != "failed" for r in outcome.results):
+                outcome.bundles = refresh(entry.site, options.out)
         except OwrtVpnError as exc:
             outcome.error = exc
         return outcome
@@ -238,6 +246,8 @@ def fleet_json(outcomes: list[SiteOutcome]) -> dict[str, Any]:
                 "routers": [_router_json(r) for r in o.results],
             }
         )
+        if o.bundles is not None:
+            sites[-1]["bundles"] = o.bundles.to_json()
     return {"ok": failed == 0, "exit_code": batch_exit_code(failed, units), "sites": sites}
 
 

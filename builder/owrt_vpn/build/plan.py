@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from owrt_vpn import profiles
 from owrt_vpn.build import state as build_state
-from owrt_vpn.errors import ConfigError, OwrtVpnError, Problem, UsageError
+from owrt_vpn.errors import ConfigError, OwrtVpnError, Problem, UsageError, did_you_mean
 from owrt_vpn.pki.digest import pki_digest
 from owrt_vpn.profiles import DEFAULT_MIRROR
 from owrt_vpn.repro import source_date_epoch
@@ -162,6 +162,15 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
         _check(options.device, DEVICE_RE, "--device", "phicomm_k3")
     if options.release:
         _check(options.release, RELEASE_RE, "--release", "24.10.2, 24.10.x or snapshot")
+    if options.target:
+        known = set(profiles.load("targets")["targets"])
+        known |= set(profiles.load("targets").get("all_targets", []))
+        if options.target not in known:
+            raise UsageError(
+                f"--target: {options.target!r} is not an OpenWrt target"
+                + did_you_mean(options.target, sorted(known)),
+                hint=f"OpenWrt targets: {', '.join(sorted(known))}",
+            )
     plans = []
     for r in chosen:
         target = options.target or r.target

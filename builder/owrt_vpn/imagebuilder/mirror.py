@@ -196,10 +196,12 @@ def find_profile(profiles: dict[str, Any], device: str, where: str) -> str:
             return str(pid)
     ids = sorted(profiles)
     near = closest(device, ids)
-    raise ConfigError(
-        f"device {device!r} is not a profile of {where}",
-        hint=f"closest profile names: {', '.join(near) or 'none'} (all: profiles.json)",
-    )
+    if near:
+        hint = f"closest profile names: {', '.join(near)} (all: profiles.json)"
+    else:  # nothing close (e.g. a device of another target): what this target has
+        shown = ", ".join(ids[:12]) + (f" ... ({len(ids)} in all)" if len(ids) > 12 else "")
+        hint = f"profiles of {where}: {shown}"
+    raise ConfigError(f"device {device!r} is not a profile of {where}", hint=hint)
 
 
 def resolve(
