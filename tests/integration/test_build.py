@@ -147,6 +147,9 @@ def test_bcm53xx_build_then_noop_then_rebuild_on_change(lab: Lab, tmp_path: Path
     )
     assert info["source_date_epoch"]["overlay"] == 1700000000
     profile = json.loads((out / "profile.json").read_text())
+    # image_prefix names our images (with EXTRA_IMAGE_NAME), not the release's own
+    assert profile["image_prefix"] == "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3"
+    assert all(i["name"].startswith(profile["image_prefix"]) for i in profile["images"])
     assert profile["supported_devices"] == ["phicomm,k3"] and profile["images"] == info["images"]
     lock = json.loads((lab.site / "owrt-vpn.lock").read_text())
     assert lock["routers"]["gw"]["imagebuilder"]["sha256"] == info["imagebuilder"]["sha256"]

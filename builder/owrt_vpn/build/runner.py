@@ -350,7 +350,7 @@ def _make_and_collect(
     for want, path in zip(expected_images(res, extra), result.images, strict=True):
         images.append(dict(want, sha256=sha256_file(path), size=path.stat().st_size))
     full = dict(info, images=images)
-    write_dist(p, res, full, result.images, result.manifest, overlay_tar)
+    write_dist(p, res, full, result.images, result.manifest, overlay_tar, extra)
     rep.stage(p.name, f"done: {p.out_dir}")
     return RouterResult(
         p.name,
