@@ -37,7 +37,8 @@ class Release:
         """``"24.10"`` for ``"24.10.2"``; snapshots sort after every release."""
         if self.is_snapshot:
             return "99.99"
-        return ".".join(self.version.split(".")[:2])
+        # a release branch's nightly build (24.10-SNAPSHOT) belongs to its series
+        return ".".join(self.version.removesuffix("-SNAPSHOT").split(".")[:2])
 
     @property
     def file_version(self) -> str:
@@ -69,6 +70,8 @@ RELEASES: dict[str, Release] = {
         Release("24.10.2", "r28739-d9340319c6", 1750711236, "6.6.93", "5.9.14", "opkg"),
         Release("25.12.0", "r32162-4ad84ee2b1", 1768435200, "6.12.58", "6.0.2", "apk"),
         Release("SNAPSHOT", "r32544-0b4e1a0c3d", 1770000000, "6.12.63", "6.0.2", "apk"),
+        # a release branch (releases/24.10-SNAPSHOT/ on the download site)
+        Release("24.10-SNAPSHOT", "r28801-5b1a0e77f2", 1751000000, "6.6.93", "5.9.14", "opkg"),
     )
 }
 SNAPSHOT_ALIASES = {"snapshot": "SNAPSHOT", "SNAPSHOT": "SNAPSHOT"}

@@ -78,3 +78,25 @@ def test_2512_apk_build_end_to_end(mirror: ServedMirror, cli: CliRunner, tmp_pat
         "site.extra_packages: 'wireguard-tool' is not a package of OpenWrt 25.12.0 "
         "bcm53xx/generic (did you mean 'wireguard-tools'?)"
     ) in proc.stderr
+
+
+def test_release_branch_builds_like_a_snapshot(cli: CliRunner, tmp_path: Path) -> None:
+    served, server = start_served_mirror(tmp_path / "m", [("24.10-SNAPSHOT", "bcm53xx", "generic")])
+    url = served.url
+    try:
+        site = tmp_path / "site"
+        site.mkdir()
+        text = sitefile.site(routers=[sitefile.router(release="24.10-SNAPSHOT")])
+        (site / "owrt-vpn.toml").write_text(text)
+        env = {"OWRT_VPN_CACHE": str(tmp_path / "cache"), "OWRT_VPN_KEYS_DIR": str(tmp_path / "k")}
+        args = ["build", "--mirror", served.url, "--trust-key", str(served.key.public)]
+        proc = cli(*args, cwd=site, env=env)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert "gw: built 24.10-SNAPSHOT bcm53xx/generic phicomm_k3" in proc.stdout
+    info = json.loads((site / "dist/home/routers/gw/build-info.json").read_text())
+    assert info["imagebuilder"]["url"].startswith(url + "/releases/24.10-SNAPSHOT/targets/")
+    assert info["config_style"] == "swanctl" and info["packages"]["beyond_profile"]["release"] == [
+        "luci"
+    ]

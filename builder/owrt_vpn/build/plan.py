@@ -161,7 +161,9 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
     if options.device:
         _check(options.device, DEVICE_RE, "--device", "phicomm_k3")
     if options.release:
-        _check(options.release, RELEASE_RE, "--release", "24.10.2, 24.10.x or snapshot")
+        _check(
+            options.release, RELEASE_RE, "--release", "24.10.2, 24.10.x, 24.10-SNAPSHOT or snapshot"
+        )
     if options.target:
         known = set(profiles.load("targets")["targets"])
         known |= set(profiles.load("targets").get("all_targets", []))

@@ -100,6 +100,8 @@ def resolve_release(transport: Transport, mirror: str, requested: str) -> str:
     """The concrete release for ``requested`` (``24.10.2``, ``24.10.x``, ``snapshot``)."""
     if requested.lower() == "snapshot":
         return "snapshot"
+    if requested.endswith("-SNAPSHOT"):  # a release branch: releases/<x>-SNAPSHOT/, unlisted
+        return requested
     url = join(mirror, ".versions.json")
     try:
         index = _json(transport, url, ".versions.json")

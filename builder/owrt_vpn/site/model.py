@@ -30,7 +30,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from owrt_vpn.errors import ConfigError, Problem, did_you_mean
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-RELEASE_RE = re.compile(r"^(\d{2}\.\d{2}\.(\d+|x)(-rc\d+)?|snapshot|SNAPSHOT)$")
+# 24.10.2, 24.10.x, 24.10.0-rc2, snapshot, and release branches (24.10-SNAPSHOT).
+RELEASE_RE = re.compile(
+    r"^(\d{2}\.\d{2}\.(\d+|x)(-rc\d+)?|\d{2}\.\d{2}-SNAPSHOT|snapshot|SNAPSHOT)$"
+)
 TARGET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 DEVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.,-]{0,79}$")
 HOSTNAME_RE = re.compile(
@@ -320,7 +323,9 @@ class Router(_Model):
     @classmethod
     def _release(cls, v: str) -> str:
         if not RELEASE_RE.match(v):
-            raise ValueError(f"{v!r} is not an OpenWrt release (e.g. 24.10.2, 23.05.5, snapshot)")
+            raise ValueError(
+                f"{v!r} is not an OpenWrt release (e.g. 24.10.2, 23.05.5, 24.10-SNAPSHOT, snapshot)"
+            )
         return v
 
     @field_validator("target", "subtarget")
