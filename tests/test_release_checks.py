@@ -7,7 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 import sitefile
+from owrt_vpn import profiles
 from owrt_vpn.imagebuilder import metadata
 from owrtcli import CliRunner
 
@@ -91,3 +94,42 @@ def test_cached_metadata_of_an_earlier_download_decides(cli: CliRunner, tmp_path
         "routers[0].extra_packages: 'wireguard-tool' is not a package of OpenWrt 24.10.2 "
         "bcm53xx/generic (did you mean 'wireguard-tools'?)"
     ) in err
+
+
+@pytest.mark.integration
+def test_init_writes_the_newest_stable_release_the_mirror_announces(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    from integration.mirror import MirrorServer
+
+    root = tmp_path / "mirror"
+    root.mkdir()
+
+    def versions(stable: str) -> None:
+        index = {"stable_version": stable, "oldstable_version": "23.05.5", "upcoming_version": ""}
+        (root / ".versions.json").write_text(json.dumps(index))
+
+    server = MirrorServer(root).start()
+    url = server.url
+    try:
+        versions("25.12.0")
+        proc = cli("init", "--json", "a", env={"OWRT_VPN_MIRROR": server.url})
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["release"] == "25.12.0"
+        assert data["release_source"] == f"{server.url}/.versions.json (stable_version)"
+        site = tmp_path / "a/owrt-vpn.toml"
+        assert 'release = "25.12.0"' in site.read_text()
+        assert cli("--site", str(site), "check").returncode == 0
+        # Never older than the pinned default: the index is unsigned.
+        versions("23.05.5")
+        data = json.loads(cli("init", "--json", "b", env={"OWRT_VPN_MIRROR": server.url}).stdout)
+        assert data["release"] == profiles.default_release()
+        assert "announces 23.05.5 (not newer)" in data["release_source"]
+    finally:
+        server.stop()
+    # Unreachable: the pinned default, saying why.
+    proc = cli("init", "c", env={"OWRT_VPN_MIRROR": url})
+    assert proc.returncode == 0, proc.stderr
+    assert f"release {profiles.default_release()}: the pinned default" in proc.stderr
+    assert "not reachable within 3 s" in proc.stderr

@@ -64,7 +64,7 @@ def lab(tmp_path: Path, cli: CliRunner, served_mirror: ServedMirror) -> Iterator
     env = {
         "OWRT_VPN_CACHE": str(tmp_path / "cache"),
         "OWRT_VPN_KEYS_DIR": str(tmp_path / "userkeys"),
-        "OWRT_VPN_MIRROR": "http://192.0.2.1:9",  # never used: every build passes --mirror
+        "OWRT_VPN_MIRROR": "/nonexistent/owrt-vpn-test-mirror",  # builds pass --mirror
     }
     yield Lab(tmp_path, env, served_mirror, cli)
 
