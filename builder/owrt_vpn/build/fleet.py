@@ -90,7 +90,11 @@ def load_fleet(root: Path, *, strict: bool) -> list[SiteEntry]:
         except OwrtVpnError as exc:
             entries.append(SiteEntry(path, error=exc))
     problems: list[Problem] = []
+    hints: list[str] = []
     if strict:
+        for e in entries:
+            if e.error is not None and e.error.hint:
+                hints.append(e.error.hint)
         for e in entries:
             if isinstance(e.error, ConfigError) and e.error.problems:
                 problems += e.error.problems
@@ -102,6 +106,7 @@ def load_fleet(root: Path, *, strict: bool) -> list[SiteEntry]:
             by_name.setdefault(e.site.name, []).append(e)
     for name, same in sorted(by_name.items()):
         if len(same) > 1:
+            hints.append("each site needs its own [site] name (dist/<name>/)")
             files = ", ".join(display_path(e.file) for e in same)
             problems.append(
                 Problem(
@@ -109,7 +114,9 @@ def load_fleet(root: Path, *, strict: bool) -> list[SiteEntry]:
                 )
             )
     if problems:
-        raise ConfigError(problems, hint="each site needs its own [site] name (dist/<name>/)")
+        # The hint of what went wrong (a file's own, or the duplicate-name rule),
+        # never the duplicate-name hint for a file that did not even parse.
+        raise ConfigError(problems, hint="; ".join(dict.fromkeys(hints)) or None)
     return entries
 
 
