@@ -325,7 +325,7 @@ def test_apk_flavour_2512(tmp_path: Path) -> None:
     image = bin_dir / "openwrt-25.12.0-bcm53xx-generic-phicomm_k3-squashfs.trx"
     files = listing(image)
     assert "/lib/apk/db/installed" in files and "/usr/lib/opkg/status" not in files
-    assert "P:strongswan-swanctl\nV:6.0.2-r1\n" in cat(image, "/lib/apk/db/installed")
+    assert "P:strongswan-swanctl\nV:6.0.3-r1\n" in cat(image, "/lib/apk/db/installed")
     assert "strongswan-default" in cat(image, "/etc/apk/world").split()
     res = make(tree, "manifest", "PROFILE=phicomm_k3")
     assert "base-files 1630-r1" in res.stdout.splitlines()  # apk list --manifest form
