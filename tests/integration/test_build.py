@@ -309,6 +309,14 @@ def test_two_routers_build_in_parallel_each_in_its_own_copy(lab: Lab) -> None:
     assert (dist / "gw" / K3_TRX).read_bytes() == gw_image
     assert (dist / "gw" / "build-info.json").read_bytes() == gw_info
 
+    # A batch names each router once per error line ("error: gw: gw: ..." before).
+    (lab.site / "owrt-vpn.lock").unlink()
+    locked = lab.build("--locked")
+    assert locked.returncode == 1, locked.stderr
+    for router in ("gw", "gw2"):
+        assert f"error: {router}: --locked, but owrt-vpn.lock has no entry" in locked.stderr
+    assert "error: gw: gw:" not in locked.stderr
+
 
 def test_locked_refuses_another_imagebuilder(lab: Lab) -> None:
     assert lab.build(check=True).returncode == 0
