@@ -133,3 +133,13 @@ def test_init_writes_the_newest_stable_release_the_mirror_announces(
     assert proc.returncode == 0, proc.stderr
     assert f"release {profiles.default_release()}: the pinned default" in proc.stderr
     assert "not reachable within 3 s" in proc.stderr
+
+
+def test_removing_what_the_vpn_needs_is_caught_by_check(cli: CliRunner, tmp_path: Path) -> None:
+    router = sitefile.router(extra_packages=["-strongswan-swanctl"])
+    proc = check(cli, tmp_path, sitefile.site(routers=[router]))
+    assert proc.returncode == 2
+    assert (
+        "routers[0].extra_packages: '-strongswan-swanctl' would remove strongswan-swanctl, "
+        "which the VPN needs"
+    ) in proc.stderr

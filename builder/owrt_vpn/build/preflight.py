@@ -24,6 +24,7 @@ from typing import Any
 from owrt_vpn import profiles
 from owrt_vpn.errors import ConfigError, Problem, did_you_mean
 from owrt_vpn.imagebuilder import metadata
+from owrt_vpn.render import packages
 from owrt_vpn.site.model import Router, Site
 
 
@@ -105,6 +106,10 @@ def _router(site: Site, i: int, r: Router, root: Path, out: Preflight) -> None:
             )
     else:
         _device_from_shipped(file, key, r, shipped, out)
+    try:  # removals of what the VPN needs (the same check `build` makes)
+        packages.image_packages(site, r)
+    except ConfigError as exc:
+        out.problems += exc.problems
     adds = [p for p in (*site.settings.extra_packages, *r.extra_packages) if p[:1] != "-"]
     names = cached.get("packages") if cached else None
     if adds and isinstance(names, list):
