@@ -19,6 +19,10 @@ from pathlib import Path
 OWRT_ENV = {
     "OWRT_VPN_CA_PASSPHRASE": "test-ca-passphrase",
     "SOURCE_DATE_EPOCH": "1700000000",
+    # `init` looks up the newest stable release on the mirror: tests never reach
+    # the internet (a missing local mirror answers at once; a test that wants
+    # the lookup serves a loopback mirror).
+    "OWRT_VPN_MIRROR": "/nonexistent/owrt-vpn-test-mirror",
 }
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]

@@ -72,6 +72,9 @@ def test_plan_refuses_ambiguous_or_bad_overrides(tmp_path: Path) -> None:
         plan(site, BuildOptions(release="24.10.2;rm"))
     with pytest.raises(UsageError, match="no default subtarget known for target 'x86'"):
         plan(site, BuildOptions(target="x86"))
+    # A target that does not exist says so (not "no default subtarget").
+    with pytest.raises(UsageError, match=r"--target: 'bcm99xx' is not an OpenWrt target"):
+        plan(site, BuildOptions(target="bcm99xx"))
 
 
 def test_input_key_names_what_changed(tmp_path: Path) -> None:
@@ -79,11 +82,10 @@ def test_input_key_names_what_changed(tmp_path: Path) -> None:
     [p] = plan(site, BuildOptions())
     a = inputs(p, BuildOptions())
     assert a == inputs(p, BuildOptions())
-    (tmp_path / "owrt-vpn.toml").write_text(
-        sitefile.site(users=[sitefile.user(devices=[("tablet", "ios")])])
-    )
+    site = site_at(tmp_path, sitefile.site(users=[sitefile.user(devices=[("tablet", "ios")])]))
+    [p] = plan(site, BuildOptions())
     b = inputs(p, BuildOptions())
-    assert build_state.changed_inputs(a, b) == ["site"]
+    assert build_state.changed_inputs(a, b) == ["site.users"]
     c = inputs(p, BuildOptions(insecure_skip_signature=True))
     assert build_state.changed_inputs(b, c) == ["signature"]
     (tmp_path / "pki" / "servers").mkdir(parents=True)

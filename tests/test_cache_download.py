@@ -207,6 +207,15 @@ def test_server_without_range_support_restarts(tmp_path: Path, server: Server) -
     assert_clean_cache(cache, True)
 
 
+def test_no_resume_promise_when_the_server_ignores_ranges(tmp_path: Path, server: Server) -> None:
+    server.faults.cut_after = [1_000_000] * 10
+    server.faults.ranges = False
+    with pytest.raises(DownloadError) as exc:
+        Cache(tmp_path / "c").fetch(f"{server.url}/{NAME}", SHA, NAME, FAST)
+    assert "resumes" not in (exc.value.hint or "")
+    assert "ignores Range requests" in (exc.value.hint or "")
+
+
 def test_get_bytes_from_directory_mirror(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"hello")
     assert FAST.get_bytes(str(tmp_path / "f")) == b"hello"

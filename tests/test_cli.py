@@ -75,6 +75,9 @@ def test_json_before_or_after(argv: list[str], cli: CliRunner, site_dir: Path) -
         "routers": ["gw"],
         "users": ["alice", "bob"],
         "warnings": [],
+        "unchecked": [
+            "router gw: whether the mirror has release 24.10.2 (no earlier download of it)"
+        ],
     }
 
 
@@ -85,9 +88,9 @@ def test_json_error_payload(cli: CliRunner, site_dir: Path) -> None:
     assert payload["ok"] is False and payload["exit_code"] == 2
     assert payload["errors"][0].startswith("bad.toml: site.name: 'Home'")
     assert "owrt-vpn check" in payload["hint"]
-    usage = cli("--json", "check", "--frobnicate")
+    usage = cli("--json", "check", "--xyzzy")  # (no close option: click adds no suggestion)
     assert usage.returncode == 2
-    assert json.loads(usage.stdout)["errors"] == ["owrt-vpn check: No such option: --frobnicate"]
+    assert json.loads(usage.stdout)["errors"] == ["owrt-vpn check: No such option: --xyzzy"]
 
 
 @pytest.mark.parametrize("argv", [["--quiet", "check"], ["check", "-q"]])
@@ -122,7 +125,7 @@ def test_debug_shows_traceback(argv: list[str], cli: CliRunner, site_dir: Path) 
     [
         (["frobnicate"], "error: owrt-vpn: No such command 'frobnicate'."),
         (["--frobnicate", "check"], "error: owrt-vpn: No such option: --frobnicate"),
-        (["check", "--frobnicate"], "error: owrt-vpn check: No such option: --frobnicate"),
+        (["check", "--xyzzy"], "error: owrt-vpn check: No such option: --xyzzy"),
         (["init", "a", "b"], "error: owrt-vpn init: Got unexpected extra argument(s) (b)"),
         ([], "error: owrt-vpn: missing command"),
     ],
@@ -208,10 +211,13 @@ def test_init_with_ip_server_id(server_id: str, cli: CliRunner, tmp_path: Path) 
     proc = cli("init", "--server-id", server_id, "site-a", "--json")
     assert proc.returncode == 0, proc.stderr
     dest = tmp_path / "site-a" / "owrt-vpn.toml"
-    assert json.loads(proc.stdout) == {
+    data = json.loads(proc.stdout)
+    assert data.pop("release_source").startswith("the pinned default")  # no mirror in tests
+    assert data == {
         "ok": True,
         "site_file": str(Path("site-a", "owrt-vpn.toml")),
         "server_id": server_id,
+        "release": "24.10.2",
     }
     assert tomllib.loads(dest.read_text())["routers"][0]["server_id"] == server_id
     check = cli("--json", "--site", dest, "check")
@@ -240,10 +246,10 @@ def test_os_error_is_a_failure_without_traceback(cli: CliRunner, tmp_path: Path)
 
 
 def test_debug_keeps_the_usage_exit_status(cli: CliRunner) -> None:
-    proc = cli("--debug", "check", "--frobnicate")
+    proc = cli("--debug", "check", "--xyzzy")
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr
-    assert "error: owrt-vpn check: No such option: --frobnicate" in proc.stderr
+    assert "error: owrt-vpn check: No such option: --xyzzy" in proc.stderr
 
 
 def test_help_lists_the_workflow_in_full(cli: CliRunner) -> None:

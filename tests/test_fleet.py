@@ -61,6 +61,7 @@ def test_duplicate_site_names_are_refused_naming_both_files(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as exc:
         fleet.load_fleet(tmp_path, strict=False)
     text = "\n".join(exc.value.lines())
+    assert exc.value.hint == "each site needs its own [site] name (dist/<name>/)"
     assert "site.name: 'home' is also used by" in text
     assert "one/owrt-vpn.toml" in text and "two/owrt-vpn.toml" in text
 
@@ -77,6 +78,12 @@ def test_broken_site_strict_vs_lenient(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         fleet.load_fleet(tmp_path, strict=True)
     assert any("bad/owrt-vpn.toml" in line and "nmae" in line for line in exc.value.lines())
+    assert "[site] name" not in (exc.value.hint or "")  # no duplicate names here
+    # Bad TOML: the file's own hint, not the duplicate-name one.
+    (bad / "owrt-vpn.toml").write_text("[site\n")
+    with pytest.raises(ConfigError) as exc:
+        fleet.load_fleet(tmp_path, strict=True)
+    assert "[site] name" not in (exc.value.hint or "")
 
 
 def test_matrix_has_the_effective_values_per_router(

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -324,7 +325,7 @@ def test_apk_flavour_2512(tmp_path: Path) -> None:
     image = bin_dir / "openwrt-25.12.0-bcm53xx-generic-phicomm_k3-squashfs.trx"
     files = listing(image)
     assert "/lib/apk/db/installed" in files and "/usr/lib/opkg/status" not in files
-    assert "P:strongswan-swanctl\nV:6.0.2-r1\n" in cat(image, "/lib/apk/db/installed")
+    assert "P:strongswan-swanctl\nV:6.0.3-r1\n" in cat(image, "/lib/apk/db/installed")
     assert "strongswan-default" in cat(image, "/etc/apk/world").split()
     res = make(tree, "manifest", "PROFILE=phicomm_k3")
     assert "base-files 1630-r1" in res.stdout.splitlines()  # apk list --manifest form
@@ -486,6 +487,33 @@ def test_missing_dependency_wording(tmp_path: Path) -> None:
         "strongswan-mod-openssl" in res.stderr
     )
     assert " * opkg_install_cmd: Cannot install package strongswan-mod-openssl." in res.stderr
+    # opkg names the direct dependency it could not satisfy, tab-indented.
+    assert (
+        " * satisfy_dependencies_for: Cannot satisfy the following dependencies for "
+        "strongswan-mod-openssl:\n * \tlibopenssl\n" in res.stderr
+    )
+
+
+def test_kernel_too_big_leaves_no_image(tmp_path: Path) -> None:
+    tree = ib(tmp_path, variant=Variant(kernel_kib={"phicomm_k3": 1}))
+    res = make(tree, "image", "PROFILE=phicomm_k3", "BIN_DIR=out")
+    assert res.returncode == 0, res.stderr  # make succeeds, as Build/check-kernel-size does
+    assert "    WARNING: Kernel for phicomm_k3 is too big " in res.stderr
+    assert not list((tree / "out").glob("*.trx"))
+    assert list((tree / "out").glob("*.manifest"))
+
+
+def test_apk_out_of_space_and_package_list(tmp_path: Path) -> None:
+    tree = ib(tmp_path, "25.12.0", variant=Variant(disk_free_kib=100))
+    res = make(tree, "manifest", "PROFILE=phicomm_k3")
+    assert res.returncode == 2
+    assert re.search(r"^ERROR: \S+-\S+: No space left on device$", res.stderr, re.M), res.stderr
+    assert re.search(r"^1 error; \d+ MiB in \d+ packages$", res.stderr, re.M)
+    # `make package_list`: every package of the feeds with its size (apk, then opkg shape)
+    listed = make(tree, "package_list").stdout.splitlines()
+    assert any(re.match(r"^luci-\S+ \S+ \{luci\} \(\S+\) \[\d+\]$", line) for line in listed)
+    opkg = make(ib(tmp_path / "o"), "package_list").stdout.splitlines()
+    assert any(line.startswith("luci-ssl - 25.051-r1 - 1000 - ") for line in opkg), opkg[:5]
 
 
 def test_local_key_help_clean_default_profile(tmp_path: Path) -> None:

@@ -104,8 +104,9 @@ def test_malformed_signature(signed: tuple[Path, Path, bytes, bytes]) -> None:
     pub, _, data, sig = signed
     ring = keys.Keyring.load(trust_files=[pub])
     for bad in (b"", b"garbage", sig.splitlines()[0] + b"\nAAAA\n", sig[:-20] + b"!!\n"):
-        with pytest.raises(IntegrityError, match="malformed signature"):
+        with pytest.raises(IntegrityError, match="malformed signature") as exc:
             ring.verify(data, bad, "sha256sums")
+        assert "empty or damaged signature file" in (exc.value.hint or "")  # an empty .sig too
 
 
 def test_bad_key_file_is_a_config_error(tmp_path: Path) -> None:
@@ -117,6 +118,10 @@ def test_bad_key_file_is_a_config_error(tmp_path: Path) -> None:
     _, sec = make_key(tmp_path, "x")
     with pytest.raises(ConfigError, match="not an Ed25519"):
         keys.read_key_file(sec, "user")
+    # An unreadable --trust-key gets a hint too.
+    with pytest.raises(ConfigError, match="cannot read key file") as exc:
+        keys.Keyring.load(trust_files=[tmp_path / "missing.pub"])
+    assert "check the path" in (exc.value.hint or "")
 
 
 def test_written_key_is_accepted_by_signify(

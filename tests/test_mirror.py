@@ -206,3 +206,31 @@ def test_normalize_mirror(tmp_path: Path) -> None:
         mirror.normalize_mirror(str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="not an http"):
         mirror.normalize_mirror("ftp://x")
+
+
+def test_a_device_of_another_target_lists_this_targets_profiles() -> None:
+    profiles = {"phicomm_k3": {}, "netgear_r7000": {}, "asus_rt-ac68u": {}}
+    with pytest.raises(ConfigError) as exc:
+        mirror.find_profile(profiles, "zzz_unrelated-9000", "bcm53xx/generic 24.10.2")
+    assert exc.value.hint == (
+        "profiles of bcm53xx/generic 24.10.2: asus_rt-ac68u, netgear_r7000, phicomm_k3"
+    )
+
+
+def test_an_empty_upcoming_version_is_not_listed(tmp_path: Path) -> None:
+    # The real .versions.json has "upcoming_version": "" between releases.
+    (tmp_path / ".versions.json").write_text(
+        json.dumps(
+            {
+                "stable_version": "24.10.4",
+                "oldstable_version": "23.05.5",
+                "upcoming_version": "",
+                "versions_list": ["24.10.4", "23.05.5"],
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as exc:
+        mirror.resolve_release(T, str(tmp_path), "24.10.9")
+    assert (exc.value.hint or "").startswith("releases there: 24.10.4, 23.05.5; or a series")
+    # A release branch is not in the index: it is taken as asked (releases/<x>-SNAPSHOT/).
+    assert mirror.resolve_release(T, str(tmp_path), "24.10-SNAPSHOT") == "24.10-SNAPSHOT"

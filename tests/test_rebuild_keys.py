@@ -47,8 +47,14 @@ def test_image_key_covers_render_imagebuilder_and_build() -> None:
     }
     # verify/fleet/bundle_step/diff are build's callers, not what an image is made of.
     callers = {f"owrt_vpn.build.{m}" for m in ("verify", "fleet", "bundle_step", "diff")}
-    # checks.py is `check`'s warnings; the site's editor only writes site files.
-    not_image = callers | {"owrt_vpn.render.checks", "owrt_vpn.site.edit"}
+    # checks.py and preflight.py are `check`'s, announce.py `init`'s; the site's
+    # editor only writes site files.
+    not_image = callers | {
+        "owrt_vpn.render.checks",
+        "owrt_vpn.site.edit",
+        "owrt_vpn.build.preflight",
+        "owrt_vpn.imagebuilder.announce",
+    }
     assert every - not_image <= reached, sorted(every - not_image - reached)
     # What never shapes an image stays out (a change there rebuilds nothing).
     assert not any(n.startswith(("owrt_vpn.routers", "owrt_vpn.commands")) for n in reached)

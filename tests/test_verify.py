@@ -19,6 +19,7 @@ from owrt_vpn.build.diff import Difference, builtin_where, compare_trees
 from owrt_vpn.build.verify import ItemResult, VerifyReport
 from owrt_vpn.bundles import provenance
 from owrt_vpn.errors import OwrtVpnError
+from owrt_vpn.pki.digest import user_pki_digest
 from owrt_vpn.site.load import parse_site
 from requires import requires
 
@@ -171,15 +172,22 @@ def test_item_json_shape() -> None:
 
 
 def test_input_labels() -> None:
+    # A router built before per-router digests recorded the whole file's digest.
     assert verify._labels(["pki", "site", "tool.code", "tool.profiles", "lock", "pki"]) == [
         "PKI",
-        "site file",
+        verify.OLDER_SITE,
         "owrt-vpn itself (tool.code)",
         "owrt-vpn itself (tool.profiles)",
         "lock",
     ]
+    assert verify._labels(["site.users", "site.settings"]) == [
+        "site file (the users and devices on this router)",
+        "site file ([site] settings)",
+    ]
+    # An older bundle-info (site.sha256) vs today's groups: one label, not four.
+    assert verify._labels(["site.routers", "site.sha256", "site.user"]) == [verify.OLDER_SITE]
     assert verify._labels(["site.sha256", "source_date_epoch"]) == [
-        "site file",
+        verify.OLDER_SITE,
         "SOURCE_DATE_EPOCH",
     ]
 
@@ -238,35 +246,36 @@ def make_pki(site_dir: Path) -> Path:
 
 def test_user_pki_digest_covers_the_users_own_material_only(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
-    alice, bob = provenance.user_pki_digest(pki, "alice"), provenance.user_pki_digest(pki, "bob")
+    alice, bob = user_pki_digest(pki, "alice"), user_pki_digest(pki, "bob")
     (pki / "eap" / "bob.password").write_text("new\n")
-    assert provenance.user_pki_digest(pki, "alice") == alice
-    assert provenance.user_pki_digest(pki, "bob") != bob
+    assert user_pki_digest(pki, "alice") == alice
+    assert user_pki_digest(pki, "bob") != bob
     index = json.loads((pki / "index.json").read_text())
     index["certs"][0]["status"] = "revoked"  # alice's phone revoked
     (pki / "index.json").write_text(json.dumps(index))
-    assert provenance.user_pki_digest(pki, "alice") != alice
-    alice2 = provenance.user_pki_digest(pki, "alice")
+    assert user_pki_digest(pki, "alice") != alice
+    alice2 = user_pki_digest(pki, "alice")
     (pki / "ca.crt").write_text("another CA\n")
-    assert provenance.user_pki_digest(pki, "alice") != alice2
+    assert user_pki_digest(pki, "alice") != alice2
 
 
-def test_record_bundle_inputs_is_deterministic_and_per_user(tmp_path: Path) -> None:
+def test_bundle_inputs_are_deterministic_and_per_user(tmp_path: Path) -> None:
     path = tmp_path / "owrt-vpn.toml"
     path.write_text(SITE)
     site = parse_site(SITE, path)
     make_pki(tmp_path)
     clients = tmp_path / "dist" / "home" / "clients"
-    (clients / "alice").mkdir(parents=True)  # bob has no bundles here
-    provenance.record_bundle_inputs(site, clients)
+    (clients / "alice").mkdir(parents=True)
+    inputs = provenance.BundleInputs(site)
+    inputs.write(clients / "alice", "alice")
     info = clients / "alice" / provenance.BUNDLE_INFO
     first = info.read_bytes()
-    assert not (clients / "bob").exists()
     data = json.loads(first)
     assert data == provenance.bundle_inputs(site, "alice")
     assert set(data) == {"format", "user", "tool", "site", "pki", "source_date_epoch"}
     assert data["site"]["file"] == "owrt-vpn.toml" and data["user"] == "alice"
-    provenance.record_bundle_inputs(site, clients, ["alice"])
+    assert set(data["site"]) == {"name", "file", "settings", "user", "routers"}
+    provenance.BundleInputs(site).write(clients / "alice", "alice")
     assert info.read_bytes() == first
 
 

@@ -122,7 +122,7 @@ def test_installed_wheel_runs_outside_checkout(
     # The console script, run from a folder outside the checkout: `init`
     # reads profiles/site-template.toml, releases.toml and targets.toml.
     script = venv / "bin" / "owrt-vpn"
-    out = _run([script, "init", "--server-id", "203.0.113.9", "mysite"], work, env)
+    out = _run([script, "init", "--offline", "--server-id", "203.0.113.9", "mysite"], work, env)
     assert out.startswith("wrote mysite/owrt-vpn.toml")
     site = work / "mysite" / "owrt-vpn.toml"
     assert tomllib.loads(site.read_text())["routers"][0]["server_id"] == "203.0.113.9"

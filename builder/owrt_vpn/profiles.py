@@ -34,10 +34,11 @@ class ReleaseInfo:
 
 
 def release_series(version: str) -> str:
-    """``24.10.2`` -> ``24.10``; ``snapshot`` -> ``snapshot``."""
+    """``24.10.2`` and ``24.10-SNAPSHOT`` -> ``24.10``; ``snapshot`` -> ``snapshot``."""
     if version.lower() == "snapshot":
         return "snapshot"
-    return ".".join(version.split(".")[:2])
+    # A release branch's nightly build (24.10-SNAPSHOT) belongs to its series.
+    return ".".join(version.removesuffix("-SNAPSHOT").split(".")[:2])
 
 
 def release_info(version: str) -> ReleaseInfo:

@@ -104,12 +104,13 @@ def _profiles_tsv(tgt: Target, variant: Variant) -> str:
         fields = [
             pr.id, pr.title, pr.vendor, pr.model, pr.variant, " ".join(pr.device_packages),
             " ".join(pr.supported_devices), images, str(flash), "1",
+            str(variant.kernel_kib.get(pr.id, "")),
         ]  # fmt: skip
         rows.append("\t".join(fields))
     return "\n".join(rows) + "\n"
 
 
-def _target_conf(rel: Release, tgt: Target, manager: str) -> str:
+def _target_conf(rel: Release, tgt: Target, manager: str, variant: Variant) -> str:
     values = {
         "VERSION": rel.version,
         "FILE_VERSION": rel.file_version,  # "24.10.2-" in file names, "" for snapshots
@@ -125,6 +126,8 @@ def _target_conf(rel: Release, tgt: Target, manager: str) -> str:
         "KERNEL_VERSION": rel.kernel,
         "KERNEL_SIZE": str(tgt.kernel_bytes),
         "DEFAULT_PACKAGES": " ".join(catalog.default_packages(tgt, manager)),
+        # the build host's free space for the root fs (KiB, empty: plenty)
+        "DISK_FREE_KIB": "" if variant.disk_free_kib is None else str(variant.disk_free_kib),
     }
     return "".join(f"{k}='{v}'\n" for k, v in values.items())
 
@@ -178,7 +181,7 @@ def _members(rel: Release, tgt: Target, variant: Variant) -> dict[str, tuple[byt
             files[rel_path] = (src.read_bytes(), mode)
     repo_name, repo_text = _repositories(rel, tgt, manager)
     generated = {
-        ".double/target.conf": _target_conf(rel, tgt, manager),
+        ".double/target.conf": _target_conf(rel, tgt, manager, variant),
         ".double/index": _index_text(rel, tgt, manager, variant),
         ".double/profiles.tsv": _profiles_tsv(tgt, variant),
         ".config": _dot_config(rel, tgt, manager),

@@ -37,7 +37,8 @@ class Release:
         """``"24.10"`` for ``"24.10.2"``; snapshots sort after every release."""
         if self.is_snapshot:
             return "99.99"
-        return ".".join(self.version.split(".")[:2])
+        # a release branch's nightly build (24.10-SNAPSHOT) belongs to its series
+        return ".".join(self.version.removesuffix("-SNAPSHOT").split(".")[:2])
 
     @property
     def file_version(self) -> str:
@@ -67,8 +68,10 @@ RELEASES: dict[str, Release] = {
         Release("23.05.5", "r24106-10cc5fcd00", 1727094886, "5.15.167", "5.9.11", "opkg"),
         Release("24.10.1", "r28597-0425664679", 1744562312, "6.6.86", "5.9.14", "opkg"),
         Release("24.10.2", "r28739-d9340319c6", 1750711236, "6.6.93", "5.9.14", "opkg"),
-        Release("25.12.0", "r32162-4ad84ee2b1", 1768435200, "6.12.58", "6.0.2", "apk"),
+        Release("25.12.0", "r32162-4ad84ee2b1", 1768435200, "6.12.58", "6.0.3", "apk"),
         Release("SNAPSHOT", "r32544-0b4e1a0c3d", 1770000000, "6.12.63", "6.0.2", "apk"),
+        # a release branch (releases/24.10-SNAPSHOT/ on the download site)
+        Release("24.10-SNAPSHOT", "r28801-5b1a0e77f2", 1751000000, "6.6.93", "5.9.14", "opkg"),
     )
 }
 SNAPSHOT_ALIASES = {"snapshot": "SNAPSHOT", "SNAPSHOT": "SNAPSHOT"}
@@ -251,12 +254,24 @@ class Variant:
     ``package_manager``: force ``opkg``/``apk`` (default: the release's).
     ``omit_packages``: drop names from the index (e.g. ``strongswan-full``,
     missing from some 24.10 feeds). ``flash_kib``: override profile flash sizes.
+    ``kernel_kib``: a kernel partition limit per profile (KERNEL_SIZE of the
+    real device definitions): a larger kernel gets "WARNING: Kernel for <device>
+    is too big" and no image. ``disk_free_kib``: the build host's free space for
+    the root file system (apk reports "No space left on device" beyond it).
     """
 
     package_manager: str | None = None
     omit_packages: tuple[str, ...] = ()
     flash_kib: dict[str, int] = field(default_factory=dict)
+    kernel_kib: dict[str, int] = field(default_factory=dict)
+    disk_free_kib: int | None = None
 
     def key(self) -> tuple[object, ...]:
         """Hashable identity (for caches)."""
-        return (self.package_manager, self.omit_packages, tuple(sorted(self.flash_kib.items())))
+        return (
+            self.package_manager,
+            self.omit_packages,
+            tuple(sorted(self.flash_kib.items())),
+            tuple(sorted(self.kernel_kib.items())),
+            self.disk_free_kib,
+        )

@@ -115,9 +115,10 @@ MINIMAL_PLUGINS = [
 ]
 # Plugins packaged from a release series on (strongSwan 5.9.14 in 24.10, 6.0 in
 # 25.12), and those gone with 6.0 (bliss, newhope, ntru were dropped upstream).
+# OpenWrt's 6.0 Makefile does not package eap-gtc or error-notify.
 PLUGINS_ADDED: dict[str, dict[str, str]] = {
     "24.10": {"eap-dynamic": ""},
-    "25.12": {"eap-dynamic": "", "eap-gtc": "", "error-notify": "", "lookip": "", "ml": ""},
+    "25.12": {"eap-dynamic": "", "lookip": "", "ml": ""},
 }
 PLUGINS_REMOVED: dict[str, set[str]] = {"25.12": {"bliss", "newhope", "ntru"}}
 
@@ -392,6 +393,11 @@ _BASE = [
     _p("luci", "25.051", "uhttpd rpcd", 2_000), _p("uhttpd", "2023.06.25", "libubox", 30_000,
        files=("/usr/sbin/uhttpd",), init=(("uhttpd", 50, 0),)),
     _p("rpcd", "2024.09.17", "libubus libuci", 30_000, init=(("rpcd", 12, 0),)),
+    _p("luci-ssl", "25.051", "luci libustream-mbedtls", 1_000),
+    _p("attendedsysupgrade-common", "11", "rpcd", 3_000),
+    _p("luci-app-attendedsysupgrade", "25.051", "luci attendedsysupgrade-common", 20_000),
+    _p("wireguard-tools", "1.0.20210914", "libc kmod-wireguard", 40_000, files=("/usr/bin/wg",)),
+    _kmod("kmod-wireguard", size=60_000),
     _p("openssl-util", "3.0.16", "libopenssl libopenssl-conf", 200_000,
        files=("/usr/bin/openssl",)),
 ]  # fmt: skip

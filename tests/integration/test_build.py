@@ -67,7 +67,7 @@ def lab(tmp_path: Path, cli: CliRunner, served_mirror: ServedMirror) -> Iterator
     env = {
         "OWRT_VPN_CACHE": str(tmp_path / "cache"),
         "OWRT_VPN_KEYS_DIR": str(tmp_path / "userkeys"),
-        "OWRT_VPN_MIRROR": "http://192.0.2.1:9",  # never used: every build passes --mirror
+        "OWRT_VPN_MIRROR": "/nonexistent/owrt-vpn-test-mirror",  # builds pass --mirror
     }
     cli("init", "--server-id", "vpn.example.org", cwd=site, env=env, check=True)
     cli("pki", "init", cwd=site, env=env, check=True)
@@ -147,6 +147,9 @@ def test_bcm53xx_build_then_noop_then_rebuild_on_change(lab: Lab, tmp_path: Path
     )
     assert info["source_date_epoch"]["overlay"] == 1700000000
     profile = json.loads((out / "profile.json").read_text())
+    # image_prefix names our images (with EXTRA_IMAGE_NAME), not the release's own
+    assert profile["image_prefix"] == "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3"
+    assert all(i["name"].startswith(profile["image_prefix"]) for i in profile["images"])
     assert profile["supported_devices"] == ["phicomm,k3"] and profile["images"] == info["images"]
     lock = json.loads((lab.site / "owrt-vpn.lock").read_text())
     assert lock["routers"]["gw"]["imagebuilder"]["sha256"] == info["imagebuilder"]["sha256"]
@@ -202,7 +205,7 @@ def test_bcm53xx_build_then_noop_then_rebuild_on_change(lab: Lab, tmp_path: Path
     site_file.write_text(site_file.read_text().replace('name = "laptop"', 'name = "desktop"'))
     changed = lab.build("--target", "bcm53xx")
     assert changed.returncode == 0, changed.stderr
-    assert "gw: building (changed: site)" in changed.stderr
+    assert "gw: building (changed: site.users)" in changed.stderr
     assert "gw: built" in changed.stdout
     assert lab.mirror.server.count(lab.archive()) == 0
     assert json.loads((out / "build-info.json").read_text())["input_key"] != info["input_key"]
@@ -290,6 +293,30 @@ def test_two_routers_build_in_parallel_each_in_its_own_copy(lab: Lab) -> None:
     assert sorted(lock["routers"]) == ["gw", "gw2"]
     assert_cache_clean(lab.cache)
 
+    # The rebuild rule: an edit that does not reach gw (a user allowed on gw2 only, a
+    # client-only device setting) rebuilds gw2 alone, and gw's image stays byte-identical.
+    gw_image = (dist / "gw" / K3_TRX).read_bytes()
+    gw_info = (dist / "gw" / "build-info.json").read_bytes()
+    text = site_file.read_text().replace('name = "phone"', 'name = "phone"\non_demand = true', 1)
+    assert "on_demand = true" in text
+    site_file.write_text(text + sitefile.user("bob", [("tablet", "android")], routers=["gw2"]))
+    again = lab.build("--jobs", "2")
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"^gw: up to date", again.stdout, re.M), again.stdout
+    assert "gw2: building (changed: site.users)" in again.stderr
+    forced = lab.build("--router", "gw", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (dist / "gw" / K3_TRX).read_bytes() == gw_image
+    assert (dist / "gw" / "build-info.json").read_bytes() == gw_info
+
+    # A batch names each router once per error line ("error: gw: gw: ..." before).
+    (lab.site / "owrt-vpn.lock").unlink()
+    locked = lab.build("--locked")
+    assert locked.returncode == 1, locked.stderr
+    for router in ("gw", "gw2"):
+        assert f"error: {router}: --locked, but owrt-vpn.lock has no entry" in locked.stderr
+    assert "error: gw: gw:" not in locked.stderr
+
 
 def test_locked_refuses_another_imagebuilder(lab: Lab) -> None:
     assert lab.build(check=True).returncode == 0
@@ -311,6 +338,37 @@ def test_locked_refuses_another_imagebuilder(lab: Lab) -> None:
     lock_path.write_text(json.dumps(lock))
     proc = lab.build("--locked", "--force")
     assert proc.returncode == 3 and "busybox 0.0-r0 -> " in proc.stderr
+
+
+def test_override_build_leaves_the_site_lock_alone(lab: Lab) -> None:
+    assert lab.build(check=True).returncode == 0
+    lock_path = lab.site / "owrt-vpn.lock"
+    pinned = json.loads(lock_path.read_text())["routers"]
+    proc = lab.build("--router", "gw", "--target", "ath79")
+    assert proc.returncode == 0, proc.stderr
+    assert "recorded under overrides.gw in owrt-vpn.lock" in proc.stderr
+    lock = json.loads(lock_path.read_text())
+    assert lock["routers"] == pinned
+    assert lock["overrides"]["gw"]["target"] == "ath79/generic"
+    # The site's own build, --locked: checked against the site's pin, so it passes.
+    proc = lab.build("--locked")
+    assert proc.returncode == 0, proc.stderr
+    assert "gw: built 24.10.2 bcm53xx/generic phicomm_k3" in proc.stdout
+    # The override again, --locked: checked against its own record.
+    proc = lab.build("--target", "ath79", "--locked")
+    assert proc.returncode == 0, proc.stderr
+    # The site moved to another device: --locked names that, not a checksum.
+    site_file = lab.site / "owrt-vpn.toml"
+    text = site_file.read_text().replace('target = "bcm53xx"', 'target = "ath79"')
+    site_file.write_text(text.replace('"phicomm_k3"', '"tplink_archer-c7-v2"'))
+    proc = lab.build("--locked")
+    assert proc.returncode == 3, proc.stderr
+    assert (
+        "gw: --locked: owrt-vpn.lock (routers.gw) pins another build: "
+        "target bcm53xx/generic -> ath79/generic; device phicomm_k3 -> tplink_archer-c7-v2"
+    ) in proc.stderr
+    assert "sha256" not in proc.stderr
+    assert json.loads(lock_path.read_text()) == lock
 
 
 def test_unknown_device_gets_the_closest_names(lab: Lab) -> None:

@@ -148,3 +148,71 @@ def test_concurrent_sessions_use_separate_copies(tmp_path: Path) -> None:
     a.close()
     assert not a.tree.exists() and b.tree.is_dir()
     b.close()
+
+
+def test_unsatisfiable_dependency_is_named(tmp_path: Path) -> None:
+    # A feed without libopenssl: opkg "Cannot satisfy the following dependencies for".
+    tree = ib_tree(tmp_path, variant=Variant(omit_packages=("libopenssl3",)))
+    session = LocalBackend().open(request(tmp_path, tree))
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert exc.value.message == (
+        "bcm53xx/generic phicomm_k3: cannot satisfy the dependencies of "
+        "strongswan-mod-openssl (missing: libopenssl)"
+    )
+    assert "leave the package out" in (exc.value.hint or "")
+
+
+def test_kernel_too_big_is_named(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path, variant=Variant(kernel_kib={"phicomm_k3": 1}))
+    session = LocalBackend().open(request(tmp_path, tree))
+    session.manifest()
+    with pytest.raises(BuildError) as exc:
+        session.image(files_dir(tmp_path))
+    assert exc.value.message == (
+        "bcm53xx/generic phicomm_k3: this release's kernel is too big for the kernel "
+        "partition of phicomm_k3 (no image was made)"
+    )
+    assert "packages do not change the kernel's size" in (exc.value.hint or "")
+
+
+def test_apk_out_of_space_is_named(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path, "25.12.0", variant=Variant(disk_free_kib=100))
+    session = LocalBackend().open(request(tmp_path, tree))
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert exc.value.message.endswith("ran out of disk space while apk installed the packages")
+    assert "free disk space" in (exc.value.hint or "")
+
+
+def test_too_big_hint_is_the_callers(tmp_path: Path) -> None:
+    tree = ib_tree(tmp_path, variant=Variant(flash_kib={"phicomm_k3": 2048}))
+    req = request(tmp_path, tree)
+    req = BuildRequest(**{**req.__dict__, "too_big_hint": "leave out luci"})
+    session = LocalBackend().open(req)
+    session.manifest()
+    with pytest.raises(BuildError) as exc:
+        session.image(files_dir(tmp_path))
+    assert (exc.value.hint or "").startswith("leave out luci; full output: ")
+
+
+@pytest.mark.parametrize("release", ["24.10.2", "25.12.0"])
+def test_package_index_lists_the_feeds(tmp_path: Path, release: str) -> None:
+    session = LocalBackend().open(request(tmp_path, ib_tree(tmp_path, release)))
+    index = session.package_index()
+    session.close()
+    assert index is not None
+    assert {"luci", "luci-ssl", "strongswan-mod-openssl", "dnsmasq-full"} <= set(index)
+    assert index["luci-ssl"] == 1000
+
+
+def test_snapshot_without_eap_mschapv2_says_why(tmp_path: Path) -> None:
+    # master's strongSwan builds eap-mschapv2 only with STRONGSWAN_INCLUDE_INSECURE
+    tree = ib_tree(tmp_path, "SNAPSHOT", Variant(omit_packages=("strongswan-mod-eap-mschapv2",)))
+    session = LocalBackend().open(
+        request(tmp_path, tree, packages=(*VPN, "strongswan-mod-eap-mschapv2"))
+    )
+    with pytest.raises(BuildError) as exc:
+        session.manifest()
+    assert exc.value.message.endswith(": strongswan-mod-eap-mschapv2")
+    assert "only with STRONGSWAN_INCLUDE_INSECURE" in (exc.value.hint or "")

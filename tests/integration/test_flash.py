@@ -317,6 +317,28 @@ def test_real_build_flashed_end_to_end_then_skipped(real: tuple[SshLab, Fleet]) 
     assert json.loads(r.etc_file("owrt-vpn/flashed.json").read_text())["image_sha256"] == digest
     assert len(r.events("upload")) == 1 and len(r.events("boot")) == 2
 
+    # The rebuild rule: an edit gw does not carry (alice's iPhone goes on-demand) leaves
+    # gw's build current (no mirror asked: the build's mirror is gone), so flash skips gw.
+    text = fleet.site.read_text().replace('platform = "ios"', 'platform = "ios"\non_demand = true')
+    assert "on_demand" in text
+    fleet.site.write_text(text)
+    env = dict(
+        os.environ, SOURCE_DATE_EPOCH="1700000000", OWRT_VPN_CA_PASSPHRASE="test-ca-passphrase"
+    )
+    env.pop("OWRT_VPN_SITE", None)
+    argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "build"]
+    build_info = fleet.dir / "dist/lab/routers/gw/build-info.json"
+    built = subprocess.run(
+        [*argv, "--mirror", json.loads(build_info.read_text())["inputs"]["mirror"]],
+        cwd=fleet.dir, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0 and "gw: up to date" in built.stdout, built.stdout + built.stderr
+    proc, data = fleet.flash("--timeout", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert by_name(data)["gw"]["status"] == "skipped"
+    assert by_name(data)["gw"]["message"].startswith("already runs this image")
+    assert len(r.events("upload")) == 1 and len(r.events("boot")) == 2
+
 
 def test_real_build_reset_settings_with_baked_access(real: tuple[SshLab, Fleet]) -> None:
     lab, fleet = real

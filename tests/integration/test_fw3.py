@@ -124,3 +124,48 @@ def test_fw3_include_adds_each_rule_once_before_the_zones(
     ]
     post = [line for line in nat if line.startswith("-A POSTROUTING")]
     assert post[0] == "-A POSTROUTING -j postrouting_rule"
+
+
+def test_fw3_dns_ping_router_access_in_order(
+    ns: Namespace, openwrt: Userland, tmp_path: Path
+) -> None:
+    """`vpn_router_access = "dns-ping"` on fw3: DNS and ping from VPN clients, then drop."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "owrt-vpn.toml").write_text(
+        sitefile.site(
+            "f3",
+            vpn_router_access="dns-ping",
+            routers=[sitefile.router("old", release="21.02.7", pool="10.10.20.0/24")],
+            users=[sitefile.user("alice", (("phone", "ios"),))],
+        )
+    )
+    os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
+    site = load_site(folder / "owrt-vpn.toml")
+    pki = Pki.open(site)
+    pki.init(site, encrypt=False)
+    pki.ensure_router(site, site.router("old"))
+    res = overlay.render(site, site.router("old"), pki, tmp_path / "ov")
+    script = res.file_set / "usr/share/owrt-vpn/firewall3.sh"
+    path, _ = applet_path(tmp_path / "bin", openwrt.uci)
+    for tool in ("iptables", "ip6tables"):
+        (path / tool).symlink_to(f"/usr/sbin/{tool}")
+    ns.run("iptables-restore", "--noflush", input=FW3_CHAINS)
+    for _ in range(2):  # fw3 runs includes on every reload: no duplicates
+        run = subprocess.run(
+            [shutil.which("ip") or "ip", "netns", "exec", ns.name, busybox(), "ash", str(script)],
+            env={"PATH": str(path)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+    listed = ns.run("iptables", "-S", "input_rule").stdout.splitlines()[1:]
+    policy = "-m policy --dir in --pol ipsec --proto esp"
+    assert listed == [
+        f"-A input_rule -p udp {policy} -m udp --dport 53 -j ACCEPT",
+        f"-A input_rule -p tcp {policy} -m tcp --dport 53 -j ACCEPT",
+        f"-A input_rule -p icmp {policy} -m icmp --icmp-type 8 -j ACCEPT",
+        f"-A input_rule {policy} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A input_rule {policy} -j DROP",
+    ]

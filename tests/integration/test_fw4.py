@@ -315,3 +315,43 @@ def test_fw4_refuses_a_broken_snippet(
     loaded = load(net, fw)
     assert loaded.returncode != 0
     assert "owrt-vpn.nft" in loaded.stderr
+
+
+def test_dns_ping_router_access_in_the_real_fw4_ruleset(
+    openwrt: Userland, net: Net, tmp_path: Path
+) -> None:
+    """`vpn_router_access = "dns-ping"`: VPN clients get the router's DNS and ping, nothing else."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "owrt-vpn.toml").write_text(
+        sitefile.site(
+            "fw",
+            vpn_router_access="dns-ping",
+            routers=[sitefile.router("gw", lan=["192.168.1.0/24"], pool=POOL, dns=[ROUTER_LAN])],
+            users=[sitefile.user("alice", (("phone", "ios"),))],
+        )
+    )
+    site = load_site(folder / "owrt-vpn.toml")
+    pki = Pki.open(site)
+    pki.init(site, encrypt=False)
+    pki.ensure_router(site, site.router("gw"))
+    os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
+    rendered = overlay.render(site, site.router("gw"), pki, folder / "overlay")
+    fw = boot_and_render(openwrt, REVISIONS["24.10"], rendered.root, tmp_path / "work")
+    loaded = load(net, fw)
+    assert loaded.returncode == 0, loaded.stderr
+    inp = chain(net, "input")
+    ours = [
+        line.split(" comment ")[0]
+        for line in inp
+        if line.startswith("meta ipsec exists") or line.startswith("meta secpath exists")
+    ]
+    assert [r.replace("meta secpath exists", "meta ipsec exists") for r in ours] == [
+        "meta ipsec exists udp dport 53 accept",
+        "meta ipsec exists tcp dport 53 accept",
+        "meta ipsec exists icmp type echo-request accept",
+        "meta ipsec exists icmpv6 type echo-request accept",
+        "meta ipsec exists ct state established,related accept",
+        "meta ipsec exists drop",
+    ]
+    assert index(inp, "udp dport 53") < index(inp, "jump input_wan")

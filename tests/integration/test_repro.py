@@ -64,7 +64,7 @@ def lab(tmp_path: Path, cli: CliRunner, served_mirror: ServedMirror) -> Iterator
     env = {
         "OWRT_VPN_CACHE": str(tmp_path / "cache"),
         "OWRT_VPN_KEYS_DIR": str(tmp_path / "userkeys"),
-        "OWRT_VPN_MIRROR": "http://192.0.2.1:9",  # never used: every build passes --mirror
+        "OWRT_VPN_MIRROR": "/nonexistent/owrt-vpn-test-mirror",  # builds pass --mirror
     }
     yield Lab(tmp_path, env, served_mirror, cli)
 
@@ -258,6 +258,10 @@ def test_build_all_two_sites_in_parallel_one_download_per_archive(lab: Lab) -> N
         )
         assert sorted(lock["routers"]) == ["gw", "gw2"]
     assert not (dist / "hidden").exists()
+    # As `build` of one site: each site's client bundles beside its firmware.
+    for site in ("paris", "lyon"):
+        assert (dist / site / "clients/alice/bundle-info.json").is_file()
+        assert re.search(rf"^{site}: client bundles: \d+ device\(s\)", proc.stdout, re.M)
     # One verified download per ImageBuilder archive, shared by both sites.
     assert lab.mirror.server.count(lab.archive("bcm53xx")) == 1
     assert lab.mirror.server.count(lab.archive("ath79")) == 1
@@ -309,6 +313,14 @@ def test_build_all_two_sites_in_parallel_one_download_per_archive(lab: Lab) -> N
     assert "bogus" in data["sites"][0]["error"]
     statuses = [r["status"] for s in data["sites"] for r in s["routers"]]
     assert statuses == ["up-to-date"] * 4
+    assert [s.get("bundles", {}).get("status") for s in data["sites"]] == [
+        None,
+        "up-to-date",
+        "up-to-date",
+    ]
+    # The broken site's path once per error line, not twice.
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and all(line.count("broken/owrt-vpn.toml") == 1 for line in errors), errors
     # matrix refuses an incomplete fleet (a CI matrix must list every job).
     bad = lab.run("matrix", "--all", str(fleet), cwd=lab.root)
     assert bad.returncode == 2 and "broken/owrt-vpn.toml" in bad.stderr

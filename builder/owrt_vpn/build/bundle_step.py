@@ -3,7 +3,7 @@
 `owrt-vpn build` writes `<out>/<site>/clients/` like `owrt-vpn bundle`, but:
 
 - it is a no-op when every user's recorded inputs (`bundle-info.json`, see
-  :mod:`owrt_vpn.build.verify`) still match: the no-op path reads digests only and
+  :mod:`owrt_vpn.bundles.provenance`) still match: the no-op path reads digests only and
   imports neither cryptography nor jinja2;
 - it never prints passwords (build logs end up in CI logs): `owrt-vpn bundle`
   shows them, or writes them to a file;
@@ -71,7 +71,6 @@ def refresh(site: Site, out_root: Path) -> BundleStep:
         return BundleStep("up-to-date", clients)
 
     from owrt_vpn.bundles import writer as bundles
-    from owrt_vpn.bundles.provenance import record_bundle_inputs
     from owrt_vpn.pki.authority import Pki
 
     pki = Pki.open(site)
@@ -79,8 +78,7 @@ def refresh(site: Site, out_root: Path) -> BundleStep:
         ensured = pki.ensure(site) if pki.exists else pki.init(site)
     except PkiError as exc:
         return BundleStep("skipped", clients, reason=exc.message)
-    report = bundles.build(site, pki, out_root)
-    record_bundle_inputs(site, report.clients)
+    report = bundles.build(site, pki, out_root)  # writes each bundle-info.json too
     return BundleStep(
         "written", report.clients, devices=len(report.devices), issued=list(ensured.issued)
     )

@@ -90,7 +90,11 @@ def load_fleet(root: Path, *, strict: bool) -> list[SiteEntry]:
         except OwrtVpnError as exc:
             entries.append(SiteEntry(path, error=exc))
     problems: list[Problem] = []
+    hints: list[str] = []
     if strict:
+        for e in entries:
+            if e.error is not None and e.error.hint:
+                hints.append(e.error.hint)
         for e in entries:
             if isinstance(e.error, ConfigError) and e.error.problems:
                 problems += e.error.problems
@@ -102,6 +106,7 @@ def load_fleet(root: Path, *, strict: bool) -> list[SiteEntry]:
             by_name.setdefault(e.site.name, []).append(e)
     for name, same in sorted(by_name.items()):
         if len(same) > 1:
+            hints.append("each site needs its own [site] name (dist/<name>/)")
             files = ", ".join(display_path(e.file) for e in same)
             problems.append(
                 Problem(
@@ -109,7 +114,9 @@ def load_fleet(root: Path, *, strict: bool) -> list[SiteEntry]:
                 )
             )
     if problems:
-        raise ConfigError(problems, hint="each site needs its own [site] name (dist/<name>/)")
+        # The hint of what went wrong (a file's own, or the duplicate-name rule),
+        # never the duplicate-name hint for a file that did not even parse.
+        raise ConfigError(problems, hint="; ".join(dict.fromkeys(hints)) or None)
     return entries
 
 
@@ -170,6 +177,7 @@ class SiteOutcome:
     entry: SiteEntry
     results: list[RouterResult] = field(default_factory=list)
     error: OwrtVpnError | None = None  # the site failed as a whole (file, PKI, lock...)
+    bundles: Any = None  # the site's bundle step (build/bundle_step.py), as `build` does
 
     @property
     def failed(self) -> int:
@@ -192,9 +200,14 @@ def split_jobs(jobs: int, sites: int) -> tuple[int, int]:
 
 
 def build_fleet(
-    entries: list[SiteEntry], options: BuildOptions, reporter: Reporter
+    entries: list[SiteEntry], options: BuildOptions, reporter: Reporter, bundles: bool = True
 ) -> list[SiteOutcome]:
-    """Build every router of every site; one outcome per site, in file order."""
+    """Build every router of every site; one outcome per site, in file order.
+
+    Like ``build`` of one site, each site's client bundles are written beside
+    its firmware (``bundles=False``: ``--no-bundles``).
+    """
+    from owrt_vpn.build.bundle_step import refresh
     from owrt_vpn.build.runner import build
 
     if options.routers or options.target or options.subtarget or options.device or options.release:
@@ -212,6 +225,8 @@ def build_fleet(
             return outcome
         try:
             outcome.results = build(entry.site, site_options, SiteReporter(reporter, entry.label))
+            if bundles and any(r.status != "failed" for r in outcome.results):
+                outcome.bundles = refresh(entry.site, options.out)
         except OwrtVpnError as exc:
             outcome.error = exc
         return outcome
@@ -238,6 +253,8 @@ def fleet_json(outcomes: list[SiteOutcome]) -> dict[str, Any]:
                 "routers": [_router_json(r) for r in o.results],
             }
         )
+        if o.bundles is not None:
+            sites[-1]["bundles"] = o.bundles.to_json()
     return {"ok": failed == 0, "exit_code": batch_exit_code(failed, units), "sites": sites}
 
 

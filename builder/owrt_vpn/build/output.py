@@ -80,7 +80,13 @@ def build_info(
         "tool": {"name": "owrt-vpn", "version": __version__},
         "input_key": digest(inp),
         "inputs": inp,
-        "site": {"name": p.site.name, "file": p.site.path.name, "sha256": inp["site"]},
+        # The per-router site digest (what this router carries, see site/digest.py)
+        # replaced the whole site file's sha256: an unrelated edit keeps the image.
+        "site": {
+            "name": p.site.name,
+            "file": p.site.path.name,
+            "router_digest": digest(inp["site"]),
+        },
         "pki": {"sha256": inp["pki"]},
         "router": p.name,
         "release": {
@@ -135,6 +141,7 @@ def write_dist(
     images: tuple[Path, ...],
     manifest: Path | None,
     overlay_tar: Path,
+    extra: str = "",
 ) -> None:
     from owrt_vpn.fsutil import atomic_dir
 
@@ -148,6 +155,13 @@ def write_dist(
         if manifest is not None:
             shutil.copyfile(manifest, tmp / manifest.name)
         profile = dict(res.profile)
+        # The mirror's image_prefix names the release's own images; ours carry
+        # EXTRA_IMAGE_NAME after the version, as their names in `images` do.
+        prefix = str(profile.get("image_prefix", ""))
+        marker = f"-{res.target}-{res.subtarget}-"
+        if extra and marker in prefix + "-":
+            i = (prefix + "-").index(marker)
+            profile["image_prefix"] = f"{prefix[:i]}-{extra}{prefix[i:]}"
         profile.update(
             {
                 "id": res.device,

@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from owrt_vpn import profiles
 from owrt_vpn.build import state as build_state
-from owrt_vpn.errors import ConfigError, OwrtVpnError, Problem, UsageError
-from owrt_vpn.fsutil import sha256_file
+from owrt_vpn.errors import ConfigError, OwrtVpnError, Problem, UsageError, did_you_mean
 from owrt_vpn.pki.digest import pki_digest
 from owrt_vpn.profiles import DEFAULT_MIRROR
 from owrt_vpn.repro import source_date_epoch
-from owrt_vpn.site.model import DEVICE_RE, RELEASE_RE, TARGET_RE, Router, Site
+from owrt_vpn.site.digest import router_inputs
+from owrt_vpn.site.model import (
+    DEVICE_RE,
+    EAP_PASSWORD_AUTH,
+    RELEASE_RE,
+    TARGET_RE,
+    Router,
+    Site,
+)
 
 if TYPE_CHECKING:
     pass
@@ -62,6 +69,9 @@ class RouterPlan:
     device: str
     out_dir: Path
     log_path: Path
+    # Built with --target/--subtarget/--device/--release values other than the
+    # site's: a one-off build, recorded in the lock's "overrides", never its routers.
+    override: bool = False
 
     @property
     def name(self) -> str:
@@ -151,7 +161,18 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
     if options.device:
         _check(options.device, DEVICE_RE, "--device", "phicomm_k3")
     if options.release:
-        _check(options.release, RELEASE_RE, "--release", "24.10.2, 24.10.x or snapshot")
+        _check(
+            options.release, RELEASE_RE, "--release", "24.10.2, 24.10.x, 24.10-SNAPSHOT or snapshot"
+        )
+    if options.target:
+        known = set(profiles.load("targets")["targets"])
+        known |= set(profiles.load("targets").get("all_targets", []))
+        if options.target not in known:
+            raise UsageError(
+                f"--target: {options.target!r} is not an OpenWrt target"
+                + did_you_mean(options.target, sorted(known)),
+                hint=f"OpenWrt targets: {', '.join(sorted(known))}",
+            )
     plans = []
     for r in chosen:
         target = options.target or r.target
@@ -178,6 +199,8 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
                 f"{', '.join(sorted(profiles.load('targets')['targets']))})",
             )
         release = options.release or r.release
+        natural = (r.release, r.target, _site_subtarget(r), r.device)
+        override = bool(overrides) and (release, target, subtarget, device) != natural
         new = r.model_copy(
             update={"target": target, "subtarget": subtarget, "device": device, "release": release}
         )
@@ -192,9 +215,17 @@ def plan(site: Site, options: BuildOptions) -> list[RouterPlan]:
                 device=str(device),
                 out_dir=dist / "routers" / r.name,
                 log_path=dist / "logs" / f"{r.name}.log",
+                override=override,
             )
         )
     return plans
+
+
+def _site_subtarget(r: Router) -> str | None:
+    """The subtarget a build of ``r`` without overrides uses."""
+    info = profiles.target_info(r.target)
+    known = info.get("devices", {}).get(r.device, {})
+    return r.subtarget or known.get("subtarget") or info.get("default_subtarget")
 
 
 def replace_router(site: Site, router: Router) -> Site:
@@ -204,11 +235,17 @@ def replace_router(site: Site, router: Router) -> Site:
 
 
 def inputs(p: RouterPlan, options: BuildOptions) -> dict[str, Any]:
-    """Every input of a router build, as digests (the input key is their digest)."""
+    """Every input of a router build, as digests (the input key is their digest).
+
+    ``site`` and ``pki`` are what *this* router carries (:mod:`owrt_vpn.site.digest`,
+    :mod:`owrt_vpn.pki.digest`), not the whole site file and PKI: an edit that
+    does not reach this router leaves its build, and its image, as they are.
+    """
+    eap_users = [u.name for u in p.site.router_users(p.router) if u.auth in EAP_PASSWORD_AUTH]
     return {
         "tool": build_state.tool_digest(),
-        "site": sha256_file(p.site.path),
-        "pki": pki_digest(p.site.pki_path, p.name),
+        "site": router_inputs(p.site, p.router),
+        "pki": pki_digest(p.site.pki_path, p.name, eap_users),
         "router": p.name,
         "release": p.release,
         "target": p.target,

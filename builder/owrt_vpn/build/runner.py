@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from owrt_vpn.build import state as build_state
 from owrt_vpn.build.output import build_info, expected_images, normalise_tree, why_text, write_dist
+from owrt_vpn.build.packages import beyond_text, too_big_hint
 from owrt_vpn.build.plan import (
     BuildOptions,
     NullReporter,
@@ -34,7 +35,7 @@ from owrt_vpn.build.plan import (
     replace_router,
 )
 from owrt_vpn.build.state import BUILD_INFO, Lock
-from owrt_vpn.errors import BuildError, OwrtVpnError
+from owrt_vpn.errors import BuildError, ConfigError, OwrtVpnError, Problem, did_you_mean
 from owrt_vpn.fsutil import held_lock, read_json, sha256_file
 from owrt_vpn.repro import canonical_json, source_date_epoch
 from owrt_vpn.site.model import DEVICE_RE, Router, Site
@@ -102,16 +103,27 @@ def _build_locked(
         res.lock_entry = Lock.entry(info)
         if options.locked:
             try:
-                ib = res.lock_entry["imagebuilder"]
-                lock.check_imagebuilder(p.name, str(ib["sha256"]), str(ib["name"]))
-                lock.check_packages(p.name, res.lock_entry["packages"])
+                e, ib = res.lock_entry, res.lock_entry["imagebuilder"]
+                lock.check_build(p.name, e["release"], e["target"], e["device"], p.override)
+                lock.check_imagebuilder(p.name, str(ib["sha256"]), str(ib["name"]), p.override)
+                lock.check_packages(p.name, res.lock_entry["packages"], p.override)
             except OwrtVpnError as exc:
                 res.status, res.error, res.lock_entry = "failed", exc, None
         results[p.name] = res
     if todo:
         _build_all(site, todo, options, rep, lock, results)
     if not options.locked:
-        changed = [lock.update(name, r.lock_entry) for name, r in results.items() if r.lock_entry]
+        overridden = {p.name for p in plans if p.override}
+        changed = [
+            lock.update(name, r.lock_entry, name in overridden)
+            for name, r in results.items()
+            if r.lock_entry
+        ]
+        for name in sorted(overridden & {n for n, r in results.items() if r.lock_entry}):
+            rep.warn(
+                f"{name}: a one-off build with overrides: recorded under overrides.{name} in "
+                f"{lock.path.name}; the site's pinned build of {name} is unchanged"
+            )
         if any(changed):
             lock.save()
     return [results[p.name] for p in plans]
@@ -242,22 +254,38 @@ def _resolve(
     source = release_check.series_source(p.release, res.release, opts.mirror)
     if source:
         rep.stage(p.name, source)
-    pinned = lock.routers.get(p.name) or {}
+    # An override build (--target/--device...) is another build: the site's
+    # lock entry does not pin it.
+    pinned = {} if p.override else (lock.routers.get(p.name) or {})
     release_check.check_not_older(
         p.name, p.release, res.release, pinned.get("release"), opts.mirror
     )
     release_check.check_release(res)
+    if opts.locked:
+        target = f"{res.target}/{res.subtarget}"
+        lock.check_build(p.name, res.release, target, res.device, p.override)
     return res
 
 
 def _build_router(ctx: _Context, p: RouterPlan, res: Resolved) -> RouterResult:
+    from owrt_vpn.imagebuilder import metadata
     from owrt_vpn.imagebuilder.cache import Transport
 
     rep, opts = ctx.reporter, ctx.options
     transport = Transport()
+    if res.signature.verified:
+        # For `check` before the next download (verified data only).
+        metadata.remember(
+            ctx.cache.root,
+            res.release,
+            res.target,
+            res.subtarget,
+            profiles=list(res.profile_ids) or None,
+            default_packages=[str(x) for x in res.profiles_meta.get("default_packages", [])],
+        )
     uses_archive = ctx.backend.uses_archive
     if opts.locked and uses_archive:
-        ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name)
+        ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name, p.override)
     if not DEVICE_RE.fullmatch(res.device):
         raise BuildError(f"profiles.json names an unusable profile id {res.device!r}")
     router = p.router.model_copy(update={"release": res.release, "device": res.device})
@@ -289,7 +317,7 @@ def _build_router(ctx: _Context, p: RouterPlan, res: Resolved) -> RouterResult:
 def _make_and_collect(
     ctx: _Context, p: RouterPlan, site: Site, router: Router, res: Resolved, tree: Path, work: Path
 ) -> RouterResult:
-    from owrt_vpn.imagebuilder import release_check
+    from owrt_vpn.imagebuilder import metadata, release_check
     from owrt_vpn.imagebuilder.backends.base import BuildRequest
     from owrt_vpn.imagebuilder.manifests import ManifestCache, manifest_key
     from owrt_vpn.render import overlay, packages
@@ -305,8 +333,14 @@ def _make_and_collect(
     overlay_tar = work / "overlay.tar"
     overlay_sha = overlay.write_tarball(rendered.root, overlay_tar, epoch)
     style = rendered.config_style
-    wanted = tuple(packages.package_list(site, router, style))
+    pk = packages.image_packages(site, router, style)
+    wanted = pk.request
     disabled = tuple(packages.disabled_services(site, router, style))
+    defaults = {str(x) for x in res.profiles_meta.get("default_packages", [])}
+    defaults |= {str(x) for x in res.profile.get("device_packages", [])}
+    _check_conflicts(p, site, pk, defaults)
+    beyond = pk.beyond_profile()
+    rep.stage(p.name, "beyond the device profile: " + beyond_text(beyond))
     # The ImageBuilder sanitises EXTRA_IMAGE_NAME (lowercase, "_" and " " to
     # "-") before putting it in file names; do the same to know the names.
     extra = f"vpn-{router.name}".lower().replace("_", "-").replace(" ", "-")
@@ -325,6 +359,7 @@ def _make_and_collect(
         release=res.release,
         stage=(lambda message: rep.stage(p.name, message)),
         progress=(lambda name: rep.progress(p.name, name)),
+        too_big_hint=too_big_hint(site, router, pk),
     )
     request.work_dir.mkdir()
     rep.stage(p.name, f"preparing the ImageBuilder ({ctx.backend.name} backend)")
@@ -334,7 +369,14 @@ def _make_and_collect(
         # Container backends name the image they run (digest), pinned by the lock.
         identity = session.identity
         if identity and opts.locked:
-            ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"])
+            ctx.lock.check_imagebuilder(p.name, identity["sha256"], identity["name"], p.override)
+        if pk.added:
+            index = session.package_index()
+            if index is not None and res.signature.verified:
+                metadata.remember(
+                    ctx.cache.root, res.release, res.target, res.subtarget, packages=list(index)
+                )
+            _check_index(p, site, router, pk, index, res)
         key = manifest_key(ctx.backend.name, identity or res.archive_sha256, res.device, wanted)
         remembered = manifests.get(key)
         revision_checked = False
@@ -352,10 +394,10 @@ def _make_and_collect(
                     hint=f"see {p.log_path}",
                 )
             if opts.locked:
-                ctx.lock.check_packages(p.name, predicted)
+                ctx.lock.check_packages(p.name, predicted, p.override)
             if not revision_checked:
                 # After make manifest (its errors come first), before make image.
-                pinned = ctx.lock.routers.get(p.name) or {}
+                pinned = {} if p.override else (ctx.lock.routers.get(p.name) or {})
                 release_check.check_revision(
                     res, session.info().revision, pinned.get("revision") if opts.locked else None
                 )
@@ -364,6 +406,7 @@ def _make_and_collect(
             info = build_info(
                 p, inp, res, rendered.config_style, overlay_sha, wanted, disabled, predicted
             )
+            info["packages"]["beyond_profile"] = beyond
             info["imagebuilder"]["package_manager"] = session.package_manager
             if identity:  # the image's digest instead of the archive's sha256
                 info["imagebuilder"] = dict(identity, package_manager=session.package_manager)
@@ -390,7 +433,7 @@ def _make_and_collect(
     for want, path in zip(expected_images(res, extra), result.images, strict=True):
         images.append(dict(want, sha256=sha256_file(path), size=path.stat().st_size))
     full = dict(info, images=images)
-    write_dist(p, res, full, result.images, result.manifest, overlay_tar)
+    write_dist(p, res, full, result.images, result.manifest, overlay_tar, extra)
     rep.stage(p.name, f"done: {p.out_dir}")
     return RouterResult(
         p.name,
@@ -401,6 +444,57 @@ def _make_and_collect(
         lock_entry=Lock.entry(full),
         timings=dict(result.timings),
     )
+
+
+def _check_conflicts(p: RouterPlan, site: Site, pk: Any, defaults: set[str]) -> None:
+    from owrt_vpn.render import packages
+
+    clashes = packages.conflicts(pk, defaults)
+    if clashes:
+        raise ConfigError(
+            [
+                Problem(
+                    site.path.name,
+                    _package_key(site, p.router, added),
+                    f"{added} replaces {default}, a default package of {p.device}: "
+                    f'add "-{default}" to remove it (they conflict)',
+                )
+                for added, default in clashes
+            ]
+        )
+
+
+def _check_index(
+    p: RouterPlan,
+    site: Site,
+    router: Router,
+    pk: Any,
+    index: dict[str, int] | None,
+    res: Resolved,
+) -> None:
+    """ConfigError for extra_packages the release's package index does not have."""
+    if index is None:
+        return  # an ImageBuilder without `make package_list`: make image will say
+    problems = [
+        Problem(
+            site.path.name,
+            _package_key(site, router, name),
+            f"{name!r} is not a package of OpenWrt {res.release} {res.target}/{res.subtarget}"
+            + did_you_mean(name, list(index)),
+        )
+        for name in pk.added
+        if name not in index
+    ]
+    if problems:
+        raise ConfigError(problems, hint="`owrt-vpn packages` lists what the image gets")
+
+
+def _package_key(site: Site, router: Router, name: str) -> str:
+    """The site key that asked for ``name`` (the router's list wins)."""
+    if name in router.extra_packages:
+        i = [r.name for r in site.routers].index(router.name)
+        return f"routers[{i}].extra_packages"
+    return "site.extra_packages"
 
 
 def _installed(name: str, installed: dict[str, str]) -> bool:

@@ -83,11 +83,22 @@ def up_to_date(out_dir: Path, inputs: dict[str, Any]) -> tuple[bool, str]:
 
 class Lock:
     """``owrt-vpn.lock`` next to the site file: per router, the ImageBuilder
-    sha256 and the installed package versions of the last build."""
+    sha256 and the installed package versions of the last build.
 
-    def __init__(self, path: Path, routers: dict[str, dict[str, Any]]) -> None:
+    A one-off build with ``--target/--subtarget/--device/--release`` never
+    touches the router's entry: it is recorded under ``overrides`` instead,
+    so the next ``build --locked`` of the site still checks what the site pins.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        routers: dict[str, dict[str, Any]],
+        overrides: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.path = path
         self.routers = routers
+        self.overrides = overrides if overrides is not None else {}
 
     @classmethod
     def load(cls, site_path: Path) -> Lock:
@@ -96,12 +107,20 @@ class Lock:
         if not path.exists():
             return cls(path, {})
         data = read_json(path)
-        if data is None or not isinstance(data.get("routers"), dict):
+        if (
+            data is None
+            or not isinstance(data.get("routers"), dict)
+            or not isinstance(data.get("overrides", {}), dict)
+        ):
             raise ConfigError(
                 f"{path}: not a valid owrt-vpn lock file",
                 hint="delete it and build again without --locked to write a new one",
             )
-        return cls(path, {str(k): v for k, v in data["routers"].items() if isinstance(v, dict)})
+
+        def table(key: str) -> dict[str, dict[str, Any]]:
+            return {str(k): v for k, v in data.get(key, {}).items() if isinstance(v, dict)}
+
+        return cls(path, table("routers"), table("overrides"))
 
     @staticmethod
     def entry(info: dict[str, Any]) -> dict[str, Any]:
@@ -116,9 +135,31 @@ class Lock:
             "packages": dict(sorted(info.get("packages", {}).get("installed", {}).items())),
         }
 
-    def check_imagebuilder(self, router: str, sha256: str, name: str) -> None:
+    def check_build(
+        self, router: str, release: str, target: str, device: str, override: bool = False
+    ) -> None:
+        """IntegrityError when the lock pins another release/target/device for ``router``.
+
+        Checked before the ImageBuilder's sha256, so that ``--locked`` names the
+        real cause (another release or device) instead of a checksum mismatch.
+        """
+        want = self._pinned(router, override)
+        got = {"release": release, "target": target, "device": device}
+        diff = [f"{k} {want.get(k)} -> {v}" for k, v in got.items() if want.get(k) not in (None, v)]
+        if diff:
+            where = "overrides." + router if override else "routers." + router
+            raise IntegrityError(
+                f"{router}: --locked: {self.path.name} ({where}) pins another build: "
+                + "; ".join(diff),
+                hint=f"build without --locked to accept it and update {self.path.name}"
+                + ("" if override else ", or drop the --target/--device/--release overrides"),
+            )
+
+    def check_imagebuilder(
+        self, router: str, sha256: str, name: str, override: bool = False
+    ) -> None:
         """IntegrityError unless the lock pins this ImageBuilder for ``router``."""
-        want = self._pinned(router)["imagebuilder"].get("sha256")
+        want = self._pinned(router, override)["imagebuilder"].get("sha256")
         if want != sha256:
             raise IntegrityError(
                 f"{router}: --locked: the ImageBuilder {name} has sha256 {sha256}, "
@@ -126,9 +167,11 @@ class Lock:
                 hint=f"build without --locked to accept it and update {self.path.name}",
             )
 
-    def check_packages(self, router: str, installed: dict[str, str]) -> None:
+    def check_packages(
+        self, router: str, installed: dict[str, str], override: bool = False
+    ) -> None:
         """IntegrityError unless the lock pins exactly these package versions."""
-        want = self._pinned(router).get("packages", {})
+        want = self._pinned(router, override).get("packages", {})
         if want != installed:
             diff = sorted(
                 f"{p} {want.get(p, '-')} -> {installed.get(p, '-')}"
@@ -141,23 +184,30 @@ class Lock:
                 hint=f"build without --locked to accept them and update {self.path.name}",
             )
 
-    def _pinned(self, router: str) -> dict[str, Any]:
-        entry = self.routers.get(router)
+    def _pinned(self, router: str, override: bool = False) -> dict[str, Any]:
+        entry = (self.overrides if override else self.routers).get(router)
         if entry is None or not isinstance(entry.get("imagebuilder"), dict):
+            what = "no override entry" if override else "no entry"
             raise IntegrityError(
-                f"{router}: --locked, but {self.path.name} has no entry for this router",
+                f"{router}: --locked, but {self.path.name} has {what} for this router",
                 hint="build once without --locked to write the lock",
             )
         return entry
 
-    def update(self, router: str, entry: dict[str, Any]) -> bool:
-        """Set ``router``'s entry; True when it changed."""
-        if self.routers.get(router) == entry:
+    def update(self, router: str, entry: dict[str, Any], override: bool = False) -> bool:
+        """Set ``router``'s entry (or its override entry); True when it changed."""
+        table = self.overrides if override else self.routers
+        if table.get(router) == entry:
             return False
-        self.routers[router] = entry
+        table[router] = entry
         return True
 
     def save(self) -> None:
         """Write the lock atomically (stable JSON, one router per key)."""
-        data = {"format": LOCK_FORMAT, "routers": dict(sorted(self.routers.items()))}
+        data: dict[str, Any] = {
+            "format": LOCK_FORMAT,
+            "routers": dict(sorted(self.routers.items())),
+        }
+        if self.overrides:
+            data["overrides"] = dict(sorted(self.overrides.items()))
         write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)

@@ -39,7 +39,7 @@ from owrt_vpn.build.state import (
     Lock,
     changed_inputs,
 )
-from owrt_vpn.bundles.provenance import BUNDLE_INFO, BundleInputs, record_bundle_inputs
+from owrt_vpn.bundles.provenance import BUNDLE_INFO, BundleInputs
 from owrt_vpn.errors import (
     EXIT_FAILURE,
     EXIT_INTEGRITY,
@@ -133,13 +133,30 @@ class VerifyReport:
 # ------------------------------------------------------------------ verify
 
 
+OLDER_SITE = "site file (recorded by an older owrt-vpn, which digested the whole file)"
+# What changed in the site file, by group of the per-router / per-user digest.
+SITE_LABELS = {
+    "site": OLDER_SITE,
+    "site.sha256": OLDER_SITE,
+    "site.settings": "site file ([site] settings)",
+    "site.router": "site file (this router's table)",
+    "site.users": "site file (the users and devices on this router)",
+    "site.user": "site file (this user and devices)",
+    "site.routers": "site file (the user's routers)",
+}
+
+
 def _label(key: str) -> str:
+    if key in SITE_LABELS:
+        return SITE_LABELS[key]
     head = key.split(".", 1)[0]
     label = INPUT_LABELS.get(head, head)
     return f"{label} ({key})" if head == "tool" else label
 
 
 def _labels(keys: Sequence[str]) -> list[str]:
+    if "site.sha256" in keys:  # an older record: its site groups are all "new"
+        keys = [k for k in keys if not k.startswith("site.") or k == "site.sha256"]
     return list(dict.fromkeys(_label(k) for k in keys))
 
 
@@ -306,7 +323,8 @@ def _router_inputs(
     except OwrtVpnError as exc:
         return ItemResult("router", name, FAILED, error=exc), None
     changed = changed_inputs(rec, now)
-    if lock.routers.get(name) != Lock.entry(info):
+    entry = lock.overrides.get(name) if p.override else lock.routers.get(name)
+    if entry != Lock.entry(info):
         changed.append("lock")
     if changed:
         return ItemResult("router", name, CHANGED, _labels(changed)), None
@@ -420,5 +438,4 @@ def _rebuild_bundles(site: Site, users: list[str], work: Path) -> None:
     if not pki.exists:
         raise OwrtVpnError(f"{site.pki_path}: no PKI", hint="restore the PKI directory")
     # Read-only: no Pki.ensure here, the PKI must already hold what the bundles used.
-    bundles.build(site, pki, work, users)
-    record_bundle_inputs(site, bundles.clients_dir(site, work), users)
+    bundles.build(site, pki, work, users)  # with each user's bundle-info.json

@@ -34,6 +34,7 @@ from owrt_vpn.bundles.common import (
     write_files,
     zip_bytes,
 )
+from owrt_vpn.bundles.provenance import BundleInputs
 from owrt_vpn.errors import ConfigError, PkiError, Problem
 from owrt_vpn.repro import source_date_epoch
 from owrt_vpn.site.allowlist import refuse_unsafe_text
@@ -142,15 +143,19 @@ def build(
     """Write the bundles of ``users`` (default: everyone) under ``out_root``.
 
     The PKI must already hold every certificate and password the site needs
-    (``Pki.ensure``); revoked devices and platforms without a common
-    proposal with the router are skipped and listed in the report.
+    (``Pki.ensure``). Each user's folder gets its ``bundle-info.json``
+    (:mod:`owrt_vpn.bundles.provenance`) with the bundles. Revoked devices
+    and platforms without a common proposal with the router are skipped and
+    listed in the report.
     """
     selected = select_users(site, users)
     sctx = SiteContext.create(site, pki.ca_cert_pem(), pki.ca_cert_der(), _ca_common_name(pki))
     epoch = source_date_epoch()
     report = BundleReport(site=site.name, clients=clients_dir(site, out_root))
+    # Provenance is written with the bundles, inside the same atomic folder.
+    inputs = BundleInputs(site)
     for user in selected:
-        _build_user(sctx, pki, user, report, epoch)
+        _build_user(sctx, pki, user, report, epoch, inputs)
     if not users and report.clients.is_dir():
         current = {u.name for u in site.users}
         for old in sorted(report.clients.iterdir()):
@@ -185,7 +190,12 @@ def _device_context(sctx: SiteContext, pki: PkiReader, user: User, device: Devic
 
 
 def _build_user(
-    sctx: SiteContext, pki: PkiReader, user: User, report: BundleReport, epoch: int
+    sctx: SiteContext,
+    pki: PkiReader,
+    user: User,
+    report: BundleReport,
+    epoch: int,
+    inputs: BundleInputs,
 ) -> None:
     from owrt_vpn.fsutil import atomic_dir
 
@@ -235,6 +245,7 @@ def _build_user(
                     eap_password=eap_password,
                 )
             )
+        inputs.write(tmp, user.name)
 
 
 def _common_files(ctx: DeviceContext) -> list[BundleFile]:

@@ -246,7 +246,7 @@ def build(
     reporter = _CliReporter(st)
     if all_sites is not None:  # fleet builds (issue 7): _build_all below, build/fleet.py
         try:
-            _build_all(st, all_sites, options, reporter)
+            _build_all(st, all_sites, options, reporter, bundles=not no_bundles)
         finally:
             reporter.close()
         return
@@ -285,7 +285,7 @@ def _finish(st: State, results: list[RouterResult], step: BundleStep | None = No
     for r in failed:
         assert r.error is not None
         for line in r.error.lines():
-            sys.stderr.write(f"error: {r.router}: {line}\n")
+            sys.stderr.write(f"error: {r.router}: {_unprefixed(r.router, line)}\n")
         if r.error.hint:
             sys.stderr.write(f"hint: {r.error.hint}\n")
     data = {
@@ -318,12 +318,25 @@ def _finish(st: State, results: list[RouterResult], step: BundleStep | None = No
         raise typer.Exit(EXIT_FAILURE if len(failed) == len(results) else EXIT_PARTIAL)
 
 
-def _build_all(st: State, root: Path, options: BuildOptions, reporter: Reporter) -> None:
-    """`build --all DIR`: every router of every site file under DIR; exit as for flash."""
+def _unprefixed(router: str, line: str) -> str:
+    """``line`` without a leading ``<router>: `` (the caller prefixes the name once)."""
+    return line[len(router) + 2 :] if line.startswith(f"{router}: ") else line
+
+
+def _prefixed(label: str, line: str) -> str:
+    """``<label>: line``, unless the line already starts with the site's path."""
+    return line if line.startswith(label) else f"{label}: {line}"
+
+
+def _build_all(
+    st: State, root: Path, options: BuildOptions, reporter: Reporter, *, bundles: bool
+) -> None:
+    """`build --all DIR`: every router of every site file under DIR (and, as `build`
+    does, each site's client bundles unless --no-bundles); exit as for flash."""
     from owrt_vpn.build.fleet import build_fleet, fleet_json, load_fleet
 
     entries = load_fleet(root, strict=False)
-    outcomes = build_fleet(entries, options, reporter)
+    outcomes = build_fleet(entries, options, reporter, bundles=bundles)
     data = fleet_json(outcomes)
     lines = []
     for o in outcomes:
@@ -331,7 +344,7 @@ def _build_all(st: State, root: Path, options: BuildOptions, reporter: Reporter)
         if error is not None:
             lines.append(f"{o.entry.label}: FAILED")
             for line in error.lines():
-                sys.stderr.write(f"error: {o.entry.label}: {line}\n")
+                sys.stderr.write(f"error: {_prefixed(o.entry.label, line)}\n")
             if error.hint:
                 sys.stderr.write(f"hint: {error.hint}\n")
             continue
@@ -344,9 +357,17 @@ def _build_all(st: State, root: Path, options: BuildOptions, reporter: Reporter)
             else:
                 lines.append(f"{name}: FAILED")
                 if r.error is not None:
-                    sys.stderr.write(f"error: {name}: {r.error.message}\n")
+                    message = _unprefixed(r.router, r.error.message)
+                    sys.stderr.write(f"error: {name}: {message}\n")
                     if r.error.hint:
                         sys.stderr.write(f"hint: {r.error.hint}\n")
+        step = o.bundles
+        if step is not None and step.status == "written":
+            lines.append(
+                f"{o.entry.label}: client bundles: {step.devices} device(s) in {step.clients}"
+            )
+        elif step is not None and step.status == "skipped":
+            st.warn(f"{o.entry.label}: client bundles not written: {step.reason}")
     counts: dict[str, int] = {}
     for o in outcomes:
         for r in o.results:

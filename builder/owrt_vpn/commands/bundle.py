@@ -69,11 +69,8 @@ def bundle(
     ensured = pki.ensure(site) if pki.exists else pki.init(site)
     for item in ensured.issued:
         st.info(f"issued {item}")
+    # The writer records what each user's bundles were made from (bundle-info.json).
     report = bundles.build(site, pki, out, users or None)
-    # What each user's bundles were made from, for `owrt-vpn verify` (issue 7).
-    from owrt_vpn.bundles.provenance import record_bundle_inputs
-
-    record_bundle_inputs(site, report.clients, users or None)
     for item in report.skipped:
         st.warn(f"skipped {item}")
     for name in report.removed:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from owrt_vpn.profiles import DEFAULT_MIRROR
 from owrt_vpn.ui.state import state
 
 SITE_FILE = "owrt-vpn.toml"
@@ -26,6 +27,17 @@ def init(
         str, typer.Option("--server-id", help="DNS name or IP address clients dial.")
     ] = "vpn.example.org",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    mirror: Annotated[
+        str,
+        typer.Option(
+            metavar="URL|DIR",
+            envvar="OWRT_VPN_MIRROR",
+            help="Where to look up the newest stable release (a short timeout).",
+        ),
+    ] = DEFAULT_MIRROR,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Write the pinned default release; ask no mirror.")
+    ] = False,
 ) -> None:
     """Write a commented owrt-vpn.toml that works as is."""
     from string import Template
@@ -54,11 +66,17 @@ def init(
     if dest.exists() and not force:
         raise ConfigError(f"{dest}: already exists", hint="use --force to overwrite it")
 
+    from owrt_vpn.imagebuilder.announce import Choice, default_release
+
+    if offline:
+        choice = Choice(profiles.default_release(), "the pinned default (--offline)")
+    else:
+        choice = default_release(mirror)
     target = profiles.default_target()
     tinfo = profiles.target_info(target)
     text = Template((profiles_dir() / "site-template.toml").read_text()).substitute(
         server_id=server_id,
-        release=profiles.default_release(),
+        release=choice.release,
         target=target,
         subtarget=tinfo["default_subtarget"],
         device=tinfo["default_device"],
@@ -78,7 +96,14 @@ def init(
         # The PKI folder and dist/ hold plain keys: never into git by accident.
         write_atomic(ignore, ignore_text, 0o644)
         done += f"\nwrote {ignore} (keeps pki/ and dist/ out of git)"
+    st.info(f"release {choice.release}: {choice.source}")
     st.emit(
-        {"ok": True, "site_file": str(dest), "server_id": server_id},
+        {
+            "ok": True,
+            "site_file": str(dest),
+            "server_id": server_id,
+            "release": choice.release,
+            "release_source": choice.source,
+        },
         f"{done}\nnext: edit it, then run `owrt-vpn check`",
     )

@@ -34,7 +34,8 @@ def packages_cmd(
     site: Site = st.load_site()
     out: list[dict[str, Any]] = []
     for r in chosen_routers(site, router):
-        pkgs = packages.package_list(site, r, config_style)
+        pk = packages.image_packages(site, r, config_style)
+        pkgs = list(pk.request)
         out.append(
             {
                 "router": r.name,
@@ -43,6 +44,7 @@ def packages_cmd(
                 "disabled_services": packages.disabled_services(site, r, config_style),
                 "charon_plugins": packages.charon_plugins(site, r, config_style),
                 "plugin_packages": packages.plugin_package_count(pkgs),
+                "beyond_profile": pk.beyond_profile(),
             }
         )
     if len(out) == 1:

@@ -191,9 +191,13 @@ class Transport:
                 # flaky link still finishes, a dead one gives up.
                 attempt = 1 if after > before else attempt + 1
                 if attempt >= self.retry.attempts:
+                    resumes = _read_json(meta_path).get("ranges") is not False
                     raise DownloadError(
                         f"{name}: download failed after {attempt} attempts: {exc}",
-                        hint="run the command again: the download resumes where it stopped",
+                        hint="run the command again: the download resumes where it stopped"
+                        if resumes
+                        else "run the command again (this server ignores Range requests: "
+                        "the download starts over)",
                     ) from None
                 wait = self.retry.delay(attempt)
                 log.info("%s: %s; resuming in %.1f s", name, exc, wait)
@@ -236,6 +240,11 @@ class Transport:
                 offset, mode = 0, "wb"
             length = resp.headers.get("Content-Length")
             total = offset + int(length) if length and length.isdigit() else None
+            # Whether this server resumes: a 200 to a Range request, or
+            # "Accept-Ranges: none", says it does not (the hint must not promise it).
+            ranges = None if "Range" not in headers else resp.status_code == 206
+            if resp.headers.get("Accept-Ranges", "").lower() == "none":
+                ranges = False
             _write_json(
                 meta_path,
                 {
@@ -243,6 +252,7 @@ class Transport:
                     "etag": resp.headers.get("ETag"),
                     "last_modified": resp.headers.get("Last-Modified"),
                     "total": total,
+                    "ranges": ranges,
                 },
             )
             done = offset

@@ -109,7 +109,9 @@ def read_key_file(path: Path, origin: str) -> PublicKey:
         return parse_public_key(path.read_bytes(), origin=f"{origin} {path}")
     except OSError as exc:
         raise ConfigError(
-            [Problem(str(path), "", f"cannot read key file: {exc.strerror}")]
+            [Problem(str(path), "", f"cannot read key file: {exc.strerror}")],
+            hint="check the path and its permissions (a usign/signify public key file, "
+            "e.g. from keyring.git usign/<keyid>)",
         ) from None
     except ValueError as exc:
         raise ConfigError(
@@ -198,7 +200,11 @@ class Keyring:
         try:
             sig = parse_signature(signature)
         except ValueError as exc:
-            raise IntegrityError(f"{what}: malformed signature: {exc}") from None
+            raise IntegrityError(
+                f"{what}: malformed signature: {exc}",
+                hint="the mirror served an empty or damaged signature file (a sync in "
+                "progress?); try again later or another mirror",
+            ) from None
         key = self.keys.get(sig.keynum)
         if key is None:
             raise IntegrityError(

@@ -54,6 +54,8 @@ class Resolved:
     profiles_meta: dict[str, Any]
     signature: SignatureCheck
     sums: dict[str, str] = field(repr=False, default_factory=dict)
+    # Every profile id of this target's profiles.json (for `check`'s did-you-mean).
+    profile_ids: tuple[str, ...] = field(repr=False, default=())
 
     @property
     def archive_url(self) -> str:
@@ -98,6 +100,8 @@ def resolve_release(transport: Transport, mirror: str, requested: str) -> str:
     """The concrete release for ``requested`` (``24.10.2``, ``24.10.x``, ``snapshot``)."""
     if requested.lower() == "snapshot":
         return "snapshot"
+    if requested.endswith("-SNAPSHOT"):  # a release branch: releases/<x>-SNAPSHOT/, unlisted
+        return requested
     url = join(mirror, ".versions.json")
     try:
         index = _json(transport, url, ".versions.json")
@@ -107,7 +111,8 @@ def resolve_release(transport: Transport, mirror: str, requested: str) -> str:
         return requested  # no index on this mirror: the target dir decides
     versions = [str(v) for v in index.get("versions_list", [])]
     for key in ("stable_version", "oldstable_version", "upcoming_version"):
-        if isinstance(index.get(key), str) and index[key] not in versions:
+        # (the real .versions.json has an empty upcoming_version between releases)
+        if isinstance(index.get(key), str) and index[key] and index[key] not in versions:
             versions.append(index[key])
     if requested.endswith(".x"):
         series = requested[:-1]
@@ -193,10 +198,12 @@ def find_profile(profiles: dict[str, Any], device: str, where: str) -> str:
             return str(pid)
     ids = sorted(profiles)
     near = closest(device, ids)
-    raise ConfigError(
-        f"device {device!r} is not a profile of {where}",
-        hint=f"closest profile names: {', '.join(near) or 'none'} (all: profiles.json)",
-    )
+    if near:
+        hint = f"closest profile names: {', '.join(near)} (all: profiles.json)"
+    else:  # nothing close (e.g. a device of another target): what this target has
+        shown = ", ".join(ids[:12]) + (f" ... ({len(ids)} in all)" if len(ids) > 12 else "")
+        hint = f"profiles of {where}: {shown}"
+    raise ConfigError(f"device {device!r} is not a profile of {where}", hint=hint)
 
 
 def resolve(
@@ -266,6 +273,7 @@ def resolve(
         profiles_meta=meta,
         signature=sig,
         sums=sums,
+        profile_ids=tuple(sorted(str(k) for k in profiles)),
     )
 
 

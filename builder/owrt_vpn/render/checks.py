@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from owrt_vpn import profiles
 from owrt_vpn.render import packages, proposals
-from owrt_vpn.site.model import CERT_AUTH, Site
+from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, Site
 
 WARN_DAYS = 30
 
@@ -84,7 +85,30 @@ def pki_warnings(site: Site, now: dt.datetime | None = None) -> list[str]:
 
 def site_warnings(site: Site) -> list[str]:
     """Every warning `owrt-vpn check` shows for ``site``."""
-    return pki_warnings(site) + proposal_warnings(site)
+    return pki_warnings(site) + proposal_warnings(site) + snapshot_warnings(site)
+
+
+def snapshot_warnings(site: Site) -> list[str]:
+    """`check` warnings: EAP-MSCHAPv2 users on routers built from master (snapshots).
+
+    strongSwan 6 on master (since 2026-05-24) builds eap-mschapv2, md4 and ccm
+    only with CONFIG_STRONGSWAN_INCLUDE_INSECURE, which the snapshot builds do
+    not set: those packages can be missing from the snapshot feeds. 25.12
+    builds them (profiles/packages.toml).
+    """
+    warnings = []
+    for router in site.routers:
+        if profiles.release_info(router.release).series != "snapshot":
+            continue
+        users = [u.name for u in site.router_users(router) if u.auth in EAP_PASSWORD_AUTH]
+        if users:
+            warnings.append(
+                f"router {router.name} runs a snapshot: master's strongSwan builds "
+                "eap-mschapv2/md4 only with STRONGSWAN_INCLUDE_INSECURE, so the build may "
+                f"fail for the EAP-MSCHAPv2 users {', '.join(users)} (unknown package "
+                "strongswan-mod-eap-mschapv2); use a release (25.12) or certificate auth"
+            )
+    return warnings
 
 
 def proposal_warnings(site: Site) -> list[str]:

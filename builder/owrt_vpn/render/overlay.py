@@ -362,6 +362,7 @@ def _context(
         "style": style,
         "firewall": firewall,
         "tunnel": router.tunnel,
+        "router_access": packages.vpn_router_access(site, router),
         "server_id": swan_str(router.server_id),
         "server_id_legacy": legacy_quote(router.server_id),
         "server_cert": f"{router.name}.crt",

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from owrt_vpn import profiles
-from owrt_vpn.errors import ConfigError
+from owrt_vpn.errors import ConfigError, Problem
 from owrt_vpn.render import proposals
 from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, Router, Site
 
@@ -208,3 +208,101 @@ def plugin_package_count(packages: list[str]) -> int:
 def uses_certificates(site: Site, router: Router) -> bool:
     """True when some user of the router authenticates with a certificate."""
     return any(u.auth in CERT_AUTH for u in site.router_users(router))
+
+
+# ------------------------------------------------------------------ the whole image
+
+
+@dataclass(frozen=True)
+class ImagePackages:
+    """Everything ``make image`` gets in ``PACKAGES``, grouped by why it is there.
+
+    ``vpn``: :func:`package_list` (the VPN's packages and removals);
+    ``release``: what the release's own images carry beyond the device
+    profile (``profiles/packages.toml`` ``[release_images]``: LuCI), unless
+    ``release_packages = false``; ``added`` / ``removed``: the site's and the
+    router's ``extra_packages``.
+    """
+
+    vpn: tuple[str, ...]
+    release: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    @property
+    def request(self) -> tuple[str, ...]:
+        """``PACKAGES=`` for ``make image``: additions first, then ``-pkg`` removals."""
+        adds = [p for p in self.vpn if not p.startswith("-")]
+        adds += [*self.release, *self.added]
+        drops = [p for p in self.vpn if p.startswith("-")] + [f"-{p}" for p in self.removed]
+        return tuple(dict.fromkeys(adds + drops))
+
+    def beyond_profile(self) -> dict[str, list[str]]:
+        """What the image carries beyond the device profile, by reason (build-info)."""
+        return {
+            "vpn": [p for p in self.vpn if not p.startswith("-")],
+            "release": list(self.release),
+            "site": list(self.added),
+            "removed": list(self.removed) + [p[1:] for p in self.vpn if p.startswith("-")],
+        }
+
+    def optional(self) -> list[str]:
+        """What the site may leave out when the image is too big (release's, then site's)."""
+        return [*self.release, *self.added]
+
+
+def release_image_packages(router: Router) -> tuple[str, ...]:
+    """What the release's downloadable images carry beyond the device profile."""
+    series = profiles.release_info(router.release).series
+    table = profiles.load("packages").get("release_images", {})
+    return tuple(table.get(series, ()))
+
+
+def image_packages(site: Site, router: Router, style: str | None = None) -> ImagePackages:
+    """The image's whole package request for ``router`` (see :class:`ImagePackages`).
+
+    ConfigError (naming the site key) when ``extra_packages`` removes a
+    package the VPN needs.
+    """
+    vpn = tuple(package_list(site, router, style))
+    keep = router.release_packages
+    if keep is None:
+        keep = site.settings.release_packages
+    specs = [("site.extra_packages", s) for s in site.settings.extra_packages]
+    i = site.routers.index(router) if router in site.routers else 0
+    specs += [(f"routers[{i}].extra_packages", s) for s in router.extra_packages]
+    need = {p for p in vpn if not p.startswith("-")}
+    problems = [
+        Problem(site.path.name, key, f"{s!r} would remove {s[1:]}, which the VPN needs")
+        for key, s in specs
+        if s.startswith("-") and s[1:] in need
+    ]
+    if problems:
+        raise ConfigError(problems)
+    removed = tuple(dict.fromkeys(s[1:] for _, s in specs if s.startswith("-")))
+    release = tuple(p for p in (release_image_packages(router) if keep else ()) if p not in removed)
+    added = tuple(dict.fromkeys(s for _, s in specs if not s.startswith("-") and s not in need))
+    # A later "-x" (the router's) wins over an earlier "x" (the site's), and the reverse.
+    added = tuple(p for p in added if p not in removed)
+    return ImagePackages(vpn, release, added, removed)
+
+
+def conflicts(pk: ImagePackages, defaults: set[str]) -> list[tuple[str, str]]:
+    """(added package, default package it replaces) pairs the request does not remove.
+
+    ``defaults``: the device's default packages (profiles.json
+    ``default_packages`` + the profile's ``device_packages``).
+    """
+    table: dict[str, list[str]] = profiles.load("packages").get("conflicts", {})
+    removed = set(pk.removed) | {p[1:] for p in pk.vpn if p.startswith("-")}
+    out = []
+    for p in (*pk.release, *pk.added):
+        for other in table.get(p, []):
+            if other in defaults and other not in removed:
+                out.append((p, other))
+    return out
+
+
+def vpn_router_access(site: Site, router: Router) -> str:
+    """``lan`` (VPN clients reach the router like the LAN) or ``dns-ping``."""
+    return router.vpn_router_access or site.settings.vpn_router_access

@@ -38,7 +38,10 @@ from owrt_vpn.errors import ConfigError, Problem, did_you_mean
 from owrt_vpn.site.allowlist import NON_ASCII_KEYS, refuse_unsafe, refuse_unsafe_text, refuse_zone
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-RELEASE_RE = re.compile(r"^(\d{2}\.\d{2}\.(\d+|x)(-rc\d+)?|snapshot|SNAPSHOT)$")
+# 24.10.2, 24.10.x, 24.10.0-rc2, snapshot, and release branches (24.10-SNAPSHOT).
+RELEASE_RE = re.compile(
+    r"^(\d{2}\.\d{2}\.(\d+|x)(-rc\d+)?|\d{2}\.\d{2}-SNAPSHOT|snapshot|SNAPSHOT)$"
+)
 TARGET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 DEVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.,-]{0,79}$")
 HOSTNAME_RE = re.compile(
@@ -187,7 +190,28 @@ def validate_server_id(value: str) -> str:
     return value
 
 
+# An OpenWrt package name to add, or "-name" to remove a default package.
+PACKAGE_RE = re.compile(r"^-?[a-z0-9][a-z0-9._+-]{0,99}$")
+RouterAccess = Literal["lan", "dns-ping"]
+
+
+def _package_specs(value: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [v for v in value if not PACKAGE_RE.fullmatch(v)]
+    if bad:
+        raise ValueError(
+            f'{bad[0]!r} is not an OpenWrt package name (e.g. luci-ssl; "-ppp" removes ppp)'
+        )
+    seen: set[str] = set()
+    for v in value:
+        name = v.lstrip("-")
+        if name in seen:
+            raise ValueError(f"{name!r} is listed twice (added and removed, or repeated)")
+        seen.add(name)
+    return value
+
+
 Name = Annotated[str, AfterValidator(check_name)]
+PackageSpecs = Annotated[tuple[str, ...], AfterValidator(_package_specs)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Cidr4 = Annotated[str, AfterValidator(_cidr4)]
 Cidr6 = Annotated[str, AfterValidator(_cidr6)]
@@ -308,6 +332,11 @@ class Router(_Model):
     tunnel: Literal["full", "split"] = "full"
     config_style: Literal["auto", "swanctl", "ipsec"] = "auto"
     allow_ipsec_to_wan: bool = False
+    # Image contents and router access (see docs/releases-and-packages.md);
+    # None: the [site] value.
+    extra_packages: PackageSpecs = ()
+    release_packages: bool | None = None
+    vpn_router_access: RouterAccess | None = None
     management: Management = Management()
 
     @field_validator("server_id")
@@ -319,7 +348,9 @@ class Router(_Model):
     @classmethod
     def _release(cls, v: str) -> str:
         if not RELEASE_RE.fullmatch(v):
-            raise ValueError(f"{v!r} is not an OpenWrt release (e.g. 24.10.2, 23.05.5, snapshot)")
+            raise ValueError(
+                f"{v!r} is not an OpenWrt release (e.g. 24.10.2, 23.05.5, 24.10-SNAPSHOT, snapshot)"
+            )
         return v
 
     @field_validator("target", "subtarget")
@@ -385,6 +416,13 @@ class SiteSettings(_Model):
     packages: Literal["minimal", "full"] = "minimal"
     backend: Literal["local", "docker"] = "local"
     allow_password_only_alongside_2fa: bool = False
+    # What the images carry beyond the VPN (docs/releases-and-packages.md):
+    # packages to add ("-name" removes a default one), whether to carry what
+    # the release's own images carry (LuCI), and what VPN clients may reach
+    # on the router itself ("lan": like the LAN; "dns-ping": DNS and ping).
+    extra_packages: PackageSpecs = ()
+    release_packages: bool = True
+    vpn_router_access: RouterAccess = "lan"
 
     @field_validator("pki_dir")
     @classmethod

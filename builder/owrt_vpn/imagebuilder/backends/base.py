@@ -10,7 +10,8 @@ archive sha256.
 
 ImageBuilder output is turned into specific :class:`BuildError` s here,
 shared by every backend: unknown profile, unknown packages (opkg and apk
-wording), conflicts, image too big.
+wording), unsatisfiable dependencies (opkg), conflicts, image or kernel too
+big, out of disk space (apk).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class BuildRequest:
     release: str = ""
     stage: Callable[[str], None] | None = None
     progress: Callable[[str], Callable[[int, int | None], None] | None] | None = None
+    # What to say when the image is too big for the flash (the caller knows
+    # which of the requested packages the image can do without).
+    too_big_hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ class BuildSession(Protocol):
 
     def image(self, files_dir: Path) -> BackendResult:
         """Build the images with ``files_dir`` as FILES."""
+        ...
+
+    def package_index(self) -> dict[str, int] | None:
+        """Every package the release's feeds offer (name -> size in bytes, 0 when
+        unknown), from ``make package_list``; None when this ImageBuilder has no
+        such target (older releases)."""
         ...
 
     def close(self) -> None:
@@ -146,6 +156,26 @@ def parse_manifest(text: str) -> dict[str, str]:
         m = _MANIFEST_LINE.match(line) or _APK_MANIFEST_LINE.match(line)
         if m:
             out[m.group(1)] = m.group(2)
+    return out
+
+
+_OPKG_LIST_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._+-]*) - (\S+)(?: - (\d+))?(?: - .*)?$")
+_APK_LIST_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._+-]*?)-(\d[^\s-]*(?:-r\d+)?) (.*)$")
+
+
+def parse_package_list(text: str) -> dict[str, int]:
+    """``make package_list`` output as name -> size (bytes; 0 when not shown).
+
+    opkg (``opkg list --size``): ``<name> - <version> - <size> - <description>``;
+    apk (``apk list --size``): ``<name>-<version> <arch> {<origin>} (<license>) [<size>]``.
+    """
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if m := _OPKG_LIST_LINE.match(line):
+            out[m.group(1)] = int(m.group(3) or 0)
+        elif m := _APK_LIST_LINE.match(line):
+            size = re.search(r"\[(\d+)\]\s*$", m.group(3))
+            out[m.group(1)] = int(size.group(1)) if size else 0
     return out
 
 
@@ -210,11 +240,33 @@ def diagnose(
             f"the ImageBuilder ({request.target}) has no profile {m.group(1)!r}",
             hint=f"profiles there: {listing}",
         )
+    unsatisfied = _unsatisfied(output)
+    if unsatisfied:
+        return BuildError(
+            f"{where}: cannot satisfy the dependencies of {unsatisfied}",
+            hint="the release's feeds lack a package these need (often a kernel module "
+            "built for another kernel): leave the package out; " + log_hint,
+        )
+    if re.search(r"^ERROR: .*No space left on device", output, re.M):
+        return BuildError(
+            f"{where}: the build ran out of disk space while apk installed the packages",
+            hint=f"free disk space where the build runs ({request.work_dir}; the cache is "
+            "$OWRT_VPN_CACHE), then build again; " + log_hint,
+        )
     unknown = _unknown_packages(output)
     if unknown:
+        insecure = {f"strongswan-mod-{p}" for p in ("eap-mschapv2", "md4", "ccm")} & set(unknown)
+        why = (
+            "strongSwan 6 on master (snapshots) builds "
+            + ", ".join(sorted(insecure))
+            + " only with STRONGSWAN_INCLUDE_INSECURE, which the snapshot builds do not set: "
+            "use a release (25.12 builds them) or certificate auth; "
+            if insecure
+            else "check the package names for this release (opkg/apk feeds); "
+        )
         return BuildError(
             f"{where}: unknown package(s) for this release/target: {', '.join(unknown)}",
-            hint="check the package names for this release (opkg/apk feeds); " + log_hint,
+            hint=why + log_hint,
         )
     conflicts = _conflicts(output)
     if conflicts:
@@ -223,12 +275,21 @@ def diagnose(
             hint="remove one of the conflicting packages (e.g. another strongSwan variant); "
             + log_hint,
         )
+    kernel = re.search(r"WARNING: Kernel for (\S+) is too big", output)
+    if kernel:
+        return BuildError(
+            f"{where}: this release's kernel is too big for the kernel partition of "
+            f"{kernel.group(1)} (no image was made)",
+            hint="packages do not change the kernel's size: use a release whose kernel "
+            "still fits this device (see the device's page in the OpenWrt table of "
+            "hardware); " + log_hint,
+        )
     too_big = re.findall(r"WARNING: Image file (\S+) is too big", output)
     if too_big:
         big = ", ".join(Path(f).name for f in too_big)
         return BuildError(
             f"{where}: the image is too big for the device's flash ({big})",
-            hint='use packages = "minimal" in [site], or drop extra packages; ' + log_hint,
+            hint=(request.too_big_hint or "drop packages from the request") + "; " + log_hint,
         )
     return BuildError(
         f"{where}: ImageBuilder `make {step}` failed (status {status})",
@@ -243,6 +304,18 @@ def _unknown_packages(output: str) -> list[str]:
     if "unable to select packages" in output:
         names += re.findall(r"^\s+(\S+?)(?:-[0-9][^\s(]*)? \(no such package\)", output, re.M)
     return sorted(dict.fromkeys(names))
+
+
+def _unsatisfied(output: str) -> str:
+    """opkg's "Cannot satisfy the following dependencies for P:" and the ``*\tD`` lines."""
+    found = []
+    for m in re.finditer(
+        r"Cannot satisfy the following dependencies for (\S+?):\n((?: \*\s+\t\S.*\n?)*)",
+        output,
+    ):
+        deps = re.findall(r"^ \*\s+\t(\S+)", m.group(2), re.M)
+        found.append(f"{m.group(1)} (missing: {', '.join(deps) or '?'})")
+    return "; ".join(dict.fromkeys(found))
 
 
 def _conflicts(output: str) -> str:
@@ -264,7 +337,7 @@ def missing_images(request: BuildRequest, bin_dir: Path, output: str) -> BuildEr
     missing = [n for n in request.expected_images if not (bin_dir / n).is_file()]
     if not missing:
         return None
-    if "is too big" in output:
+    if "is too big" in output:  # the image ("Image file ...") or the kernel ("Kernel for ...")
         return diagnose(output, request, 0, "image")
     return BuildError(
         f"{request.target} {request.profile}: the ImageBuilder exited successfully but "

@@ -44,6 +44,7 @@ from owrt_vpn.imagebuilder.backends.base import (
     make_args,
     manifest_result,
     parse_info,
+    parse_package_list,
 )
 from owrt_vpn.imagebuilder.backends.engine import (
     BUILD_DIR,
@@ -404,6 +405,11 @@ class DockerSession:
             package_manager=self.package_manager,
             identity=dict(self.identity),
         )
+
+    def package_index(self) -> dict[str, int] | None:
+        """``make package_list`` in the image (None when it has no such target)."""
+        status, out = self._make(["package_list"], "package_list")
+        return parse_package_list(out) if status == 0 else None
 
     def close(self) -> None:
         """Remove this session's containers (normally gone already) and disconnect."""

@@ -24,6 +24,7 @@ from owrt_vpn.imagebuilder.backends.base import (
     make_args,
     manifest_result,
     parse_info,
+    parse_package_list,
 )
 from owrt_vpn.imagebuilder.workdir import GROUPS_FILE
 from owrt_vpn.run import run, run_logged
@@ -124,6 +125,11 @@ class LocalSession:
             identity={"backend": "local", "imagebuilder_sha256": self.request.imagebuilder_sha256},
             timings=self.timings,
         )
+
+    def package_index(self) -> dict[str, int] | None:
+        """``make package_list`` (None when the ImageBuilder has no such target)."""
+        status, out = self._make(["package_list"])
+        return parse_package_list(out) if status == 0 else None
 
     def close(self) -> None:
         """Remove the copy (the work dir itself belongs to the caller)."""

@@ -121,6 +121,24 @@ package_install() {
 	say "Installing packages..."
 	awk -f "$S/resolve.awk" -v want="$1" -v mgr="$PKG_MANAGER" -v root="$TARGET_DIR" \
 		-v arch="$ARCH_PACKAGES" -v epoch="$SOURCE_DATE_EPOCH" -v out="$TMP_DIR/double" "$IDX"
+	if [ "$PKG_MANAGER" = apk ] && [ -n "${DISK_FREE_KIB:-}" ]; then
+		# apk extracts package by package: the first one past the free space fails
+		awk -v free=$(( DISK_FREE_KIB * 1024 )) -v idx="$IDX" '
+			BEGIN {
+				while ((getline l < idx) > 0) {
+					if (l ~ /^Package: /) c = substr(l, 10)
+					else if (l ~ /^Version: /) v[c] = substr(l, 10)
+					else if (l ~ /^Size: /) s[c] = substr(l, 7) + 0
+				}
+			}
+			{ used += s[$0]; n++; if (used > free && bad == "") bad = $0 "-" v[$0] }
+			END {
+				if (bad == "") exit 0
+				print "ERROR: " bad ": No space left on device" > "/dev/stderr"
+				printf "1 error; %d MiB in %d packages\n", used / 1048576, n > "/dev/stderr"
+				exit 1
+			}' "$TMP_DIR/double/installed.txt" || exit 1
+	fi
 	if [ "$PKG_MANAGER" = opkg ]; then
 		rm -rf "$TARGET_DIR/lib/apk" "$TARGET_DIR/etc/apk"
 	else
@@ -276,6 +294,13 @@ build_profile() {
 		-no-progress -quiet >/dev/null
 	pkg_bytes=$(cat "$TMP_DIR/double/size")
 	limit=$(( $(pfield "$line" 9) * 1024 ))
+	kernel_limit=$(pfield "$line" 11)
+	if [ -n "$kernel_limit" ] && [ "$KERNEL_SIZE" -gt $(( kernel_limit * 1024 )) ]; then
+		# Build/check-kernel-size: the kernel is deleted, so no image of this device
+		err "    WARNING: Kernel for $prof is too big $KERNEL_SIZE > $(( kernel_limit * 1024 ))"
+		list_installed "$TARGET_DIR_ORIG" "" " - " >"$BIN_DIR/$img_prefix-$prof.manifest"
+		return 0
+	fi
 	for spec in $(pfield "$line" 8); do
 		type=${spec%%:*}
 		name="$img_prefix-$prof-${spec#*:}"
@@ -357,8 +382,13 @@ cmd_package_whatdepends() {
 	awk -f "$S/query.awk" -v mode=whatdepends -v pkg="$PACKAGE" -v mgr="$PKG_MANAGER" "$IDX"
 }
 
+# `make package_list`: every package the feeds offer, with its size.
+cmd_package_list() {
+	awk -f "$S/query.awk" -v mode=list -v mgr="$PKG_MANAGER" -v arch="$ARCH_PACKAGES" "$IDX"
+}
+
 case ${1:-help} in
-	help | info | check_profile | check_keys | image | manifest | clean | package_depends | package_whatdepends)
+	help | info | check_profile | check_keys | image | manifest | clean | package_depends | package_whatdepends | package_list)
 		"cmd_$1" ;;
 	*) err "ibd.sh: unknown command $1"; exit 2 ;;
 esac

@@ -1,10 +1,22 @@
-# package_depends / package_whatdepends over the double's index.
-# -v mode=depends|whatdepends  pkg=NAME  mgr=opkg|apk
+# package_depends / package_whatdepends / package_list over the double's index.
+# -v mode=depends|whatdepends|list  pkg=NAME  mgr=opkg|apk
+# list: `opkg list --size` ("<name> - <version> - <size> - <description>") or
+# `apk list --size` ("<name>-<version> <arch> {<origin>} (<license>) [<size>]").
 function val(line) { return substr(line, index(line, ": ") + 2) }
 /^Package: / { cur = val($0); order[++n] = cur; next }
 /^Version: / { ver[cur] = val($0); next }
 /^Depends: / { dep[cur] = val($0); next }
+/^Size: / { size[cur] = val($0); next }
+/^Description: / { desc[cur] = val($0); next }
 END {
+	if (mode == "list") {
+		for (i = 1; i <= n; i++) {
+			p = order[i]
+			if (mgr == "opkg") print p " - " ver[p] " - " (size[p] + 0) " - " (p in desc ? desc[p] : p)
+			else print p "-" ver[p] " " arch " {" p "} (GPL-2.0) [" (size[p] + 0) "]"
+		}
+		exit 0
+	}
 	if (mode == "depends") {
 		if (!(pkg in ver)) {
 			if (mgr == "apk") print "ERROR: " pkg ": no such package" > "/dev/stderr"

@@ -37,10 +37,11 @@ function install(p,    ds, n, j, d, q, ok) {
 		q = lookup(d)
 		if (q == "") {
 			missing_dep(d, p)
+			unsat[p] = unsat[p] " " d
 			ok = 0
 			continue
 		}
-		if (!install(q)) ok = 0
+		if (!install(q)) { ok = 0; unsat[p] = unsat[p] " " d }
 	}
 	if (ok) { inst[p] = 1; order[++ninst] = p }
 	return ok
@@ -93,6 +94,10 @@ END {
 		if (!install(p)) {
 			if (mgr == "opkg") {
 				errs[++nerr] = " * pkg_hash_fetch_best_installation_candidate: Packages for " p " found, but incompatible with the architectures configured"
+				# opkg names the direct dependencies it could not install
+				errs[++nerr] = " * satisfy_dependencies_for: Cannot satisfy the following dependencies for " p ":"
+				nu = split(unsat[p], us, " ")
+				for (u = 1; u <= nu; u++) errs[++nerr] = " * \t" us[u]
 				cannot(w)
 			}
 		}
