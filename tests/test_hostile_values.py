@@ -28,6 +28,7 @@ import pytest
 
 import sitefile
 from bundlekit import Dev, Usr, make_pki, make_site
+from openwrt.userland import Userland
 from owrt_vpn.bundles import writer
 from owrt_vpn.bundles.windows import ps_quote
 from owrt_vpn.pki.authority import Pki
@@ -214,18 +215,30 @@ def test_values_that_reach_the_ps1_are_refused(value: str, fragment: str, tmp_pa
 
 
 @pytest.mark.integration
-def test_fw4_snippets_pass_nft_check(hostile: dict[str, Path], tmp_path: Path) -> None:
-    require("nft", "ip", root="a network namespace for nft -c")
-    from test_nft import fw4_ruleset, nft_check
+def test_fw4_snippets_pass_nft_check(
+    hostile: dict[str, Path], tmp_path: Path, openwrt: Userland
+) -> None:
+    """The hostile site's snippets in the ruleset the real fw4 renders, checked by `nft -c`."""
+    require("nft", "ip", "unshare", root="a network namespace for nft -c")
+    from integration.test_fw4 import REVISIONS, boot_and_render
 
-    snippets = next(hostile["overlay"].rglob("nftables.d/chain-pre"))
-    assert "fd00:20:20::/64" in (snippets / "srcnat" / "owrt-vpn.nft").read_text()
-    ruleset = tmp_path / "fw4.nft"
-    ruleset.write_text(fw4_ruleset(snippets))
+    fw = boot_and_render(openwrt, REVISIONS["24.10"], hostile["overlay"], tmp_path / "fw4")
+    snippets = fw.root.root / "usr/share/nftables.d"
+    assert "fd00:20:20::/64" in (snippets / "chain-pre/srcnat/owrt-vpn.nft").read_text()
     name = f"owrtvpn-hv-{__import__('secrets').token_hex(4)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        proc = nft_check(name, ruleset)
+        script = (
+            "set -e; mkdir -p /usr/share/nftables.d; "
+            f"mount --bind {snippets} /usr/share/nftables.d; nft -c -f {fw.ruleset}"
+        )
+        argv = ["ip", "netns", "exec", name, "unshare", "-m", "--propagation", "private"]
+        proc = subprocess.run(
+            [*argv, "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
     assert proc.returncode == 0, proc.stderr

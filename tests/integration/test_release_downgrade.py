@@ -52,7 +52,9 @@ class Lab:
         )
 
     def lock(self) -> dict[str, Any]:
-        return dict(json.loads((self.site / "owrt-vpn.lock").read_text())["routers"]["gw"])
+        """gw's lock entry; a --release build is an override, recorded apart."""
+        data = json.loads((self.site / "owrt-vpn.lock").read_text())
+        return dict(data.get("overrides", {}).get("gw") or data["routers"]["gw"])
 
     def dist_info(self) -> dict[str, Any]:
         path = self.site / "dist" / "home" / "routers" / "gw" / "build-info.json"

@@ -254,9 +254,9 @@ def _resolve(
     source = release_check.series_source(p.release, res.release, opts.mirror)
     if source:
         rep.stage(p.name, source)
-    # An override build (--target/--device...) is another build: the site's
-    # lock entry does not pin it.
-    pinned = {} if p.override else (lock.routers.get(p.name) or {})
+    # An override build (--release/--target/--device) is another build,
+    # pinned by its own lock entry (under "overrides").
+    pinned = (lock.overrides if p.override else lock.routers).get(p.name) or {}
     release_check.check_not_older(
         p.name, p.release, res.release, pinned.get("release"), opts.mirror
     )
@@ -397,7 +397,8 @@ def _make_and_collect(
                 ctx.lock.check_packages(p.name, predicted, p.override)
             if not revision_checked:
                 # After make manifest (its errors come first), before make image.
-                pinned = {} if p.override else (ctx.lock.routers.get(p.name) or {})
+                table = ctx.lock.overrides if p.override else ctx.lock.routers
+                pinned = table.get(p.name) or {}
                 release_check.check_revision(
                     res, session.info().revision, pinned.get("revision") if opts.locked else None
                 )
