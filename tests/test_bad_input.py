@@ -668,6 +668,11 @@ def test_not_utf8(cli: CliRunner, tmp_path: Path) -> None:
 
 # --- command lines: (id, argv, files to create first, expected stderr fragment)
 INV = "[[routers]]\n"  # an inventory file's one entry (the case adds its keys)
+# `build`'s cases get a mirror that exists (an empty folder): OWRT_ENV points
+# OWRT_VPN_MIRROR at a missing one, which `build` would refuse first. The
+# options' own checks must still come before any look-up on it or any write.
+BUILD_SITE = {"owrt-vpn.toml": BASE, "mirror/.keep": "", "env:OWRT_VPN_MIRROR": "mirror"}
+USER_ADD_HINT = "\nhint: see `owrt-vpn user add --help`\n"
 COMMAND_LINES = [
     ("missing-site-file", ["check"], {}, "error: owrt-vpn.toml: site file not found"),
     (
@@ -695,19 +700,32 @@ COMMAND_LINES = [
     ("init-server-id-zone", ["init", "--server-id", "fe80::1%eth0"], {}, "zone IDs"),
     ("init-server-id-newline", ["init", "--server-id", "vpn.example.org\n"], {},
      "error: --server-id: "),
-    # names on the command line: full match, allow-list first, before any write
+    # names on the command line: full match, before any write; `user add` checks
+    # its arguments itself (issue 16), naming the argument as typed (or its repr
+    # when it holds a control character: the error stays one line)
     ("user-add-newline", ["user", "add", "eve\n", "--device", "p:ios"], {"owrt-vpn.toml": BASE},
-     "error: user add: NAME: contains a control character (U+000A"),
+     "error: NAME: 'eve\\n': lowercase letters, digits, . _ - only (at most 63)" + USER_ADD_HINT),
     ("user-add-curly-quote", ["user", "add", "ev\u2019e", "--device", "p:ios"],
-     {"owrt-vpn.toml": BASE}, "error: user add: NAME: contains a non-ASCII character"),
+     {"owrt-vpn.toml": BASE},
+     "error: NAME: 'ev\u2019e': lowercase letters, digits, . _ - only (at most 63)"
+     + USER_ADD_HINT),
+    ("user-add-bidi-override", ["user", "add", "\u202eeve", "--device", "p:ios"],
+     {"owrt-vpn.toml": BASE},
+     "error: NAME: '\\u202eeve': lowercase letters, digits, . _ - only (at most 63)"),
     ("user-add-uppercase", ["user", "add", "Eve", "--device", "p:ios"], {"owrt-vpn.toml": BASE},
-     "error: user add: NAME: 'Eve' is not a valid name"),
+     "error: NAME: 'Eve': lowercase letters, digits, . _ - only (at most 63)"),
     ("user-add-device-newline", ["user", "add", "eve", "--device", "p\n:ios"],
-     {"owrt-vpn.toml": BASE}, "error: --device: contains a control character"),
+     {"owrt-vpn.toml": BASE},
+     "error: --device 'p\\n:ios': device name 'p\\n': lowercase letters, digits, . _ - only"
+     + USER_ADD_HINT),
+    ("user-add-device-escape", ["user", "add", "eve", "--device", "p:ios\x1b[2J"],
+     {"owrt-vpn.toml": BASE}, "error: --device 'p:ios\\x1b[2J': platform 'ios\\x1b[2J' is not one"),
     ("user-add-device-no-platform", ["user", "add", "eve", "--device", "p"],
-     {"owrt-vpn.toml": BASE}, "error: --device: 'p' is not NAME:PLATFORM"),
+     {"owrt-vpn.toml": BASE}, "error: --device p: not NAME:PLATFORM (e.g. phone:ios)"),
     ("user-add-unknown-platform", ["user", "add", "eve", "--device", "p:iphone"],
-     {"owrt-vpn.toml": BASE}, "error: owrt-vpn.toml: users[2].devices[0].platform: "),
+     {"owrt-vpn.toml": BASE}, "error: --device p:iphone: platform 'iphone' is not one of: ios, "),
+    ("user-add-auth-newline", ["user", "add", "eve", "--auth", "pubkey\n", "--device", "p:ios"],
+     {"owrt-vpn.toml": BASE}, "error: --auth 'pubkey\\n': not one of: pubkey, "),
     ("user-add-existing", ["user", "add", "bob", "--device", "p:ios"], {"owrt-vpn.toml": BASE},
      "error: owrt-vpn.toml: users[1].name: user 'bob' exists"),
     ("user-revoke-newline", ["user", "revoke", "alice\n"], {"owrt-vpn.toml": BASE},
@@ -721,16 +739,18 @@ COMMAND_LINES = [
     ("pki-init-short-passphrase", ["pki", "init"],
      {"owrt-vpn.toml": BASE, "env:OWRT_VPN_CA_PASSPHRASE": "short"},
      "error: the CA passphrase must have at least 12 characters (it has 5)"),
-    ("build-release-newline", ["build", "--release", "24.10.2\n"], {"owrt-vpn.toml": BASE},
+    ("build-release-newline", ["build", "--release", "24.10.2\n"], BUILD_SITE,
      "error: --release: '24.10.2\\n' is not valid"),
-    ("build-target-newline", ["build", "--target", "bcm53xx\n"], {"owrt-vpn.toml": BASE},
-     "error: --target: "),
-    ("build-subtarget-newline", ["build", "--subtarget", "generic\n"], {"owrt-vpn.toml": BASE},
-     "error: --subtarget: "),
-    ("build-device-newline", ["build", "--device", "phicomm_k3\n"], {"owrt-vpn.toml": BASE},
-     "error: --device: "),
-    ("build-unknown-router", ["build", "--router", "nope"], {"owrt-vpn.toml": BASE},
+    ("build-target-newline", ["build", "--target", "bcm53xx\n"], BUILD_SITE,
+     "error: --target: 'bcm53xx\\n' is not valid"),
+    ("build-subtarget-newline", ["build", "--subtarget", "generic\n"], BUILD_SITE,
+     "error: --subtarget: 'generic\\n' is not valid"),
+    ("build-device-newline", ["build", "--device", "phicomm_k3\n"], BUILD_SITE,
+     "error: --device: 'phicomm_k3\\n' is not valid"),
+    ("build-unknown-router", ["build", "--router", "nope"], BUILD_SITE,
      "error: owrt-vpn.toml: routers: no router named 'nope'"),
+    ("build-missing-mirror", ["build"], {"owrt-vpn.toml": BASE},
+     "error: --mirror: /nonexistent/owrt-vpn-test-mirror: no such directory"),
     ("build-jobs-zero", ["build", "--jobs", "0"], {"owrt-vpn.toml": BASE}, "'--jobs'"),
     ("render-router-newline", ["render", "--router", "gw\n", "--out", "x"],
      {"owrt-vpn.toml": BASE}, "no router named 'gw\\n' (did you mean 'gw'?)"),
@@ -789,6 +809,10 @@ def test_bad_command_line(
     _assert_refused(proc.stderr, proc.returncode)
     assert fragment in proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]) == 1
+    # What the admin typed is echoed escaped: no control character reaches the
+    # terminal, and no newline in an argument splits the error line.
+    assert all(ch == "\n" or ch.isprintable() for ch in proc.stderr), proc.stderr
+    assert all(ln.startswith(("error: ", "hint: ")) for ln in proc.stderr.splitlines()), proc.stderr
     assert _snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.rglob("*")) == dirs_before
 
@@ -801,13 +825,14 @@ VALID: dict[str, dict[str, object]] = {
     "site": {
         "name": "home", "pki_dir": "pki", "crypto": "compat", "organization": "Home",
         "server_key": "rsa3072", "shared_identity": "homeClients", "packages": "minimal",
-        "backend": "local",
+        "backend": "local", "extra_packages": ["tcpdump"], "vpn_router_access": "dns-ping",
     },
     "router": {
         "name": "gw", "server_id": "vpn.example.org", "release": "24.10.2", "target": "bcm53xx",
         "subtarget": "generic", "device": "phicomm_k3", "lan": ["192.168.1.0/24"],
         "pool": "10.10.10.0/24", "pool6": "fd00:10::/64", "dns": ["192.168.1.1"],
         "nbns": ["192.168.1.1"], "tunnel": "full", "config_style": "auto",
+        "extra_packages": ["tcpdump"], "vpn_router_access": "dns-ping",
     },
     "management": {
         "address": "192.168.1.1", "user": "root", "identity_file": "id_ed25519",
@@ -979,7 +1004,10 @@ def test_mirror_lacking_what_the_build_needs_writes_nothing(
         for name, args, fragment in MIRROR_CASES:
             site = tmp_path / name
             site.mkdir()
-            env = {"OWRT_VPN_CACHE": str(site / ".cache")}
+            # The cache lives outside the site folder, as it does for an admin
+            # (~/.cache): build's dist lock (an empty file) is made there.
+            cache = tmp_path / f"cache-{name}"
+            env = {"OWRT_VPN_CACHE": str(cache)}
             cli("init", cwd=site, env=env, check=True)  # the init && build of a new site
             before = _snapshot(site)
             url = bare.url if args[0] == "--mirror-root" else served_mirror.url
@@ -992,3 +1020,6 @@ def test_mirror_lacking_what_the_build_needs_writes_nothing(
             assert len(errors) == 1 and fragment in errors[0], (name, proc.stderr)
             assert _snapshot(site) == before, name
             assert sorted(p.name for p in site.iterdir()) == [".gitignore", "owrt-vpn.toml"], name
+            # Nothing downloaded or unpacked either: the cache holds only locks.
+            cached = {str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()}
+            assert all(c.startswith("locks/") for c in cached), (name, cached)

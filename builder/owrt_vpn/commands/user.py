@@ -43,6 +43,15 @@ def _read_password(flag: str) -> str:
     return check_password(data, flag)
 
 
+def _shown(arg: str) -> str:
+    """``arg`` as typed, or its ``repr`` when it holds a character that is not printable.
+
+    An error names the argument it refuses: a newline or an escape sequence
+    in it must not split the one error line or reach the terminal raw.
+    """
+    return arg if arg.isprintable() else repr(arg)
+
+
 def _parse_devices(specs: list[str]) -> list[tuple[str, str]]:
     """``NAME:PLATFORM`` arguments, checked here: one error per bad ``--device``, naming it."""
     from owrt_vpn.errors import ConfigError, Problem, did_you_mean
@@ -53,7 +62,7 @@ def _parse_devices(specs: list[str]) -> list[tuple[str, str]]:
     seen: set[str] = set()
     for spec in specs:
         name, sep, platform = spec.partition(":")
-        where = f"--device {spec}"
+        where = f"--device {_shown(spec)}"
         if not sep or not name or not platform or ":" in platform:
             problems.append(Problem(where, "", "not NAME:PLATFORM (e.g. phone:ios)"))
         elif not NAME_RE.fullmatch(name):
@@ -92,7 +101,7 @@ def _check_user_args(name: str, auth: str) -> None:
     if auth not in AUTH_METHODS:
         problems.append(
             Problem(
-                f"--auth {auth}",
+                f"--auth {_shown(auth)}",
                 "",
                 f"not one of: {', '.join(AUTH_METHODS)}" + did_you_mean(auth, AUTH_METHODS),
             )
