@@ -43,3 +43,26 @@ def test_child_gets_its_own_process_group(tmp_path: Path) -> None:
                              log_path=tmp_path / "log")  # fmt: skip
     pgid, pid = out.split()
     assert status == 0 and pgid == pid and int(pgid) != os.getpgrp()
+
+
+def test_a_forked_worker_keeps_the_default_sigterm() -> None:
+    """The CLI's SIGTERM handler acts only in its own process: a forked worker (the PKI's
+    pool, which ends its workers with SIGTERM) dies quietly instead of raising."""
+    import subprocess
+    import sys
+
+    code = (
+        "import multiprocessing, os, signal, time\n"
+        "from owrt_vpn.run import install_signal_handlers\n"
+        "install_signal_handlers()\n"
+        "ctx = multiprocessing.get_context('fork')\n"
+        "p = ctx.Process(target=time.sleep, args=(30,))\n"
+        "p.start(); time.sleep(0.3); p.terminate(); p.join(10)\n"
+        "print(p.exitcode)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "-15"  # killed by the signal, not an exception
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr

@@ -148,7 +148,16 @@ def install_signal_handlers() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 
+    owner = os.getpid()
+
     def handler(num: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            # A forked worker (the PKI's pool) inherits the handler: there the
+            # signal keeps its default meaning (a pool ends its workers with
+            # SIGTERM; they must exit quietly, not raise in the child).
+            signal.signal(num, signal.SIG_DFL)
+            os.kill(os.getpid(), num)
+            return
         _signalled.append(num)
         # End the groups from a thread: the handler must return quickly, and a
         # worker thread blocked on make's output then sees it end.
