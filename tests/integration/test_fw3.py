@@ -70,9 +70,11 @@ def ns() -> Iterator[Namespace]:
         n.delete()
 
 
-def test_fw3_include_adds_each_rule_once_before_the_zones(
-    ns: Namespace, openwrt: Userland, tmp_path: Path
+def run_include(
+    ns: Namespace, openwrt: Userland, tmp_path: Path, times: int, **settings: object
 ) -> None:
+    """Render site "f3" (router "old", 21.02: fw3) with ``settings`` in [site], and run
+    its firewall include ``times`` times under busybox ash in ``ns`` (fw3's chains set up)."""
     folder = tmp_path / "site"
     folder.mkdir()
     (folder / "owrt-vpn.toml").write_text(
@@ -80,6 +82,7 @@ def test_fw3_include_adds_each_rule_once_before_the_zones(
             "f3",
             routers=[sitefile.router("old", release="21.02.7", pool="10.10.20.0/24")],
             users=[sitefile.user("alice", (("phone", "ios"),))],
+            **settings,
         )
     )
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
@@ -93,7 +96,7 @@ def test_fw3_include_adds_each_rule_once_before_the_zones(
     for tool in ("iptables", "ip6tables"):
         (path / tool).symlink_to(f"/usr/sbin/{tool}")
     ns.run("iptables-restore", "--noflush", input=FW3_CHAINS)
-    for _ in range(3):  # fw3 runs the include on every start and reload
+    for _ in range(times):  # fw3 runs the include on every start and reload
         run = subprocess.run(
             # the host's ip (the PATH below is the router's: busybox's ip there)
             [shutil.which("ip") or "ip", "netns", "exec", ns.name, busybox(), "ash", str(script)],
@@ -103,6 +106,12 @@ def test_fw3_include_adds_each_rule_once_before_the_zones(
             check=False,
         )
         assert run.returncode == 0, run.stderr
+
+
+def test_fw3_include_adds_each_rule_once_before_the_zones(
+    ns: Namespace, openwrt: Userland, tmp_path: Path
+) -> None:
+    run_include(ns, openwrt, tmp_path, 3)
     saved = ns.run("iptables-save").stdout.splitlines()
     rules = [line for line in saved if "-m policy" in line]
     assert sorted(rules) == sorted(
@@ -130,36 +139,7 @@ def test_fw3_dns_ping_router_access_in_order(
     ns: Namespace, openwrt: Userland, tmp_path: Path
 ) -> None:
     """`vpn_router_access = "dns-ping"` on fw3: DNS and ping from VPN clients, then drop."""
-    folder = tmp_path / "site"
-    folder.mkdir()
-    (folder / "owrt-vpn.toml").write_text(
-        sitefile.site(
-            "f3",
-            vpn_router_access="dns-ping",
-            routers=[sitefile.router("old", release="21.02.7", pool="10.10.20.0/24")],
-            users=[sitefile.user("alice", (("phone", "ios"),))],
-        )
-    )
-    os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
-    site = load_site(folder / "owrt-vpn.toml")
-    pki = Pki.open(site)
-    pki.init(site, encrypt=False)
-    pki.ensure_router(site, site.router("old"))
-    res = overlay.render(site, site.router("old"), pki, tmp_path / "ov")
-    script = res.file_set / "usr/share/owrt-vpn/firewall3.sh"
-    path, _ = applet_path(tmp_path / "bin", openwrt.uci)
-    for tool in ("iptables", "ip6tables"):
-        (path / tool).symlink_to(f"/usr/sbin/{tool}")
-    ns.run("iptables-restore", "--noflush", input=FW3_CHAINS)
-    for _ in range(2):  # fw3 runs includes on every reload: no duplicates
-        run = subprocess.run(
-            [shutil.which("ip") or "ip", "netns", "exec", ns.name, busybox(), "ash", str(script)],
-            env={"PATH": str(path)},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr
+    run_include(ns, openwrt, tmp_path, 2, vpn_router_access="dns-ping")
     listed = ns.run("iptables", "-S", "input_rule").stdout.splitlines()[1:]
     policy = "-m policy --dir in --pol ipsec --proto esp"
     assert listed == [

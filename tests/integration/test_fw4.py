@@ -102,9 +102,9 @@ except OSError as e:
 """
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, overlay.RenderResult]:
-    folder = tmp_path_factory.mktemp("site")
+def render_site(folder: Path, **settings: object) -> overlay.RenderResult:
+    """Site "fw" (router gw, its LAN, POOL, the router as DNS) with ``settings``
+    in [site], its PKI, and gw's rendered overlay in ``folder``."""
     (folder / "owrt-vpn.toml").write_text(
         sitefile.site(
             "fw",
@@ -112,6 +112,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, overlay.RenderR
                 sitefile.router("gw", lan=["192.168.1.0/24"], pool=POOL, dns=[ROUTER_LAN]),
             ],
             users=[sitefile.user("alice", (("phone", "ios"),))],
+            **settings,
         )
     )
     site = load_site(folder / "owrt-vpn.toml")
@@ -119,7 +120,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, overlay.RenderR
     pki.init(site, encrypt=False)
     pki.ensure_router(site, site.router("gw"))
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
-    return folder, overlay.render(site, site.router("gw"), pki, folder / "overlay")
+    return overlay.render(site, site.router("gw"), pki, folder / "overlay")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, overlay.RenderResult]:
+    folder = tmp_path_factory.mktemp("site")
+    return folder, render_site(folder)
 
 
 @dataclass
@@ -323,20 +330,7 @@ def test_dns_ping_router_access_in_the_real_fw4_ruleset(
     """`vpn_router_access = "dns-ping"`: VPN clients get the router's DNS and ping, nothing else."""
     folder = tmp_path / "site"
     folder.mkdir()
-    (folder / "owrt-vpn.toml").write_text(
-        sitefile.site(
-            "fw",
-            vpn_router_access="dns-ping",
-            routers=[sitefile.router("gw", lan=["192.168.1.0/24"], pool=POOL, dns=[ROUTER_LAN])],
-            users=[sitefile.user("alice", (("phone", "ios"),))],
-        )
-    )
-    site = load_site(folder / "owrt-vpn.toml")
-    pki = Pki.open(site)
-    pki.init(site, encrypt=False)
-    pki.ensure_router(site, site.router("gw"))
-    os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
-    rendered = overlay.render(site, site.router("gw"), pki, folder / "overlay")
+    rendered = render_site(folder, vpn_router_access="dns-ping")
     fw = boot_and_render(openwrt, REVISIONS["24.10"], rendered.root, tmp_path / "work")
     loaded = load(net, fw)
     assert loaded.returncode == 0, loaded.stderr
