@@ -3,7 +3,8 @@
 The sources are the pinned upstream ones (SOURCES.md in the source folder):
 libubox, uci and ucode as tarballs, firewall4 as a git bundle with its full
 history. They are found at ``$OWRT_VPN_OPENWRT_SRC`` (default
-``<repo>/../shared/openwrt-src``); nothing is downloaded. The build goes
+``<repo>/../shared/openwrt-src``, else ``/work/shared/openwrt-src``);
+nothing is downloaded. The build goes
 to a per-machine cache keyed by the digests of those sources and of this
 file, so a test run builds once (``.ci/run`` builds before ``make test``) and
 later runs reuse it:
@@ -48,9 +49,18 @@ class UserlandError(Exception):
     """The sources or the build are missing; the message says what to do."""
 
 
+# Where a checkout finds them without the variable: beside the repository
+# (../shared), else the workplace's shared folder (a clone elsewhere, e.g. a
+# CI clone under /tmp). Only pinned, unmodified upstream sources live there.
+DEFAULT_SOURCES = (REPO.parent / "shared" / "openwrt-src", Path("/work/shared/openwrt-src"))
+
+
 def source_dir() -> Path:
-    """Where the pinned OpenWrt sources are (``$OWRT_VPN_OPENWRT_SRC`` or ../shared)."""
-    return Path(os.environ.get(SRC_ENV) or REPO.parent / "shared" / "openwrt-src")
+    """Where the pinned OpenWrt sources are: ``$OWRT_VPN_OPENWRT_SRC``, else the first
+    of :data:`DEFAULT_SOURCES` that exists (else the first, for the error message)."""
+    if os.environ.get(SRC_ENV):
+        return Path(os.environ[SRC_ENV])
+    return next((d for d in DEFAULT_SOURCES if d.is_dir()), DEFAULT_SOURCES[0])
 
 
 def _tarball(src: Path, name: str) -> Path:
