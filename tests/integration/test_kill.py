@@ -101,12 +101,24 @@ def lab(tmp_path: Path, cli: CliRunner, served_mirror: ServedMirror) -> Lab:  # 
     return Lab(tmp_path, cli, served_mirror)
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def group_alive(pgid: int, settle: float = 0.0) -> bool:
+    """A process of group ``pgid`` still runs (zombies do not: they run nothing and wait
+    for their new parent, init, to reap them). ``settle``: seconds a signal sent just
+    before may take to land."""
+    deadline = time.monotonic() + settle
+    while True:
+        running = False
+        for stat_file in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
+                running = True
+                break
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.1)
 
 
 def readable_secrets(*roots: Path) -> list[str]:
@@ -159,7 +171,7 @@ def test_signal_during_make_ends_its_group_and_removes_the_work_tree(
             proc.wait()
     assert proc.returncode == 130, err
     assert b"error: interrupted" in err
-    assert not any(group_alive(g) for g in pgids)  # no orphan writing into the cache
+    assert not any(group_alive(g, settle=5) for g in pgids)  # no orphan writing into the cache
     assert lab.work_trees() == []
     assert readable_secrets(lab.cache, lab.site) == []
     r = lab.build()
@@ -180,7 +192,7 @@ def test_kill_9_during_make_next_build_ends_the_group_and_removes_the_work_tree(
         assert readable_secrets(lab.cache, lab.site) == []
         r = lab.build()
         assert r.returncode == 0, r.stderr
-        assert not group_alive(pgid)
+        assert not group_alive(pgid, settle=5)
         assert lab.work_trees() == []
     finally:
         if group_alive(pgid):
