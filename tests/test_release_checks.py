@@ -57,6 +57,30 @@ def test_typos_and_foreign_devices_are_caught_offline(cli: CliRunner, tmp_path: 
     assert "'tplink_archer-c7-v2' is a device of target ath79, not bcm53xx" in (proc.stderr)
 
 
+def test_real_targets_and_subtargets_the_list_once_lacked_pass_offline(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    # ath79/mikrotik (21.02 on) and ixp4xx (24.10, 25.12) are on OpenWrt's download
+    # site (profiles/targets.toml names the sources); a typo of the subtarget is not.
+    mikrotik = sitefile.router(
+        target="ath79", subtarget="mikrotik", device="mikrotik_routerboard-wap-g-5hact2hnd"
+    )
+    ixp4xx = sitefile.router(
+        name="nas", server_id="nas.example.org", target="ixp4xx", device="gateworks_gw2348"
+    )
+    proc = check(cli, tmp_path, sitefile.site(routers=[mikrotik, ixp4xx]))
+    assert proc.returncode == 0, proc.stderr
+    assert "routers[0].subtarget" not in proc.stderr
+    assert "routers[1].target" not in proc.stderr
+    typo = sitefile.router(target="ath79", subtarget="mikrotk", device="tplink_archer-c7-v2")
+    proc = check(cli, tmp_path, sitefile.site(routers=[typo]))
+    assert proc.returncode == 2
+    assert (
+        "routers[0].subtarget: target ath79 has no subtarget 'mikrotk' "
+        "(known: generic, mikrotik, nand, tiny)"
+    ) in proc.stderr
+
+
 def test_what_could_not_be_checked_offline_is_said(cli: CliRunner, tmp_path: Path) -> None:
     router = sitefile.router(release="24.10.9", device="asus_rt-ac88u", extra_packages=["luci-ssl"])
     proc = check(cli, tmp_path, sitefile.site(routers=[router]))
