@@ -28,43 +28,60 @@ class Fw4Revision:
     provenance: str
 
 
-# series -> firewall4 commit -> provenance. Where the openwrt/openwrt branch's
-# package/network/config/firewall4/Makefile could not be read here, the
-# revision is the last firewall4 commit (committer date) before the named
-# release, as the issue prescribes; the provenance says which rule gave it.
-# The release dates are OpenWrt's announced ones as known to the author; no
-# copy of the announcements was in reach to check them against.
+# series -> firewall4 commit -> provenance. Each commit is the PKG_SOURCE_VERSION
+# of package/network/config/firewall4/Makefile that OpenWrt built the series
+# with, as shown by a public source named in the provenance: the branch's own
+# Makefile, or the firewall4 package version (`<date>-<hash8>`) in the
+# release's package feed or in an installed-package list of a release image
+# (the version names the commit). Where no source shows a release's exact
+# revision, the row says which bounds pin it and that the rest is the
+# "last firewall4 commit before the release" rule. Every commit is in the
+# pinned firewall4.bundle of /work/shared/openwrt-src.
 FW4_REVISIONS = (
     Fw4Revision(
         "22.03.0",
         "f5fcdcf2c51f6f0a4b116c352000c4fe0523be77",
-        "fallback: last firewall4 commit before 22.03.0 (2022-09-06); the first series with fw4",
+        "fallback: the last firewall4 commit (2022-09-01) before the v22.03.0 build "
+        "(22.03.0 images carry LuCI git-22.245 = 2022-09-02); not confirmed by a "
+        "22.03.0 package list. The first series with fw4",
     ),
     Fw4Revision(
         "22.03",
-        "dfbcc1cd127c78fc61bb870d36d2512b571d223b",
-        "fallback: last firewall4 commit before 22.03.7 (2024-07-25), the series' newest release",
+        "7ae5e14bbd7265cc67ec870c3bb0c8e197bb7ca9",
+        "firewall4 2022-10-18-7ae5e14b-1 in the 22.03 package feed "
+        "(https://openwrt.org/packages/pkgdata/firewall4, generated 2023-12-10) and "
+        "in a 22.03.3 (r20028-43d71ad93e) installed-package list; no source seen "
+        "for 22.03.6/22.03.7",
     ),
     Fw4Revision(
         "23.05.0",
-        "4101dd42473bfda24e3bfd958f0edfff8c8efa90",
-        "fallback: last firewall4 commit before 23.05.0 (2023-10-13)",
+        "598d9fbb5179667aa0c525040eaa41bc7f2dc015",
+        "bounded: 23.05.4 and 23.05.5 ship firewall4 2023-09-01-598d9fbb (see 23.05) "
+        "and a branch pin only moves forward; the v23.05.0 build of 2023-10-09 "
+        "(its kernel/U-Boot banners) is before the next commit, 4101dd4 of "
+        "2023-10-12; that 23.05.0 already had 598d9fbb (2023-09-01) and not an "
+        "older commit is the last-commit-before-the-release rule",
     ),
     Fw4Revision(
         "23.05",
-        "dfbcc1cd127c78fc61bb870d36d2512b571d223b",
-        "fallback: last firewall4 commit before 23.05.5 (2024-09-25), the newest known here",
+        "598d9fbb5179667aa0c525040eaa41bc7f2dc015",
+        "firewall4 2023-09-01-598d9fbb-1 in installed-package lists of 23.05.4 "
+        "(r24012-d8dd03c46f) and 23.05.5 (r24106-10cc5fcd00, '2023-09-01': the only "
+        "firewall4 commit of that day); no source seen for 23.05.6",
     ),
     Fw4Revision(
         "24.10",
-        "b6e5157527d361f99ad52eaa6da273cb0f2dfd59",
-        "fallback: last firewall4 commit before 24.10.2 (2025-06-25, profiles' default release)",
+        "18fc0ead19faf06b8ce7ec5be84957278e942dfa",
+        "PKG_SOURCE_VERSION (PKG_SOURCE_DATE 2024-12-18) of "
+        "package/network/config/firewall4/Makefile on openwrt/openwrt's openwrt-24.10 "
+        "branch (raw.githubusercontent.com/openwrt/openwrt/openwrt-24.10/...)",
     ),
     Fw4Revision(
         "25.12",
         "b6e5157527d361f99ad52eaa6da273cb0f2dfd59",
-        "branched from master after it pinned b6e5157 (openwrt/openwrt PR 18283, 2025-03); "
-        "no later firewall4 commit exists in the pinned bundle",
+        "firewall4 2025.03.17~b6e51575-r1 in the 25.12.0 package feed "
+        "(astro/nix-openwrt-imagebuilder cache/25.12.0/packages/mips_24kc/base.nix, "
+        "commit 43dbbfc11d16)",
     ),
     Fw4Revision(
         "master",
