@@ -40,6 +40,13 @@ def check(
     return cli("check", *args, env={"OWRT_VPN_CACHE": str(tmp_path / "cache")})
 
 
+def refused(cli: CliRunner, tmp_path: Path, *routers: str) -> str:
+    """`check`'s messages for a site of ``routers``, which it must refuse (exit 2)."""
+    proc = check(cli, tmp_path, sitefile.site(routers=list(routers)))
+    assert proc.returncode == 2, proc.stderr
+    return proc.stderr
+
+
 def test_typos_and_foreign_devices_are_caught_offline(cli: CliRunner, tmp_path: Path) -> None:
     proc = check(cli, tmp_path, sitefile.site(routers=[sitefile.router(target="bcm53xxx")]))
     assert proc.returncode == 2
@@ -73,12 +80,10 @@ def test_real_targets_and_subtargets_the_list_once_lacked_pass_offline(
     assert "routers[0].subtarget" not in proc.stderr
     assert "routers[1].target" not in proc.stderr
     typo = sitefile.router(target="ath79", subtarget="mikrotk", device="tplink_archer-c7-v2")
-    proc = check(cli, tmp_path, sitefile.site(routers=[typo]))
-    assert proc.returncode == 2
     assert (
         "routers[0].subtarget: target ath79 has no subtarget 'mikrotk' "
         "(known: generic, mikrotik, nand, tiny)"
-    ) in proc.stderr
+    ) in refused(cli, tmp_path, typo)
 
 
 def test_what_could_not_be_checked_offline_is_said(cli: CliRunner, tmp_path: Path) -> None:
@@ -161,9 +166,7 @@ def test_init_writes_the_newest_stable_release_the_mirror_announces(
 
 def test_removing_what_the_vpn_needs_is_caught_by_check(cli: CliRunner, tmp_path: Path) -> None:
     router = sitefile.router(extra_packages=["-strongswan-swanctl"])
-    proc = check(cli, tmp_path, sitefile.site(routers=[router]))
-    assert proc.returncode == 2
     assert (
         "routers[0].extra_packages: '-strongswan-swanctl' would remove strongswan-swanctl, "
         "which the VPN needs"
-    ) in proc.stderr
+    ) in refused(cli, tmp_path, router)
