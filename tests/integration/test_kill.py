@@ -29,8 +29,10 @@ pytestmark = pytest.mark.integration
 
 WRAPPER = """#!/bin/sh
 if [ -e {flag} ]; then
-    cut -d' ' -f5 /proc/$$/stat >> {pidfile}
+    # Say it before the group id is published: once the test kills owrt-vpn, a
+    # write to its closed pipe would end this shell (SIGPIPE) and the group with it.
     echo "slow make: waiting"
+    cut -d' ' -f5 /proc/$$/stat >> {pidfile}
     sleep 300
 fi
 exec {make} "$@"
