@@ -140,6 +140,80 @@ def test_p12_of_another_device(cli: CliRunner, site: Path) -> None:
     _refused(cli, site, p12, "does not open with its .p12.password")
 
 
+def _pair(site: Path, user: str, device: str) -> tuple[Path, Path]:
+    base = site / "pki" / "clients" / user
+    return base / f"{device}.p12", base / f"{device}.p12.password"
+
+
+def test_p12_pair_of_another_device(cli: CliRunner, site: Path) -> None:
+    """alice's .p12 with its own .p12.password in dave's place: the MAC verifies, the
+    certificate inside is alice's (dave's is RSA: our own PKCS#12 opener)."""
+    for src, dst in zip(_pair(site, "alice", "phone"), _pair(site, "dave", "phone"), strict=True):
+        shutil.copy(src, dst)
+    _refused(
+        cli, site, _pair(site, "dave", "phone")[0], "holds the certificate of alice+phone@home"
+    )
+
+
+def test_p12_pairs_swapped_between_users(
+    cli: CliRunner, site: Path, made: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two users' pairs swapped: alice's (ECDSA: cryptography's loader) is named first."""
+    alice, dave = _pair(site, "alice", "phone"), _pair(site, "dave", "phone")
+    for a, d in zip(alice, dave, strict=True):
+        shutil.move(a, tmp_path / "a")
+        shutil.move(d, a)
+        shutil.move(tmp_path / "a", d)
+    _refused(cli, site, alice[0], "holds the certificate of dave+phone@home")
+    # and dave's (RSA) is caught on its own too
+    for a in alice:
+        shutil.copy(made["ours"] / a.relative_to(site), a)
+    _refused(cli, site, dave[0], "holds the certificate of alice+phone@home")
+
+
+def _legacy_p12(key: object, cert: object, cas: list[object], password: str) -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    enc = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())  # noqa: S303 - the form make_p12 writes
+        .build(password.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(b"x", key, cert, cas, enc)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("device", ["alice/phone", "dave/phone"])  # ECDSA, RSA
+def test_p12_holding_another_key(cli: CliRunner, site: Path, device: str) -> None:
+    """The right certificate beside a key that is not its own, with the right password."""
+    from cryptography import x509
+
+    from owrt_vpn.pki import certs as pc
+
+    user, name = device.split("/")
+    p12, password = _pair(site, user, name)
+    cert = x509.load_pem_x509_certificate(p12.with_suffix(".crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((site / "pki" / "ca.crt").read_bytes())
+    other = pc.generate_key("ecdsa-p256")
+    p12.write_bytes(_legacy_p12(other, None, [cert, ca], password.read_text().strip()))
+    _refused(cli, site, p12, f"holds a private key that does not belong to {name}.crt")
+
+
+def test_p12_holding_a_foreign_ca(cli: CliRunner, site: Path, made: dict[str, Path]) -> None:
+    """The device's own key and certificate, but another CA to install on the phone."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    p12, password = _pair(site, "dave", "phone")
+    cert = x509.load_pem_x509_certificate(p12.with_suffix(".crt").read_bytes())
+    key = serialization.load_pem_private_key(p12.with_suffix(".key").read_bytes(), None)
+    theirs = x509.load_pem_x509_certificate((made["theirs"] / "pki" / "ca.crt").read_bytes())
+    p12.write_bytes(_legacy_p12(key, cert, [theirs], password.read_text().strip()))
+    _refused(cli, site, p12, "holds a certificate that is neither phone.crt nor ca.crt")
+
+
 def test_truncated_p12(cli: CliRunner, site: Path) -> None:
     p12 = site / "pki" / "clients" / "alice" / "phone.p12"
     p12.write_bytes(p12.read_bytes()[:700])
