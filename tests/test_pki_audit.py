@@ -114,6 +114,65 @@ def test_server_key_of_another_certificate(cli: CliRunner, site: Path) -> None:
     _refused(cli, site, key, "does not belong to gw.crt")
 
 
+def _pem(key: object) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def test_rsa_key_of_another_rsa_certificate(cli: CliRunner, site: Path) -> None:
+    """dave's Android device has an RSA-3072 key: another RSA-3072 key in its place."""
+    from owrt_vpn.pki import certs as pc
+
+    key = site / "pki" / "clients" / "dave" / "phone.key"
+    key.write_bytes(_pem(pc.generate_key("rsa3072")))
+    _refused(cli, site, key, "does not belong to phone.crt")
+
+
+def test_damaged_rsa_key_whose_public_half_matches(cli: CliRunner, site: Path) -> None:
+    """The modulus and exponent still match the certificate; a CRT value does not."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    path = site / "pki" / "clients" / "dave" / "phone.key"
+    key = serialization.load_pem_private_key(path.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    n = key.private_numbers()
+    bad = rsa.RSAPrivateNumbers(n.p, n.q, n.d, n.dmp1, n.dmq1, n.iqmp + 1, n.public_numbers)
+    path.write_bytes(_pem(bad.private_key(unsafe_skip_rsa_key_validation=True)))
+    _refused(cli, site, path, "damaged: its private numbers do not agree")
+
+
+def test_unencrypted_rsa_ca_key_of_another_rsa_certificate(cli: CliRunner, site: Path) -> None:
+    """An unencrypted CA (RSA-3072, like ours) whose key is another RSA-3072 key."""
+    pki = site / "pki"
+    index = pki / "index.json"
+    index.write_text(index.read_text().replace('"ca_encrypted": true', '"ca_encrypted": false'))
+    (pki / "ca.key").write_bytes((pki / "clients" / "dave" / "phone.key").read_bytes())
+    _refused(cli, site, pki / "ca.key", "does not belong to ca.crt")
+
+
+def test_import_refuses_an_rsa_ca_with_another_rsa_key(
+    cli: CliRunner, site: Path, tmp_path: Path
+) -> None:
+    """`pki import` of our RSA CA certificate with an RSA key that is not its own."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_site(folder)
+    before = snapshot(folder)
+    proc = cli("pki", "import", "--ca-cert", site / "pki" / "ca.crt",
+               "--ca-key", site / "pki" / "clients" / "dave" / "phone.key", cwd=folder)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        "error: the private key does not belong to the CA certificate\n"
+    ), proc.stderr
+    assert snapshot(folder) == before
+
+
 def test_corrupt_ca_certificate(cli: CliRunner, site: Path) -> None:
     ca = site / "pki" / "ca.crt"
     ca.write_bytes(ca.read_bytes().replace(b"M", b"N", 3))
