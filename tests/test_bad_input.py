@@ -594,7 +594,11 @@ class Ran:
 
 
 def run_inprocess(
-    monkeypatch: pytest.MonkeyPatch, cwd: Path, *argv: str, env: dict[str, str] | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    cwd: Path,
+    *argv: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
 ) -> Ran:
     """``owrt-vpn ARGV`` in this process: ``cli.main`` with its exit status and streams.
 
@@ -608,6 +612,8 @@ def run_inprocess(
     monkeypatch.delenv("OWRT_VPN_SITE", raising=False)
     for k, v in {**OWRT_ENV, **(env or {})}.items():
         monkeypatch.setenv(k, v)
+    for k in unset:
+        monkeypatch.delenv(k, raising=False)
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -815,6 +821,40 @@ def test_bad_command_line(
     assert all(ln.startswith(("error: ", "hint: ")) for ln in proc.stderr.splitlines()), proc.stderr
     assert _snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.rglob("*")) == dirs_before
+
+
+@pytest.mark.parametrize("argv", [["pki", "init"], ["bundle"]], ids=["pki-init", "bundle"])
+@pytest.mark.parametrize("source", ["env", "prompt"])
+def test_short_passphrase_refused_before_any_key_is_made(
+    argv: list[str], source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A too-short CA passphrase fails at once: no key generated (0.1-1 s for the
+    RSA CA key), nothing written; from the variable and from the prompt alike."""
+    import getpass
+    import sys
+
+    from owrt_vpn.pki import certs
+
+    def no_key(key_type: str) -> object:
+        raise AssertionError(f"a {key_type} key was generated before the passphrase check")
+
+    monkeypatch.setattr(certs, "generate_key", no_key)
+    env = {"OWRT_VPN_CA_PASSPHRASE": "short"}
+    if source == "prompt":
+        monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+        monkeypatch.setattr(getpass, "getpass", lambda prompt="": "short")
+    (tmp_path / "owrt-vpn.toml").write_text(BASE)
+    before = _snapshot(tmp_path)
+    if source == "env":
+        proc = run_inprocess(monkeypatch, tmp_path, *argv, env=env)
+    else:
+        proc = run_inprocess(monkeypatch, tmp_path, *argv, unset=("OWRT_VPN_CA_PASSPHRASE",))
+    _assert_refused(proc.stderr, proc.returncode)
+    assert proc.stderr.startswith(
+        "error: the CA passphrase must have at least 12 characters (it has 5)\n"
+    ), proc.stderr
+    assert _snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["owrt-vpn.toml"]
 
 
 # --- every string field of the site model, walked: the allow-list and full-match

@@ -113,8 +113,9 @@ class Pki(PkiReader):
             self._issuer = pc.Issuer(cert, key)
         return self._issuer
 
-    def _store_ca(self, cert: x509.Certificate, key: pc.PrivateKey, encrypt: bool) -> None:
-        secret = ps.passphrase(new=True) if encrypt else None
+    def _store_ca(self, cert: x509.Certificate, key: pc.PrivateKey, secret: bytes | None) -> None:
+        """Write the CA (its key encrypted with ``secret``, unencrypted when None)."""
+        encrypt = secret is not None
         ps.put(self.root / "ca.key", pc.key_pem(key, secret), ps.SECRET_MODE)
         ps.put(self.root / "ca.crt", pc.cert_pem(cert), ps.PUBLIC_MODE)
         self._index.ca_encrypted = encrypt
@@ -127,10 +128,13 @@ class Pki(PkiReader):
         with self._mutating():
             report = EnsureReport()
             if not self.exists:
+                # The passphrase first (a short one is refused, the prompt comes
+                # at once): then the slow key generation, then the first write.
+                secret = ps.passphrase(new=True) if encrypt else None
                 key = pc.generate_key(pc.CA_KEY_TYPE)
                 org = site.settings.organization or site.name
                 cert = pc.make_ca(key, pc.name(f"{site.name} VPN CA", org), site.settings.ca_days)
-                self._store_ca(cert, key, encrypt)
+                self._store_ca(cert, key, secret)
                 report.issued.append("ca")
             self._ensure(site, site.routers, site.users, report, clients=True)
             return report
@@ -154,7 +158,7 @@ class Pki(PkiReader):
                         f"{self.root}: a CA exists already",
                         hint="pass --force to replace it (every certificate is then re-issued)",
                     )
-                self._store_ca(cert, key, encrypt=True)
+                self._store_ca(cert, key, ps.passphrase(new=True))
                 report.issued.append("ca (imported)")
             self._ensure(site, site.routers, site.users, report, clients=True)
             return report
