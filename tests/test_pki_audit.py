@@ -311,6 +311,50 @@ def test_loose_modes_are_warned_and_repaired(cli: CliRunner, site: Path) -> None
     assert again.returncode == 0 and _warnings(again.stderr) == REVOKED_WARNING, again.stderr
 
 
+LOOSE = {"ca.key": 0o644, "clients": 0o777, "clients/alice/phone.p12": 0o640, "clients/dave": 0o755}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pki", "init"],
+        ["user", "add", "eve", "--device", "p:ios"],
+        ["user", "passwd", "bob", "--generate"],
+    ],
+    ids=["pki-init", "user-add", "user-passwd"],
+)
+def test_commands_writing_the_pki_tighten_loose_modes(
+    cli: CliRunner, site: Path, argv: list[str]
+) -> None:
+    """Not only `check`: every command that writes into the PKI folder repairs (and
+    warns about) the modes of the secrets it owns there, the files it did not touch too."""
+    pki = site / "pki"
+    for rel, mode in LOOSE.items():
+        os.chmod(pki / rel, mode)
+    proc = cli(*argv, cwd=site)
+    assert proc.returncode == 0, proc.stderr
+    for rel, mode in LOOSE.items():
+        wanted = 0o700 if (pki / rel).is_dir() else 0o600
+        assert stat.S_IMODE((pki / rel).stat().st_mode) == wanted, rel
+        assert f"warning: {pki / rel}: mode {mode:04o} lets other users read " in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_new_ca_in_a_loose_folder(cli: CliRunner, tmp_path: Path) -> None:
+    """A PKI folder made beforehand with the umask's 0755: the new CA makes it 0700."""
+    write_site(tmp_path)
+    (tmp_path / "pki").mkdir(mode=0o755)
+    os.chmod(tmp_path / "pki", 0o755)  # noqa: S103 - the umask under test
+    proc = cli("pki", "init", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for path in [tmp_path / "pki", *(tmp_path / "pki").rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, path
+        elif path.suffix in (".key", ".p12", ".password"):
+            assert mode == 0o600, path
+
+
 def test_import_refuses_a_ca_whose_name_holds_a_newline(cli: CliRunner, tmp_path: Path) -> None:
     """An imported CA's name reaches READMEs and a PowerShell comment: allow-listed too."""
     import datetime as dt

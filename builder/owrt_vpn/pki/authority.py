@@ -13,6 +13,7 @@ directory layout and index live in :mod:`owrt_vpn.pki.store`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from owrt_vpn.errors import ConfigError, PkiError, Problem, UsageError
 from owrt_vpn.pki import certs as pc
 from owrt_vpn.pki import store as ps
+from owrt_vpn.pki.audit import loose_modes
 from owrt_vpn.pki.policy import (
     EnsureReport,
     RevokeResult,
@@ -45,6 +47,8 @@ from owrt_vpn.site.model import (
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+log = logging.getLogger("owrt_vpn.pki.authority")
 
 
 class Pki(PkiReader):
@@ -81,6 +85,10 @@ class Pki(PkiReader):
                     self._index, self._ca_cert, self._issuer = on_disk, None, None
             try:
                 yield
+                # Every write leaves secrets 0600 in 0700 folders where we own
+                # them: a `chmod 644 ca.key` does not outlive the next command.
+                for warning in loose_modes(self.root, repair=True):
+                    log.warning("warning: %s", warning)
             finally:
                 # Saved even when a later step failed: files written so far stay recorded.
                 after = self._index.to_bytes()
