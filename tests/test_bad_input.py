@@ -1016,8 +1016,9 @@ def test_walk_refuses_unsafe_text(
 
 # --- mirrors: what the mirror lacks fails before the first write (no CA, no certificates)
 
-# (id, build options, error fragment, exit status: a mirror answering 404 for a
-# path every release has is a download failure, 1)
+# (id, build options, error fragment): each exits 2 (what was asked for is not
+# on the mirror, nothing written); a mirror answering 404 for everything too,
+# naming the URL and asking "wrong --mirror?"
 MIRROR_CASES = [
     ("release-missing", ["--release", "24.10.1"], "24.10.1"),
     (
@@ -1054,10 +1055,17 @@ def test_mirror_lacking_what_the_build_needs_writes_nothing(
             extra = [] if args[0] == "--mirror-root" else args
             proc = cli("build", "--mirror", url, "--trust-key", str(served_mirror.key.public),
                        *extra, cwd=site, env=env)  # fmt: skip
-            assert proc.returncode == (1 if name == "empty-mirror" else 2), (name, proc.stderr)
+            assert proc.returncode == 2, (name, proc.stderr)
             assert "Traceback" not in proc.stderr
             errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
             assert len(errors) == 1 and fragment in errors[0], (name, proc.stderr)
+            if name == "empty-mirror":
+                sums = f"{bare.url}/releases/24.10.2/targets/bcm53xx/generic/sha256sums"
+                assert errors[0].endswith(f"(HTTP 404: {sums})"), proc.stderr
+                assert "\nhint: wrong --mirror? it has no releases/24.10.2/" in proc.stderr
+                online = cli("check", "--online", "--mirror", bare.url, cwd=site, env=env)
+                assert online.returncode == 2, online.stderr
+                assert online.stderr.startswith(errors[0] + "\n"), online.stderr
             assert _snapshot(site) == before, name
             assert sorted(p.name for p in site.iterdir()) == [".gitignore", "owrt-vpn.toml"], name
             # Nothing downloaded or unpacked either: the cache holds only locks.
