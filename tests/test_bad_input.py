@@ -572,7 +572,7 @@ def _assert_refused(proc_stderr: str, rc: int) -> None:
 
 def test_corpus_is_big_enough() -> None:
     """docs/security.md reports this figure (issue 14: at least 150 cases)."""
-    assert len(CASES) + len(COMMAND_LINES) + len(WALK) + len(MIRROR_CASES) >= 150
+    assert len(CASES) + len(COMMAND_LINES) + len(WALK) + len(MIRROR_CASES) + len(PKI_IMPORTS) >= 150
     assert len({c.id for c in CASES}) == len(CASES)
     assert len({c[0] for c in COMMAND_LINES}) == len(COMMAND_LINES)
 
@@ -855,6 +855,75 @@ def test_short_passphrase_refused_before_any_key_is_made(
     ), proc.stderr
     assert _snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["owrt-vpn.toml"]
+
+
+# --- `pki import` of an RSA CA (like the guide's) with a key that is not its own
+
+PKI_IMPORTS = [
+    ("rsa-key-of-another-rsa-ca", "other", "error: the private key does not belong to the CA "
+     "certificate"),
+    ("rsa-key-damaged", "damaged", "error: ca.key: not a private key"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rsa_ca() -> dict[str, str]:
+    """An RSA CA certificate (PEM), its key, another RSA key and a damaged copy of its key."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    def pem(key: rsa.RSAPrivateKey) -> str:
+        fmt = serialization.PrivateFormat.PKCS8
+        return key.private_bytes(
+            serialization.Encoding.PEM, fmt, serialization.NoEncryption()
+        ).decode()
+
+    key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "ab")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "strongSwan Root CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    n = key.private_numbers()
+    damaged = rsa.RSAPrivateNumbers(
+        n.p, n.q, n.d, n.dmp1, n.dmq1, n.iqmp + 1, n.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    return {
+        "ca.pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "other": pem(other),
+        "damaged": pem(damaged),
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "first"), [c[1:] for c in PKI_IMPORTS], ids=[c[0] for c in PKI_IMPORTS]
+)
+def test_pki_import_refuses_a_key_that_is_not_the_cas(
+    key: str,
+    first: str,
+    rsa_ca: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "owrt-vpn.toml").write_text(BASE)
+    (tmp_path / "ca.pem").write_text(rsa_ca["ca.pem"])
+    (tmp_path / "ca.key").write_text(rsa_ca[key])
+    before = _snapshot(tmp_path)
+    proc = run_inprocess(monkeypatch, tmp_path, "pki", "import", "--ca-cert", "ca.pem",
+                         "--ca-key", "ca.key")  # fmt: skip
+    _assert_refused(proc.stderr, proc.returncode)
+    assert proc.stderr.startswith(first), proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]) == 1
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / "pki").exists()
 
 
 # --- every string field of the site model, walked: the allow-list and full-match
