@@ -642,6 +642,34 @@ def test_bad_site_file(case: Case, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert _snapshot(tmp_path) == before
 
 
+def test_password_only_beside_2fa_advice_and_both_ways_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The refusal says what to do, and each way out passes `check` (issue 14, item 13)."""
+    text = next(c for c in CASES if c.id == "password-only-beside-2fa").render()
+    site = tmp_path / "owrt-vpn.toml"
+    site.write_text(text)
+    proc = run_inprocess(monkeypatch, tmp_path, "check")
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        "move one group to another router (users.routers) or set "
+        "allow_password_only_alongside_2fa = true in [site]"
+    ) in proc.stderr
+    opted_in = text.replace(
+        'crypto = "compat"', 'crypto = "compat"\nallow_password_only_alongside_2fa = true', 1
+    )
+    moved = text.replace('auth = "eap-mschapv2"', 'auth = "eap-mschapv2"\nrouters = ["gw2"]', 1)
+    moved = moved.replace(
+        'auth = "pubkey+eap-mschapv2"', 'auth = "pubkey+eap-mschapv2"\nrouters = ["gw"]', 1
+    )
+    moved += SECOND_ROUTER.replace('name = "gw"', 'name = "gw2"')
+    for fixed in (opted_in, moved):
+        assert fixed != text
+        site.write_text(fixed)
+        proc = run_inprocess(monkeypatch, tmp_path, "check")
+        assert proc.returncode == 0, proc.stderr
+
+
 def test_every_problem_reported_at_once(cli: CliRunner, tmp_path: Path) -> None:
     text = (
         BASE.replace('"home"', '"Home"', 1)
