@@ -21,6 +21,7 @@ import sitefile
 from conftest import CliRunner
 from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
 from owrtcli import OWRT_ENV
+from pki_testlib import key_pem, self_signed_ca
 
 NEXT_PKI = "next: `owrt-vpn pki init` (creates the CA and the certificates)\n"
 
@@ -897,37 +898,19 @@ PKI_IMPORTS = [
 @pytest.fixture(scope="module")
 def rsa_ca() -> dict[str, str]:
     """An RSA CA certificate (PEM), its key, another RSA key and a damaged copy of its key."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    def pem(key: rsa.RSAPrivateKey) -> str:
-        fmt = serialization.PrivateFormat.PKCS8
-        return key.private_bytes(
-            serialization.Encoding.PEM, fmt, serialization.NoEncryption()
-        ).decode()
 
     key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "ab")
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "strongSwan Root CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    cert = self_signed_ca(key, "strongSwan Root CA")
     n = key.private_numbers()
     damaged = rsa.RSAPrivateNumbers(
         n.p, n.q, n.d, n.dmp1, n.dmq1, n.iqmp + 1, n.public_numbers
     ).private_key(unsafe_skip_rsa_key_validation=True)
     return {
         "ca.pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-        "other": pem(other),
-        "damaged": pem(damaged),
+        "other": key_pem(other).decode(),
+        "damaged": key_pem(damaged).decode(),
     }
 
 

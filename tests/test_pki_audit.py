@@ -16,7 +16,7 @@ import pytest
 
 from conftest import CliRunner
 from owrtcli import run_owrt
-from pki_testlib import PASSPHRASE, SITE, snapshot, write_site
+from pki_testlib import PASSPHRASE, SITE, key_pem, self_signed_ca, snapshot, write_site
 
 # The one warning of the intact site (alice's laptop is revoked).
 REVOKED_WARNING = (
@@ -114,22 +114,12 @@ def test_server_key_of_another_certificate(cli: CliRunner, site: Path) -> None:
     _refused(cli, site, key, "does not belong to gw.crt")
 
 
-def _pem(key: object) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def test_rsa_key_of_another_rsa_certificate(cli: CliRunner, site: Path) -> None:
     """dave's Android device has an RSA-3072 key: another RSA-3072 key in its place."""
     from owrt_vpn.pki import certs as pc
 
     key = site / "pki" / "clients" / "dave" / "phone.key"
-    key.write_bytes(_pem(pc.generate_key("rsa3072")))
+    key.write_bytes(key_pem(pc.generate_key("rsa3072")))
     _refused(cli, site, key, "does not belong to phone.crt")
 
 
@@ -143,7 +133,7 @@ def test_damaged_rsa_key_whose_public_half_matches(cli: CliRunner, site: Path) -
     assert isinstance(key, rsa.RSAPrivateKey)
     n = key.private_numbers()
     bad = rsa.RSAPrivateNumbers(n.p, n.q, n.d, n.dmp1, n.dmq1, n.iqmp + 1, n.public_numbers)
-    path.write_bytes(_pem(bad.private_key(unsafe_skip_rsa_key_validation=True)))
+    path.write_bytes(key_pem(bad.private_key(unsafe_skip_rsa_key_validation=True)))
     _refused(cli, site, path, "damaged: its private numbers do not agree")
 
 
@@ -357,34 +347,16 @@ def test_new_ca_in_a_loose_folder(cli: CliRunner, tmp_path: Path) -> None:
 
 def test_import_refuses_a_ca_whose_name_holds_a_newline(cli: CliRunner, tmp_path: Path) -> None:
     """An imported CA's name reaches READMEs and a PowerShell comment: allow-listed too."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil\n#> Start-Process calc")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    cert = self_signed_ca(key, "evil\n#> Start-Process calc")
     folder = tmp_path / "site"
     folder.mkdir()
     write_site(folder)
     (tmp_path / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "ca.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    (tmp_path / "ca.key").write_bytes(key_pem(key))
     before = snapshot(folder)
     proc = cli("pki", "import", "--ca-cert", tmp_path / "ca.pem", "--ca-key", tmp_path / "ca.key",
                cwd=folder)  # fmt: skip
