@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 PASSPHRASE = "test-ca-passphrase"
 
@@ -138,3 +139,30 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes | None, int]]:
         data = path.read_bytes() if path.is_file() else None
         out[path.relative_to(root).as_posix()] = (st.st_mode, data, st.st_mtime_ns)
     return out
+
+
+def self_signed_ca(key: Any, common_name: str) -> Any:
+    """A minimal self-signed CA certificate for ``key`` (as a guide-made CA looks)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+
+
+def key_pem(key: Any) -> bytes:
+    """An unencrypted PKCS#8 PEM of ``key``."""
+    from cryptography.hazmat.primitives import serialization
+
+    fmt = serialization.PrivateFormat.PKCS8
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())  # type: ignore[no-any-return]

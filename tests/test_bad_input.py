@@ -21,6 +21,7 @@ import sitefile
 from conftest import CliRunner
 from imagebuilder_double.fixtures import ServedMirror, served_mirror  # noqa: F401
 from owrtcli import OWRT_ENV
+from pki_testlib import key_pem, self_signed_ca
 
 NEXT_PKI = "next: `owrt-vpn pki init` (creates the CA and the certificates)\n"
 
@@ -572,7 +573,7 @@ def _assert_refused(proc_stderr: str, rc: int) -> None:
 
 def test_corpus_is_big_enough() -> None:
     """docs/security.md reports this figure (issue 14: at least 150 cases)."""
-    assert len(CASES) + len(COMMAND_LINES) + len(WALK) + len(MIRROR_CASES) >= 150
+    assert len(CASES) + len(COMMAND_LINES) + len(WALK) + len(MIRROR_CASES) + len(PKI_IMPORTS) >= 150
     assert len({c.id for c in CASES}) == len(CASES)
     assert len({c[0] for c in COMMAND_LINES}) == len(COMMAND_LINES)
 
@@ -594,7 +595,11 @@ class Ran:
 
 
 def run_inprocess(
-    monkeypatch: pytest.MonkeyPatch, cwd: Path, *argv: str, env: dict[str, str] | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    cwd: Path,
+    *argv: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
 ) -> Ran:
     """``owrt-vpn ARGV`` in this process: ``cli.main`` with its exit status and streams.
 
@@ -608,6 +613,8 @@ def run_inprocess(
     monkeypatch.delenv("OWRT_VPN_SITE", raising=False)
     for k, v in {**OWRT_ENV, **(env or {})}.items():
         monkeypatch.setenv(k, v)
+    for k in unset:
+        monkeypatch.delenv(k, raising=False)
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -634,6 +641,34 @@ def test_bad_site_file(case: Case, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     # One mistake, one message: a single broken key must not cascade.
     assert len(lines) == 1 + len(case.also), proc.stderr
     assert _snapshot(tmp_path) == before
+
+
+def test_password_only_beside_2fa_advice_and_both_ways_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The refusal says what to do, and each way out passes `check` (issue 14, item 13)."""
+    text = next(c for c in CASES if c.id == "password-only-beside-2fa").render()
+    site = tmp_path / "owrt-vpn.toml"
+    site.write_text(text)
+    proc = run_inprocess(monkeypatch, tmp_path, "check")
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        "move one group to another router (users.routers) or set "
+        "allow_password_only_alongside_2fa = true in [site]"
+    ) in proc.stderr
+    opted_in = text.replace(
+        'crypto = "compat"', 'crypto = "compat"\nallow_password_only_alongside_2fa = true', 1
+    )
+    moved = text.replace('auth = "eap-mschapv2"', 'auth = "eap-mschapv2"\nrouters = ["gw2"]', 1)
+    moved = moved.replace(
+        'auth = "pubkey+eap-mschapv2"', 'auth = "pubkey+eap-mschapv2"\nrouters = ["gw"]', 1
+    )
+    moved += SECOND_ROUTER.replace('name = "gw"', 'name = "gw2"')
+    for fixed in (opted_in, moved):
+        assert fixed != text
+        site.write_text(fixed)
+        proc = run_inprocess(monkeypatch, tmp_path, "check")
+        assert proc.returncode == 0, proc.stderr
 
 
 def test_every_problem_reported_at_once(cli: CliRunner, tmp_path: Path) -> None:
@@ -817,6 +852,91 @@ def test_bad_command_line(
     assert sorted(p.name for p in tmp_path.rglob("*")) == dirs_before
 
 
+@pytest.mark.parametrize("argv", [["pki", "init"], ["bundle"]], ids=["pki-init", "bundle"])
+@pytest.mark.parametrize("source", ["env", "prompt"])
+def test_short_passphrase_refused_before_any_key_is_made(
+    argv: list[str], source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A too-short CA passphrase fails at once: no key generated (0.1-1 s for the
+    RSA CA key), nothing written; from the variable and from the prompt alike."""
+    import getpass
+    import sys
+
+    from owrt_vpn.pki import certs
+
+    def no_key(key_type: str) -> object:
+        raise AssertionError(f"a {key_type} key was generated before the passphrase check")
+
+    monkeypatch.setattr(certs, "generate_key", no_key)
+    env = {"OWRT_VPN_CA_PASSPHRASE": "short"}
+    if source == "prompt":
+        monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+        monkeypatch.setattr(getpass, "getpass", lambda prompt="": "short")
+    (tmp_path / "owrt-vpn.toml").write_text(BASE)
+    before = _snapshot(tmp_path)
+    if source == "env":
+        proc = run_inprocess(monkeypatch, tmp_path, *argv, env=env)
+    else:
+        proc = run_inprocess(monkeypatch, tmp_path, *argv, unset=("OWRT_VPN_CA_PASSPHRASE",))
+    _assert_refused(proc.stderr, proc.returncode)
+    assert proc.stderr.startswith(
+        "error: the CA passphrase must have at least 12 characters (it has 5)\n"
+    ), proc.stderr
+    assert _snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["owrt-vpn.toml"]
+
+
+# --- `pki import` of an RSA CA (like the guide's) with a key that is not its own
+
+PKI_IMPORTS = [
+    ("rsa-key-of-another-rsa-ca", "other", "error: the private key does not belong to the CA "
+     "certificate"),
+    ("rsa-key-damaged", "damaged", "error: ca.key: not a private key"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rsa_ca() -> dict[str, str]:
+    """An RSA CA certificate (PEM), its key, another RSA key and a damaged copy of its key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "ab")
+    cert = self_signed_ca(key, "strongSwan Root CA")
+    n = key.private_numbers()
+    damaged = rsa.RSAPrivateNumbers(
+        n.p, n.q, n.d, n.dmp1, n.dmq1, n.iqmp + 1, n.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    return {
+        "ca.pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "other": key_pem(other).decode(),
+        "damaged": key_pem(damaged).decode(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "first"), [c[1:] for c in PKI_IMPORTS], ids=[c[0] for c in PKI_IMPORTS]
+)
+def test_pki_import_refuses_a_key_that_is_not_the_cas(
+    key: str,
+    first: str,
+    rsa_ca: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "owrt-vpn.toml").write_text(BASE)
+    (tmp_path / "ca.pem").write_text(rsa_ca["ca.pem"])
+    (tmp_path / "ca.key").write_text(rsa_ca[key])
+    before = _snapshot(tmp_path)
+    proc = run_inprocess(monkeypatch, tmp_path, "pki", "import", "--ca-cert", "ca.pem",
+                         "--ca-key", "ca.key")  # fmt: skip
+    _assert_refused(proc.stderr, proc.returncode)
+    assert proc.stderr.startswith(first), proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]) == 1
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / "pki").exists()
+
+
 # --- every string field of the site model, walked: the allow-list and full-match
 # semantics hold for each (a new string key must be added to VALID to pass).
 
@@ -976,8 +1096,9 @@ def test_walk_refuses_unsafe_text(
 
 # --- mirrors: what the mirror lacks fails before the first write (no CA, no certificates)
 
-# (id, build options, error fragment, exit status: a mirror answering 404 for a
-# path every release has is a download failure, 1)
+# (id, build options, error fragment): each exits 2 (what was asked for is not
+# on the mirror, nothing written); a mirror answering 404 for everything too,
+# naming the URL and asking "wrong --mirror?"
 MIRROR_CASES = [
     ("release-missing", ["--release", "24.10.1"], "24.10.1"),
     (
@@ -1014,10 +1135,17 @@ def test_mirror_lacking_what_the_build_needs_writes_nothing(
             extra = [] if args[0] == "--mirror-root" else args
             proc = cli("build", "--mirror", url, "--trust-key", str(served_mirror.key.public),
                        *extra, cwd=site, env=env)  # fmt: skip
-            assert proc.returncode == (1 if name == "empty-mirror" else 2), (name, proc.stderr)
+            assert proc.returncode == 2, (name, proc.stderr)
             assert "Traceback" not in proc.stderr
             errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
             assert len(errors) == 1 and fragment in errors[0], (name, proc.stderr)
+            if name == "empty-mirror":
+                sums = f"{bare.url}/releases/24.10.2/targets/bcm53xx/generic/sha256sums"
+                assert errors[0].endswith(f"(HTTP 404: {sums})"), proc.stderr
+                assert "\nhint: wrong --mirror? it has no releases/24.10.2/" in proc.stderr
+                online = cli("check", "--online", "--mirror", bare.url, cwd=site, env=env)
+                assert online.returncode == 2, online.stderr
+                assert online.stderr.startswith(errors[0] + "\n"), online.stderr
             assert _snapshot(site) == before, name
             assert sorted(p.name for p in site.iterdir()) == [".gitignore", "owrt-vpn.toml"], name
             # Nothing downloaded or unpacked either: the cache holds only locks.

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import CliRunner
 from owrtcli import run_owrt
-from pki_testlib import PASSPHRASE, SITE, snapshot, write_site
+from pki_testlib import PASSPHRASE, SITE, key_pem, self_signed_ca, snapshot, write_site
 
 # The one warning of the intact site (alice's laptop is revoked).
 REVOKED_WARNING = (
@@ -114,6 +114,55 @@ def test_server_key_of_another_certificate(cli: CliRunner, site: Path) -> None:
     _refused(cli, site, key, "does not belong to gw.crt")
 
 
+def test_rsa_key_of_another_rsa_certificate(cli: CliRunner, site: Path) -> None:
+    """dave's Android device has an RSA-3072 key: another RSA-3072 key in its place."""
+    from owrt_vpn.pki import certs as pc
+
+    key = site / "pki" / "clients" / "dave" / "phone.key"
+    key.write_bytes(key_pem(pc.generate_key("rsa3072")))
+    _refused(cli, site, key, "does not belong to phone.crt")
+
+
+def test_damaged_rsa_key_whose_public_half_matches(cli: CliRunner, site: Path) -> None:
+    """The modulus and exponent still match the certificate; a CRT value does not."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    path = site / "pki" / "clients" / "dave" / "phone.key"
+    key = serialization.load_pem_private_key(path.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    n = key.private_numbers()
+    bad = rsa.RSAPrivateNumbers(n.p, n.q, n.d, n.dmp1, n.dmq1, n.iqmp + 1, n.public_numbers)
+    path.write_bytes(key_pem(bad.private_key(unsafe_skip_rsa_key_validation=True)))
+    _refused(cli, site, path, "damaged: its private numbers do not agree")
+
+
+def test_unencrypted_rsa_ca_key_of_another_rsa_certificate(cli: CliRunner, site: Path) -> None:
+    """An unencrypted CA (RSA-3072, like ours) whose key is another RSA-3072 key."""
+    pki = site / "pki"
+    index = pki / "index.json"
+    index.write_text(index.read_text().replace('"ca_encrypted": true', '"ca_encrypted": false'))
+    (pki / "ca.key").write_bytes((pki / "clients" / "dave" / "phone.key").read_bytes())
+    _refused(cli, site, pki / "ca.key", "does not belong to ca.crt")
+
+
+def test_import_refuses_an_rsa_ca_with_another_rsa_key(
+    cli: CliRunner, site: Path, tmp_path: Path
+) -> None:
+    """`pki import` of our RSA CA certificate with an RSA key that is not its own."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_site(folder)
+    before = snapshot(folder)
+    proc = cli("pki", "import", "--ca-cert", site / "pki" / "ca.crt",
+               "--ca-key", site / "pki" / "clients" / "dave" / "phone.key", cwd=folder)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        "error: the private key does not belong to the CA certificate\n"
+    ), proc.stderr
+    assert snapshot(folder) == before
+
+
 def test_corrupt_ca_certificate(cli: CliRunner, site: Path) -> None:
     ca = site / "pki" / "ca.crt"
     ca.write_bytes(ca.read_bytes().replace(b"M", b"N", 3))
@@ -138,6 +187,80 @@ def test_p12_of_another_device(cli: CliRunner, site: Path) -> None:
     p12 = site / "pki" / "clients" / "dave" / "phone.p12"
     shutil.copy(site / "pki" / "clients" / "alice" / "phone.p12", p12)
     _refused(cli, site, p12, "does not open with its .p12.password")
+
+
+def _pair(site: Path, user: str, device: str) -> tuple[Path, Path]:
+    base = site / "pki" / "clients" / user
+    return base / f"{device}.p12", base / f"{device}.p12.password"
+
+
+def test_p12_pair_of_another_device(cli: CliRunner, site: Path) -> None:
+    """alice's .p12 with its own .p12.password in dave's place: the MAC verifies, the
+    certificate inside is alice's (dave's is RSA: our own PKCS#12 opener)."""
+    for src, dst in zip(_pair(site, "alice", "phone"), _pair(site, "dave", "phone"), strict=True):
+        shutil.copy(src, dst)
+    _refused(
+        cli, site, _pair(site, "dave", "phone")[0], "holds the certificate of alice+phone@home"
+    )
+
+
+def test_p12_pairs_swapped_between_users(
+    cli: CliRunner, site: Path, made: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two users' pairs swapped: alice's (ECDSA: cryptography's loader) is named first."""
+    alice, dave = _pair(site, "alice", "phone"), _pair(site, "dave", "phone")
+    for a, d in zip(alice, dave, strict=True):
+        shutil.move(a, tmp_path / "a")
+        shutil.move(d, a)
+        shutil.move(tmp_path / "a", d)
+    _refused(cli, site, alice[0], "holds the certificate of dave+phone@home")
+    # and dave's (RSA) is caught on its own too
+    for a in alice:
+        shutil.copy(made["ours"] / a.relative_to(site), a)
+    _refused(cli, site, dave[0], "holds the certificate of alice+phone@home")
+
+
+def _legacy_p12(key: object, cert: object, cas: list[object], password: str) -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    enc = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())  # noqa: S303 - the form make_p12 writes
+        .build(password.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(b"x", key, cert, cas, enc)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("device", ["alice/phone", "dave/phone"])  # ECDSA, RSA
+def test_p12_holding_another_key(cli: CliRunner, site: Path, device: str) -> None:
+    """The right certificate beside a key that is not its own, with the right password."""
+    from cryptography import x509
+
+    from owrt_vpn.pki import certs as pc
+
+    user, name = device.split("/")
+    p12, password = _pair(site, user, name)
+    cert = x509.load_pem_x509_certificate(p12.with_suffix(".crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((site / "pki" / "ca.crt").read_bytes())
+    other = pc.generate_key("ecdsa-p256")
+    p12.write_bytes(_legacy_p12(other, None, [cert, ca], password.read_text().strip()))
+    _refused(cli, site, p12, f"holds a private key that does not belong to {name}.crt")
+
+
+def test_p12_holding_a_foreign_ca(cli: CliRunner, site: Path, made: dict[str, Path]) -> None:
+    """The device's own key and certificate, but another CA to install on the phone."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    p12, password = _pair(site, "dave", "phone")
+    cert = x509.load_pem_x509_certificate(p12.with_suffix(".crt").read_bytes())
+    key = serialization.load_pem_private_key(p12.with_suffix(".key").read_bytes(), None)
+    theirs = x509.load_pem_x509_certificate((made["theirs"] / "pki" / "ca.crt").read_bytes())
+    p12.write_bytes(_legacy_p12(key, cert, [theirs], password.read_text().strip()))
+    _refused(cli, site, p12, "holds a certificate that is neither phone.crt nor ca.crt")
 
 
 def test_truncated_p12(cli: CliRunner, site: Path) -> None:
@@ -178,36 +301,62 @@ def test_loose_modes_are_warned_and_repaired(cli: CliRunner, site: Path) -> None
     assert again.returncode == 0 and _warnings(again.stderr) == REVOKED_WARNING, again.stderr
 
 
+LOOSE = {"ca.key": 0o644, "clients": 0o777, "clients/alice/phone.p12": 0o640, "clients/dave": 0o755}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pki", "init"],
+        ["user", "add", "eve", "--device", "p:ios"],
+        ["user", "passwd", "bob", "--generate"],
+    ],
+    ids=["pki-init", "user-add", "user-passwd"],
+)
+def test_commands_writing_the_pki_tighten_loose_modes(
+    cli: CliRunner, site: Path, argv: list[str]
+) -> None:
+    """Not only `check`: every command that writes into the PKI folder repairs (and
+    warns about) the modes of the secrets it owns there, the files it did not touch too."""
+    pki = site / "pki"
+    for rel, mode in LOOSE.items():
+        os.chmod(pki / rel, mode)
+    proc = cli(*argv, cwd=site)
+    assert proc.returncode == 0, proc.stderr
+    for rel, mode in LOOSE.items():
+        wanted = 0o700 if (pki / rel).is_dir() else 0o600
+        assert stat.S_IMODE((pki / rel).stat().st_mode) == wanted, rel
+        assert f"warning: {pki / rel}: mode {mode:04o} lets other users read " in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_new_ca_in_a_loose_folder(cli: CliRunner, tmp_path: Path) -> None:
+    """A PKI folder made beforehand with the umask's 0755: the new CA makes it 0700."""
+    write_site(tmp_path)
+    (tmp_path / "pki").mkdir(mode=0o755)
+    os.chmod(tmp_path / "pki", 0o755)  # noqa: S103 - the umask under test
+    proc = cli("pki", "init", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for path in [tmp_path / "pki", *(tmp_path / "pki").rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, path
+        elif path.suffix in (".key", ".p12", ".password"):
+            assert mode == 0o600, path
+
+
 def test_import_refuses_a_ca_whose_name_holds_a_newline(cli: CliRunner, tmp_path: Path) -> None:
     """An imported CA's name reaches READMEs and a PowerShell comment: allow-listed too."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil\n#> Start-Process calc")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    cert = self_signed_ca(key, "evil\n#> Start-Process calc")
     folder = tmp_path / "site"
     folder.mkdir()
     write_site(folder)
     (tmp_path / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "ca.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    (tmp_path / "ca.key").write_bytes(key_pem(key))
     before = snapshot(folder)
     proc = cli("pki", "import", "--ca-cert", tmp_path / "ca.pem", "--ca-key", tmp_path / "ca.key",
                cwd=folder)  # fmt: skip

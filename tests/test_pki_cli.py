@@ -66,6 +66,30 @@ def test_unencrypted_ca_is_recorded_and_warned(cli: CliRunner, tmp_path: Path) -
     assert "warning: pki: the CA key is stored unencrypted" in check.stderr
 
 
+def test_short_passphrase_override_for_throwaway_sites(cli: CliRunner, tmp_path: Path) -> None:
+    """OWRT_VPN_ALLOW_SHORT_PASSPHRASE=1 lifts the 12-character minimum; the key stays
+    encrypted (docs/security.md)."""
+    from cryptography.hazmat.primitives import serialization
+
+    write_site(tmp_path)
+    short = {"OWRT_VPN_CA_PASSPHRASE": "short", "OWRT_VPN_ALLOW_SHORT_PASSPHRASE": "1"}
+    _ok(cli("pki", "init", env=short))
+    key = (tmp_path / "pki" / "ca.key").read_bytes()
+    assert b"ENCRYPTED PRIVATE KEY" in key
+    serialization.load_pem_private_key(key, b"short")
+    assert json.loads((tmp_path / "pki" / "index.json").read_text())["ca_encrypted"] is True
+    # Only a new CA's passphrase has a minimum: the short one keeps working.
+    _ok(cli("user", "add", "eve", "--device", "p:ios", env={"OWRT_VPN_CA_PASSPHRASE": "short"}))
+    # "1" only: any other value is no override
+    other = tmp_path / "b"
+    other.mkdir()
+    write_site(other)
+    proc = cli("pki", "init", cwd=other, env={**short, "OWRT_VPN_ALLOW_SHORT_PASSPHRASE": "yes"})
+    assert proc.returncode == 2, proc.stderr
+    assert "at least 12 characters" in proc.stderr
+    assert not (other / "pki").exists()
+
+
 def test_show_and_list_json(cli: CliRunner, tmp_path: Path) -> None:
     write_site(tmp_path)
     _ok(cli("pki", "init"))

@@ -155,6 +155,14 @@ def test_init_writes_the_newest_stable_release_the_mirror_announces(
         data = json.loads(cli("init", "--json", "b", env={"OWRT_VPN_MIRROR": server.url}).stdout)
         assert data["release"] == profiles.default_release()
         assert "announces 23.05.5 (not newer)" in data["release_source"]
+        # A server that answers 404 (not an OpenWrt mirror): said so, not "not reachable".
+        (root / ".versions.json").unlink()
+        proc = cli("init", "d", env={"OWRT_VPN_MIRROR": server.url})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == (
+            f"release {profiles.default_release()}: the pinned default (profiles/releases.toml): "
+            f"{server.url}/.versions.json not found (HTTP 404: wrong --mirror?)\n"
+        )
     finally:
         server.stop()
     # Unreachable: the pinned default, saying why.

@@ -93,6 +93,14 @@ class DownloadError(OwrtVpnError):
     """A download failed after retries (HTTP status, network)."""
 
 
+class NotFoundError(DownloadError):
+    """The mirror has no such file (HTTP 404, or missing from a directory mirror).
+
+    Still a download failure (exit 1) for a file the signed index lists;
+    the resolver turns a missing index into bad input (exit 2).
+    """
+
+
 class BuildError(OwrtVpnError):
     """The ImageBuilder failed or produced no usable image."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from owrt_vpn import profiles
-from owrt_vpn.errors import ConfigError, OwrtVpnError
+from owrt_vpn.errors import ConfigError, NotFoundError, OwrtVpnError
 
 TIMEOUT = 3.0
 
@@ -39,7 +39,11 @@ def default_release(mirror: str, timeout: float = TIMEOUT) -> Choice:
 
         data = json.loads(transport.get_bytes(url, ".versions.json"))
         stable = str(data.get("stable_version") or "") if isinstance(data, dict) else ""
-    except (OwrtVpnError, ValueError):
+    except NotFoundError:
+        return Choice(pinned, f"{fallback}: {url} not found (HTTP 404: wrong --mirror?)")
+    except ValueError:
+        return Choice(pinned, f"{fallback}: {url} is not valid JSON (wrong --mirror?)")
+    except OwrtVpnError:
         return Choice(pinned, f"{fallback}: {url} not reachable within {timeout:g} s")
     if not stable or version_key(stable) <= version_key(pinned):
         return Choice(pinned, f"{fallback}: {url} announces {stable or 'nothing'} (not newer)")

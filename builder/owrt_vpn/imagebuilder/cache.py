@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from owrt_vpn.errors import DownloadError, IntegrityError
+from owrt_vpn.errors import DownloadError, IntegrityError, NotFoundError
 from owrt_vpn.fsutil import sha256_file as sha256_file  # re-exported (callers use it from here)
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class Transport:
             try:
                 return local_path(url).read_bytes()
             except FileNotFoundError:
-                raise DownloadError(f"{name}: not found ({url})") from None
+                raise NotFoundError(f"{name}: not found ({url})") from None
             except OSError as exc:
                 raise DownloadError(f"{name}: cannot read {url}: {exc.strerror}") from None
         data: bytes = self._with_retries(name, lambda: self._get_once(url, name))
@@ -149,7 +149,7 @@ class Transport:
         if status in TRANSIENT_STATUS:
             raise _Transient(f"HTTP {status}")
         if status == 404:
-            raise DownloadError(
+            raise NotFoundError(
                 f"{name}: not found on the mirror (HTTP 404: {url})",
                 hint="check the release, target and subtarget, or the --mirror URL",
             )
@@ -292,7 +292,7 @@ class Transport:
                 fout.flush()
                 os.fsync(fout.fileno())
         except FileNotFoundError:
-            raise DownloadError(f"{name}: not found ({src})") from None
+            raise NotFoundError(f"{name}: not found ({src})") from None
 
 
 def _content_range_start(value: str) -> int | None:

@@ -18,9 +18,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from owrt_vpn.errors import ConfigError, DownloadError, IntegrityError, closest
+from owrt_vpn.errors import ConfigError, DownloadError, IntegrityError, NotFoundError, closest
 from owrt_vpn.imagebuilder.cache import Transport, is_local
 from owrt_vpn.imagebuilder.keys import Keyring
+from owrt_vpn.profiles import DEFAULT_MIRROR
 
 HOST_SUFFIX = "Linux-x86_64"
 _SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(.+)$")
@@ -224,7 +225,18 @@ def resolve(
     check_target(transport, mirror, concrete, target, subtarget)
     dir_url = release_dir(mirror, concrete, target, subtarget)
     where = f"{target}/{subtarget} {concrete}"
-    sums_bytes = transport.get_bytes(join(dir_url, "sha256sums"), f"{where} sha256sums")
+    try:
+        sums_bytes = transport.get_bytes(join(dir_url, "sha256sums"), f"{where} sha256sums")
+    except NotFoundError as exc:
+        # No signed index for this release/target: what was asked for is not
+        # there (bad input, exit 2: nothing was written), most often because
+        # the mirror is not an OpenWrt mirror at all.
+        rel = dir_url[len(mirror.rstrip("/")) :].strip("/")
+        raise ConfigError(
+            exc.message,
+            hint=f"wrong --mirror? it has no {rel}/ (the official mirror is "
+            f"{DEFAULT_MIRROR}); or check the release, target and subtarget",
+        ) from None
     if keyring is None:
         sig = SignatureCheck(verified=False, skipped=True)
     else:

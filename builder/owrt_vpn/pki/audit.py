@@ -85,13 +85,17 @@ def verify_key(path: Path, cert: x509.Certificate, data: bytes | None = None) ->
 
     raw = _read(path) if data is None else data
     try:
-        # The check that matters is that the key is the certificate's; the
-        # RSA consistency check costs ~10 ms per key (a 1,000-device PKI).
+        # cryptography's RSA check (primality of p and q) costs 0.1 s per
+        # RSA-3072 key; pc.key_consistent checks the rest in microseconds.
         key = serialization.load_pem_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError):
         raise _bad(path, "not an unencrypted private key (damaged or truncated)") from None
-    if not pc.same_public_key(key, cert):  # type: ignore[arg-type]
+    if not isinstance(key, pc.PrivateKey):
+        raise _bad(path, f"not an RSA or ECDSA key ({type(key).__name__})")
+    if not pc.same_public_key(key, cert):
         raise _bad(path, f"does not belong to {path.with_suffix('.crt').name}")
+    if not pc.key_consistent(key):
+        raise _bad(path, "damaged: its private numbers do not agree with each other")
 
 
 def verify_crl(path: Path, ca: x509.Certificate, revoked: Iterable[int], data: bytes) -> None:
@@ -133,90 +137,83 @@ def _ca_key(path: Path, ca: x509.Certificate, encrypted: bool) -> None:
     verify_key(path, ca, data)
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """One DER element at ``pos``: (tag, start of its value, end of its value)."""
-    tag, first = data[pos], data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if not 0 < n <= 4:
-            raise ValueError("unsupported DER length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > len(data):
-        raise ValueError("truncated")
-    return tag, pos, pos + length
+def verify_p12(
+    path: Path, data: bytes, password: str, cert: x509.Certificate, ca: x509.Certificate
+) -> None:
+    """The PKCS#12 opened with ``password``: it holds ``cert``, the key of ``cert``, our CA.
 
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    while start < end:
-        tag, vs, ve = _tlv(data, start)
-        out.append((tag, vs, ve))
-        start = ve
-    return out
-
-
-_MAC_HASHES = {"2b0e03021a": "sha1", "608648016503040201": "sha256"}
-
-
-def _pkcs12_kdf(password: bytes, salt: bytes, iterations: int, name: str, n: int) -> bytes:
-    """RFC 7292 appendix B.2, ID 3 (the MAC key)."""
-    import hashlib
-
-    u, v = hashlib.new(name).digest_size, 64
-    d = bytes([3]) * v
-
-    def fill(b: bytes) -> bytes:  # b repeated to a multiple of v bytes
-        size = v * -(-len(b) // v)
-        return (b * (size // len(b) + 1))[:size] if b else b""
-
-    i = bytearray(fill(salt) + fill(password))
-    out = b""
-    while len(out) < n:
-        a = d + bytes(i)
-        for _ in range(iterations):
-            a = hashlib.new(name, a).digest()
-        out += a
-        b = int.from_bytes((a * (v // u + 1))[:v], "big")
-        for j in range(0, len(i), v):
-            block = (int.from_bytes(i[j : j + v], "big") + b + 1) % (1 << (v * 8))
-            i[j : j + v] = block.to_bytes(v, "big")
-    return out[:n]
-
-
-def verify_p12_mac(path: Path, data: bytes, password: str) -> None:
-    """The PKCS#12's integrity MAC checked with ``password`` (IntegrityError when not).
-
-    Opening the whole file would cost ~0.1 s per RSA key (cryptography
-    validates the key); the MAC covers every bag of the file.
+    A pair of files swapped with another device's (the .p12 with its
+    .p12.password) passes the MAC check; it is caught here, before a bundle
+    hands the wrong identity to a phone.
     """
-    import hashlib
-    import hmac
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from owrt_vpn.pki import p12
+
+    crt = path.name.removesuffix(".p12") + ".crt"
+    try:
+        key, certs = _open_p12(
+            data, password, rsa=not isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+        )
+    except p12.WrongPassword:
+        raise _bad(path, "does not open with its .p12.password (damaged or replaced?)") from None
+    except ValueError:
+        raise _bad(path, "not a PKCS#12 file with a MAC (damaged or truncated)") from None
+    if cert not in certs:
+        others = ", ".join(_cn(c) for c in certs if not pc.is_ca(c))
+        raise _bad(path, f"holds the certificate of {others or 'nobody'}, not {crt}")
+    if key is None or not pc.same_public_key(key, cert):
+        raise _bad(path, f"holds a private key that does not belong to {crt}")
+    if not pc.key_consistent(key):
+        raise _bad(path, "holds a damaged private key (its numbers do not agree)")
+    for other in certs:
+        if other != cert and not (other.subject == ca.subject and _same_key(other, ca)):
+            raise _bad(path, f"holds a certificate that is neither {crt} nor ca.crt ({_cn(other)})")
+
+
+def _cn(cert: x509.Certificate) -> str:
+    """The common name (our identities), else the whole subject."""
+    from cryptography.x509.oid import NameOID
+
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
+
+
+def _same_key(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return pc.key_id(a.public_key()) == pc.key_id(b.public_key())
+
+
+def _open_p12(
+    data: bytes, password: str, *, rsa: bool
+) -> tuple[pc.PrivateKey | None, tuple[x509.Certificate, ...]]:
+    """Key and certificates: our opener for RSA (no slow key validation), else cryptography's."""
+    from owrt_vpn.pki import p12
+
+    if rsa:
+        try:
+            got = p12.open_legacy(data, password)
+            return got.key, got.certs
+        except p12.Unsupported:
+            pass
+    return _load_p12(data, password)
+
+
+def _load_p12(
+    data: bytes, password: str
+) -> tuple[pc.PrivateKey | None, tuple[x509.Certificate, ...]]:
+    """cryptography's loader; on failure, the MAC check says which failure it was."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from owrt_vpn.pki import p12
 
     try:
-        _t, s, e = _tlv(data, 0)
-        version, auth_safe, mac_data = _children(data, s, e)[:3]
-        _t, s, e = auth_safe
-        _oid, content = _children(data, s, e)[:2]
-        _t, s, e = _children(data, content[1], content[2])[0]  # [0] EXPLICIT OCTET STRING
-        signed = data[s:e]
-        digest_info, salt, iters = _children(data, mac_data[1], mac_data[2])[:3]
-        alg, digest = _children(data, digest_info[1], digest_info[2])[:2]
-        oid = _children(data, alg[1], alg[2])[0]
-        name = _MAC_HASHES[data[oid[1] : oid[2]].hex()]
-        iterations = int.from_bytes(data[iters[1] : iters[2]], "big")
-        expected = data[digest[1] : digest[2]]
-        salt_b = data[salt[1] : salt[2]]
-    except (ValueError, IndexError, KeyError):
-        raise _bad(path, "not a PKCS#12 file with a MAC (damaged or truncated)") from None
-    del version
-    secret = (password + "\0").encode("utf-16-be")
-    key = _pkcs12_kdf(secret, salt_b, iterations, name, hashlib.new(name).digest_size)
-    if not hmac.compare_digest(hmac.new(key, signed, name).digest(), expected):
-        raise _bad(path, "does not open with its .p12.password (damaged or replaced?)")
+        key, cert, extra = pkcs12.load_key_and_certificates(data, password.encode())
+    except ValueError:
+        p12.verify_mac(data, password)  # WrongPassword or ValueError (malformed)
+        raise
+    if key is not None and not isinstance(key, pc.PrivateKey):
+        raise ValueError(f"unsupported key type {type(key).__name__}")
+    return key, (*([cert] if cert is not None else []), *extra)
 
 
 def _client_files(root: Path, ca: x509.Certificate, index: Index) -> None:
@@ -231,7 +228,7 @@ def _client_files(root: Path, ca: x509.Certificate, index: Index) -> None:
         password = base.with_name(base.name + ".p12.password")
         if p12.exists() or password.exists():
             secret = _read(password).decode(errors="replace").strip()
-            verify_p12_mac(p12, _read(p12), secret)
+            verify_p12(p12, _read(p12), secret, cert, ca)
 
 
 def audit(root: Path, index: Index) -> None:

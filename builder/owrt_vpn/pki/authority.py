@@ -13,6 +13,7 @@ directory layout and index live in :mod:`owrt_vpn.pki.store`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from owrt_vpn.errors import ConfigError, PkiError, Problem, UsageError
 from owrt_vpn.pki import certs as pc
 from owrt_vpn.pki import store as ps
+from owrt_vpn.pki.audit import loose_modes
 from owrt_vpn.pki.policy import (
     EnsureReport,
     RevokeResult,
@@ -45,6 +47,8 @@ from owrt_vpn.site.model import (
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+log = logging.getLogger("owrt_vpn.pki.authority")
 
 
 class Pki(PkiReader):
@@ -81,6 +85,10 @@ class Pki(PkiReader):
                     self._index, self._ca_cert, self._issuer = on_disk, None, None
             try:
                 yield
+                # Every write leaves secrets 0600 in 0700 folders where we own
+                # them: a `chmod 644 ca.key` does not outlive the next command.
+                for warning in loose_modes(self.root, repair=True):
+                    log.warning("warning: %s", warning)
             finally:
                 # Saved even when a later step failed: files written so far stay recorded.
                 after = self._index.to_bytes()
@@ -113,8 +121,9 @@ class Pki(PkiReader):
             self._issuer = pc.Issuer(cert, key)
         return self._issuer
 
-    def _store_ca(self, cert: x509.Certificate, key: pc.PrivateKey, encrypt: bool) -> None:
-        secret = ps.passphrase(new=True) if encrypt else None
+    def _store_ca(self, cert: x509.Certificate, key: pc.PrivateKey, secret: bytes | None) -> None:
+        """Write the CA (its key encrypted with ``secret``, unencrypted when None)."""
+        encrypt = secret is not None
         ps.put(self.root / "ca.key", pc.key_pem(key, secret), ps.SECRET_MODE)
         ps.put(self.root / "ca.crt", pc.cert_pem(cert), ps.PUBLIC_MODE)
         self._index.ca_encrypted = encrypt
@@ -127,10 +136,13 @@ class Pki(PkiReader):
         with self._mutating():
             report = EnsureReport()
             if not self.exists:
+                # The passphrase first (a short one is refused, the prompt comes
+                # at once): then the slow key generation, then the first write.
+                secret = ps.passphrase(new=True) if encrypt else None
                 key = pc.generate_key(pc.CA_KEY_TYPE)
                 org = site.settings.organization or site.name
                 cert = pc.make_ca(key, pc.name(f"{site.name} VPN CA", org), site.settings.ca_days)
-                self._store_ca(cert, key, encrypt)
+                self._store_ca(cert, key, secret)
                 report.issued.append("ca")
             self._ensure(site, site.routers, site.users, report, clients=True)
             return report
@@ -154,7 +166,7 @@ class Pki(PkiReader):
                         f"{self.root}: a CA exists already",
                         hint="pass --force to replace it (every certificate is then re-issued)",
                     )
-                self._store_ca(cert, key, encrypt=True)
+                self._store_ca(cert, key, ps.passphrase(new=True))
                 report.issued.append("ca (imported)")
             self._ensure(site, site.routers, site.users, report, clients=True)
             return report
