@@ -393,19 +393,38 @@ def test_refusals_leave_routers_untouched_and_others_flash(lab: SshLab, fleet: F
 
 
 def test_router_lost_or_booting_old_firmware_fails(lab: SshLab, fleet: Fleet) -> None:
+    """Routers that do not come back from the upgrade: the timeout names the last
+    attempt really made (not an error from before the router answered again)."""
     lost = lab.add_router(RouterSpec("lost", faults=frozenset({"never-return"})))
     old = lab.add_router(RouterSpec("old", faults=frozenset({"boot-old-firmware"})))
+    # drops the sessions, is down for a second (refused connections), then answers
+    # again from the same boot until the timeout: it never rebooted
+    stuck = lab.add_router(RouterSpec("stuck", faults=frozenset({"no-reboot"})))
     good = lab.add_router(RouterSpec("good"))
-    fleet.write_site([lost, old, good])
+    fleet.write_site([lost, old, stuck, good])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
 
     proc, data = fleet.flash("--timeout", "6", "--connect-timeout", "2")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     reps = by_name(data)
     assert reps["lost"]["status"] == "failed"
-    assert "did not come back within 6 s" in reps["lost"]["message"]
+    assert reps["lost"]["message"].startswith(
+        "the router did not come back within 6 s after sysupgrade (last attempt: cannot reach "
+        f"root@{lost.address}: "
+    ), reps["lost"]["message"]
+    assert "Connection refused" in reps["lost"]["message"]
     assert reps["lost"]["stage"] == "waiting for reboot"
     assert lost.events("down-forever")
+
+    assert reps["stuck"]["status"] == "failed"
+    assert reps["stuck"]["stage"] == "waiting for reboot"
+    assert reps["stuck"]["message"] == (
+        "the router did not come back within 6 s after sysupgrade "
+        "(last attempt: it answers, still from the same boot (boot id unchanged))"
+    )
+    (back,) = stuck.events("back-same-boot")
+    assert back["t"] < stuck.events("upgrade-start")[0]["t"] + 3  # answering well in time
+    assert len(stuck.events("boot")) == 1
 
     assert reps["old"]["status"] == "failed"
     assert "came back running 23.05.5 r24106-10cc5fcd00, not 24.10.2" in reps["old"]["message"]
@@ -435,6 +454,37 @@ def test_unknown_host_key_needs_the_flag(lab: SshLab, fleet: Fleet) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert by_name(data)["gw"]["status"] == "flashed"
     assert r.host_key in known.read_text()
+
+
+def test_host_key_change_refused_before_the_upload_failed_after_the_upgrade(
+    lab: SshLab, fleet: Fleet
+) -> None:
+    """A host key that changes between the checks and the upload: nothing was changed,
+    so refused (nothing uploaded); one that changes with the upgrade (keeping settings):
+    the router was changed, so failed, and no marker is written."""
+    early = lab.add_router(RouterSpec("early", faults=frozenset({"rekey-after-ubus"})))
+    late = lab.add_router(RouterSpec("late", faults=frozenset({"new-host-key"})))
+    fleet.write_site([early, late])
+    known = fleet.dir / "known_hosts"
+    known.write_text(lab.known_hosts())
+
+    proc, data = fleet.flash("--timeout", "10", "--connect-timeout", "2", "--jobs", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # none flashed
+    reps = by_name(data)
+    rep = reps["early"]
+    assert (rep["status"], rep["stage"]) == ("refused", "uploading"), rep["message"]
+    assert rep["message"] == f"root@{early.address}: the host key differs from the one in {known}"
+    assert len(early.events("rekeyed")) == 1
+    assert early.events("upload") == [] and early.events("sysupgrade-called") == []
+    assert [p.name for p in (early.state / "tmp").iterdir() if p.name.startswith("openwrt")] == []
+
+    rep = reps["late"]
+    assert (rep["status"], rep["stage"]) == ("failed", "waiting for reboot"), rep
+    assert rep["message"] == f"root@{late.address}: the host key differs from the one in {known}"
+    assert "known_hosts" in rep["hint"]
+    assert len(late.events("boot")) == 2  # it did upgrade and come back
+    assert not late.etc_file("owrt-vpn/flashed.json").exists()
+    assert known.read_text() == lab.known_hosts()  # never rewritten
 
 
 def test_reset_settings_needs_baked_access(lab: SshLab, fleet: Fleet) -> None:
