@@ -219,3 +219,37 @@ def test_push_two_routers_concurrently(live_lab: LiveLab, tmp_path: Path) -> Non
     crl = site_crl_sha(site)
     assert a.file_hashes()["/etc/swanctl/x509crl/owrt-vpn.crl"] == crl
     assert b.file_hashes()["/etc/swanctl/x509crl/owrt-vpn.crl"] == crl
+
+
+def test_host_key_change_after_the_install_fails_before_any_change_refuses(
+    live_lab: LiveLab, tmp_path: Path
+) -> None:
+    """The router's host key changes right after the installer reloaded strongSwan: the
+    push changed the router, so it *failed* (at "verifying"); the next push meets the
+    new key at first contact, before any change: *refused*, and nothing is touched."""
+    gw = new_router(live_lab, "gw")
+    site = site_for(live_lab, tmp_path, {"gw": gw}, USERS)
+    site.flash(gw, "gw")
+    site.owrt("user", "revoke", "bob")
+    gw.router.set_fault("rekey-after-reload")
+
+    proc, data = site.cli("push")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert (rep["status"], rep["stage"]) == ("failed", "verifying"), rep
+    assert "the host key differs from the one in" in rep["message"], rep
+    assert "known_hosts" in rep["hint"]
+    assert len(gw.router.events("rekeyed")) == 1
+    # the change really happened before the key changed: the CRL is on the router
+    gw.router.reread_host_key()
+    after = gw.file_hashes()
+    assert after["/etc/swanctl/x509crl/owrt-vpn.crl"] == site_crl_sha(site)
+    assert "/etc/owrt-vpn/pushed.json" not in after  # never recorded as pushed
+
+    site.owrt("user", "revoke", "alice")
+    proc, data = site.cli("push")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert (rep["status"], rep["stage"]) == ("refused", "connecting"), rep
+    assert "the host key differs from the one in" in rep["message"], rep
+    assert gw.file_hashes() == after, "a push with a mismatching host key changed the router"
