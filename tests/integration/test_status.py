@@ -110,6 +110,46 @@ def test_status_reports_firmware_build_and_connected_user(
     )
 
 
+def test_status_refuses_a_router_whose_host_key_differs(live_lab: LiveLab, tmp_path: Path) -> None:
+    """A router whose host key is not the one in known_hosts: refused, asked nothing
+    (no login, so no command ran on it); the other router answers: exit 4, as documented."""
+    good, other = new_router(live_lab, "good"), new_router(live_lab, "other")
+    site = LiveSite(tmp_path / "site", live_lab, name="stat")
+    site.write({"good": good, "other": other}, USERS)
+    known = site.dir / "known_hosts"
+    # other's address with good's key: what an impostor (or a replaced router) looks like
+    known.write_text(
+        f"{good.router.known_hosts_line}{other.router.address} {good.router.host_key}\n"
+    )
+    log = other.state / "dropbear.log"
+    mark = log.stat().st_size
+
+    proc, data = site.cli("status", "--connect-timeout", "2")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    reps = by_name(data)
+    assert reps["good"]["status"] == "ok", reps["good"]
+    r = reps["other"]
+    assert r["status"] == "refused" and r["ok"] is False, r
+    assert (
+        r["message"] == f"root@{other.router.address}: the host key differs from the one in {known}"
+    )
+    assert "known_hosts" in r["hint"]
+    assert "firmware" not in r and "users" not in r  # nothing was asked
+    with log.open("rb") as fh:
+        fh.seek(mark)
+        seen = fh.read().decode(errors="replace")
+    # it was reached, and the client left at the key exchange: no login, no command
+    assert "Child connection from" in seen and "Exit before auth" in seen, seen
+    assert "auth succeeded" not in seen, f"status logged in to the router:\n{seen}"
+
+    # --accept-new-host-keys trusts unknown keys, never a changed one
+    before = known.read_text()
+    text = site.text("status", "--connect-timeout", "2", "--accept-new-host-keys")
+    assert text.returncode == 4, text.stdout + text.stderr
+    assert f"other (root@{other.router.address}): refused: root@" in text.stdout
+    assert known.read_text() == before  # known_hosts left alone
+
+
 # --------------------------------------------------------------------------
 # doctor
 
