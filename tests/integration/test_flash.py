@@ -573,20 +573,27 @@ def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
     assert rep["message"].startswith("interrupted while waiting for reboot")
 
 
+@pytest.mark.parametrize(
+    ("slow", "stage"), [("sha256sum", "verifying upload"), ("sysupgrade", "testing image")]
+)
 def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
-    lab: SshLab, fleet: Fleet
+    lab: SshLab, fleet: Fleet, slow: str, stage: str
 ) -> None:
     """A terminal's Ctrl-C (SIGINT to the whole process group, ssh clients included)
-    while the router checks the uploaded image: reported as interrupted at that
-    stage, not as a router-side failure; the image leaves the router's RAM."""
+    while the router checks the uploaded image (its sha256, then `sysupgrade -T`):
+    reported as interrupted at that stage, not as a router-side failure
+    ("sha256sum ... failed", "sysupgrade failed (status -2)"); the image leaves
+    the router's RAM and no real sysupgrade ran."""
     r = lab.add_router(RouterSpec("gw"))
     fleet.write_site([r])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
-    shim = r.state / "shims" / "sha256sum"
-    shim.write_text(
-        '#!/bin/sh\ntouch /srv/sha256sum-started\nsleep 60\nexec /usr/bin/sha256sum "$@"\n'
-    )
-    shim.chmod(0o755)
+    shims = r.state / "shims"
+    real = f"/usr/bin/{slow}"
+    if (shims / slow).exists():  # the sysupgrade stand-in: wrap it
+        (shims / slow).rename(shims / f"{slow}.real")
+        real = f"/usr/local/sbin/{slow}.real"
+    (shims / slow).write_text(f'#!/bin/sh\ntouch /srv/slow-started\nsleep 60\nexec {real} "$@"\n')
+    (shims / slow).chmod(0o755)
     argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "--json", "flash"]
     proc = subprocess.Popen(
         ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "60"], cwd=fleet.dir,
@@ -594,7 +601,7 @@ def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not (r.state / "sha256sum-started").exists() and time.monotonic() < deadline:
+        while not (r.state / "slow-started").exists() and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         uploaded = [p.name for p in (r.state / "tmp").iterdir() if p.name.startswith("openwrt-")]
@@ -605,12 +612,14 @@ def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    assert proc.returncode == 1, out + _err
     rep = by_name(json.loads(out))["gw"]
     assert rep["status"] == "failed", rep
-    assert rep["stage"] == "verifying upload"
-    assert rep["message"] == "interrupted while verifying upload"
-    assert "sha256sum" not in rep["message"] and "status" not in rep["message"]
-    assert [s["stage"] for s in rep["stages"]][-2:] == ["uploading", "verifying upload"]
-    assert sysupgrades(r) == []
+    assert rep["stage"] == stage
+    assert rep["message"] == f"interrupted while {stage}"
+    assert rep["hint"] == "run flash again: finished routers are skipped"
+    order = ["connecting", "checking", "uploading", "verifying upload", "testing image"]
+    assert [s["stage"] for s in rep["stages"]] == order[: order.index(stage) + 1]
+    assert sysupgrades(r) == [] and r.events("upgrade-start") == []
     assert rep["image"] in uploaded
     assert not (r.state / "tmp" / rep["image"]).exists()  # removed from the router's RAM
