@@ -115,3 +115,23 @@ def test_one_release_fallback() -> None:
         == release_text({"version": "", "revision": None})
         == ("an unknown release")
     )
+
+
+def test_status_shows_the_last_build_with_the_one_fallback() -> None:
+    """status's "last build in dist" line: the same release text as every other message."""
+    r = status.RouterStatus("gw", "gw", "root@192.0.2.1", status=status.Status.OK)
+    r.facts = {
+        "last_build": {
+            "found": True,
+            "release": {"version": None, "revision": None},
+            "matches": None,
+        },
+        "marker": None,
+        "pushed": None,
+        "strongswan": {"style": "swanctl", "running": False, "connections": []},
+        "users": [],
+        "certificates": {"server": None, "ca": None, "crl": None},
+    }
+    assert "  last build in dist: an unknown release, running it: unknown" in status.human([r])
+    r.facts["last_build"]["release"] = {"version": "24.10.2", "revision": "r1"}
+    assert "  last build in dist: 24.10.2 r1, running it: unknown" in status.human([r])

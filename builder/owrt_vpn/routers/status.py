@@ -297,7 +297,9 @@ def human(reports: Sequence[RouterStatus]) -> str:
         lb = f["last_build"]
         if lb and lb["found"]:
             match = {True: "yes", False: "NO", None: "unknown"}[lb["matches"]]
-            lines.append(f"  last build in dist: {_rel(lb['release'])}, running it: {match}")
+            lines.append(
+                f"  last build in dist: {release_text(lb['release'])}, running it: {match}"
+            )
         else:
             lines.append("  last build in dist: none")
         if f["marker"]:
@@ -327,10 +329,6 @@ def human(reports: Sequence[RouterStatus]) -> str:
                 lines.append(f"  {label}: until {c['not_after']} ({c['days_left']} days)")
         lines += [f"  warning: {w}" for w in r.warnings]
     return "\n".join(lines)
-
-
-def _rel(release: dict[str, Any]) -> str:
-    return " ".join(str(v) for v in release.values() if v) or "unknown"
 
 
 def _ago(seconds: int | None) -> str:
