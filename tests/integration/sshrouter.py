@@ -51,6 +51,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,38 @@ class SshLab:
             ["ip", "netns", "exec", self.mgmt, *argv],
             capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False,
         )  # fmt: skip
+
+    def ctrl_c_in_mgmt(
+        self,
+        argv: list[str],
+        *,
+        when: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the management namespace and press Ctrl-C once ``when()``
+        holds: SIGINT to its whole process group (ssh clients included), as a terminal does."""
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.mgmt, *argv], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while not when():
+                if proc.poll() is not None:
+                    out, err = proc.communicate()
+                    raise AssertionError(f"exit {proc.returncode} before Ctrl-C:\n{out}{err}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no moment for Ctrl-C within {timeout:g} s")
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def ssh(self, router: TestRouter, command: str) -> subprocess.CompletedProcess[str]:
         """Run ``command`` on ``router`` as root (test plumbing, e.g. to damage its state)."""

@@ -594,26 +594,18 @@ def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
         real = f"/usr/local/sbin/{slow}.real"
     (shims / slow).write_text(f'#!/bin/sh\ntouch /srv/slow-started\nsleep 60\nexec {real} "$@"\n')
     (shims / slow).chmod(0o755)
+    uploaded: list[str] = []
+
+    def checking() -> bool:  # the router's /tmp holds the image now
+        if not (r.state / "slow-started").exists():
+            return False
+        uploaded.extend(p.name for p in (r.state / "tmp").iterdir() if p.name.startswith("openwrt"))
+        return True
+
     argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "--json", "flash"]
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "60"], cwd=fleet.dir,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not (r.state / "slow-started").exists() and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        uploaded = [p.name for p in (r.state / "tmp").iterdir() if p.name.startswith("openwrt-")]
-        assert uploaded  # the router's /tmp holds the image now
-        os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C on a terminal
-        out, _err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 1, out + _err
-    rep = by_name(json.loads(out))["gw"]
+    proc = lab.ctrl_c_in_mgmt([*argv, "--timeout", "60"], when=checking, cwd=fleet.dir)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(json.loads(proc.stdout))["gw"]
     assert rep["status"] == "failed", rep
     assert rep["stage"] == stage
     assert rep["message"] == f"interrupted while {stage}"

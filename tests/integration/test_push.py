@@ -9,6 +9,7 @@ in the management namespace, as an operator's machine would.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 import pytest
 
 import sitefile
+from owrtcli import owrt_argv
 
 from .conftest import new_router
 from .liverouter import LiveLab, log_mark, router_log_since
-from .livesite import LiveSite
+from .livesite import LiveSite, validate
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +255,34 @@ def test_host_key_change_after_the_install_fails_before_any_change_refuses(
     assert (rep["status"], rep["stage"]) == ("refused", "connecting"), rep
     assert "the host key differs from the one in" in rep["message"], rep
     assert gw.file_hashes() == after, "a push with a mismatching host key changed the router"
+
+
+def test_ctrl_c_while_installing_is_interrupted_at_that_stage(
+    live_lab: LiveLab, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the process group, ssh clients included) while the router's
+    installer reloads strongSwan: "interrupted while installing" with push's hint,
+    not "the installer failed (status -2)"; nothing recorded as pushed."""
+    gw = new_router(live_lab, "gw")
+    site = site_for(live_lab, tmp_path, {"gw": gw}, USERS)
+    site.flash(gw, "gw")
+    site.owrt("user", "revoke", "bob")
+    gw.ssh("mv /etc/init.d/swanctl /etc/init.d/swanctl.real")
+    gw.put_file(
+        "/etc/init.d/swanctl",
+        '#!/bin/sh\n[ "$1" = reload ] && { touch /srv/slow-reload; sleep 60; }\n'
+        'exec /etc/init.d/swanctl.real "$@"\n',
+        0o755,
+    )
+    argv = owrt_argv("--site", site.path, "--json", "push")
+    proc = live_lab.ssh_lab.ctrl_c_in_mgmt(
+        argv, when=(gw.state / "slow-reload").exists, env=site.env(), cwd=site.dir
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    validate("push", data)
+    rep = by_name(data)["gw"]
+    assert (rep["status"], rep["stage"]) == ("failed", "installing"), rep
+    assert rep["message"] == "interrupted while installing"
+    assert rep["hint"] == "run push again: it only changes what differs"
+    assert "/etc/owrt-vpn/pushed.json" not in gw.file_hashes()
