@@ -19,10 +19,11 @@ import pytest
 import sitefile
 from owrt_vpn import profiles
 from owrt_vpn.render import uci
+from owrtcli import owrt_argv
 
 from .conftest import new_router
 from .liverouter import LiveLab, LiveRouter
-from .livesite import FIRMWARE_REVISION, LiveSite
+from .livesite import FIRMWARE_REVISION, LiveSite, validate
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +149,33 @@ def test_status_refuses_a_router_whose_host_key_differs(live_lab: LiveLab, tmp_p
     assert text.returncode == 4, text.stdout + text.stderr
     assert f"other (root@{other.router.address}): refused: root@" in text.stdout
     assert known.read_text() == before  # known_hosts left alone
+
+
+def test_ctrl_c_while_querying_is_interrupted_at_that_stage(
+    live_lab: LiveLab, tmp_path: Path
+) -> None:
+    """Ctrl-C while the router answers the state query: "interrupted while querying",
+    not a failed state command; exit 1 (no router answered)."""
+    gw = new_router(live_lab, "gw")
+    site = LiveSite(tmp_path / "site", live_lab, name="stat")
+    site.write({"gw": gw}, USERS)
+    real = gw.ssh("command -v swanctl").stdout.decode().strip()
+    shim = gw.state / "shims/swanctl"
+    shim.write_text(
+        '#!/bin/sh\ncase "$*" in *--list-sas*) touch /srv/slow-sas; sleep 60 ;; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(0o755)
+    argv = owrt_argv("--site", site.path, "--json", "status")
+    proc = live_lab.ssh_lab.ctrl_c_in_mgmt(
+        argv, when=(gw.state / "slow-sas").exists, env=site.env(), cwd=site.dir
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    validate("status", data)
+    r = by_name(data)["gw"]
+    assert (r["status"], r["message"]) == ("failed", "interrupted while querying"), r
+    assert r["hint"] == "run status again"
 
 
 # --------------------------------------------------------------------------
