@@ -9,7 +9,6 @@ in the management namespace, as an operator's machine would.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,10 @@ from typing import Any
 import pytest
 
 import sitefile
-from owrtcli import owrt_argv
 
 from .conftest import new_router
 from .liverouter import LiveLab, log_mark, router_log_since
-from .livesite import LiveSite, validate
+from .livesite import LiveSite
 
 pytestmark = pytest.mark.integration
 
@@ -274,13 +272,8 @@ def test_ctrl_c_while_installing_is_interrupted_at_that_stage(
         'exec /etc/init.d/swanctl.real "$@"\n',
         0o755,
     )
-    argv = owrt_argv("--site", site.path, "--json", "push")
-    proc = live_lab.ssh_lab.ctrl_c_in_mgmt(
-        argv, when=(gw.state / "slow-reload").exists, env=site.env(), cwd=site.dir
-    )
+    proc, data = site.cli_ctrl_c("push", when=(gw.state / "slow-reload").exists)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    data = json.loads(proc.stdout)
-    validate("push", data)
     rep = by_name(data)["gw"]
     assert (rep["status"], rep["stage"]) == ("failed", "installing"), rep
     assert rep["message"] == "interrupted while installing"

@@ -19,11 +19,10 @@ import pytest
 import sitefile
 from owrt_vpn import profiles
 from owrt_vpn.render import uci
-from owrtcli import owrt_argv
 
 from .conftest import new_router
 from .liverouter import LiveLab, LiveRouter
-from .livesite import FIRMWARE_REVISION, LiveSite, validate
+from .livesite import FIRMWARE_REVISION, LiveSite
 
 pytestmark = pytest.mark.integration
 
@@ -166,13 +165,8 @@ def test_ctrl_c_while_querying_is_interrupted_at_that_stage(
         f'exec {real} "$@"\n'
     )
     shim.chmod(0o755)
-    argv = owrt_argv("--site", site.path, "--json", "status")
-    proc = live_lab.ssh_lab.ctrl_c_in_mgmt(
-        argv, when=(gw.state / "slow-sas").exists, env=site.env(), cwd=site.dir
-    )
+    proc, data = site.cli_ctrl_c("status", when=(gw.state / "slow-sas").exists)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    data = json.loads(proc.stdout)
-    validate("status", data)
     r = by_name(data)["gw"]
     assert (r["status"], r["message"]) == ("failed", "interrupted while querying"), r
     assert r["hint"] == "run status again"
