@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from owrt_vpn.routers import flash, push, status
+from owrt_vpn.routers import job as job_module
 from owrt_vpn.routers.job import Job, JobReport, Stop, release_text, run_batch
 from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError
 
@@ -68,6 +69,30 @@ def test_an_ssh_client_killed_by_ctrl_c_is_an_interruption_at_the_real_stage(
         raise SshError("cannot reach root@192.0.2.1:22: Killed by signal 2.")
 
     assert _run(kind, openssh).message == f"interrupted while {stage}"
+
+
+@pytest.mark.parametrize(("kind", "stage"), KINDS)
+def test_a_broken_session_then_ctrl_c_is_an_interruption(
+    kind: Any, stage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal's SIGINT ends ssh (exit 255, no message) a moment before owrt-vpn's
+    handler runs: still an interruption; without a Ctrl-C, the SSH error stands."""
+    monkeypatch.setattr(job_module, "SIGNAL_GRACE", 0.4)
+
+    def body(job: Job) -> None:
+        job.stage(stage)
+        threading.Timer(0.1, job.cancel.set).start()  # the main thread's handler, late
+        raise SshError("cannot reach root@192.0.2.1: ssh failed")
+
+    r = _run(kind, body)
+    assert (str(r.status), r.message) == ("failed", f"interrupted while {stage}")
+
+    def unreachable(job: Job) -> None:
+        job.stage(stage)
+        raise SshError("cannot reach root@192.0.2.1: ssh failed")
+
+    r = _run(kind, unreachable)
+    assert (str(r.status), r.message) == ("failed", "cannot reach root@192.0.2.1: ssh failed")
 
 
 @pytest.mark.parametrize(("kind", "stage"), KINDS)

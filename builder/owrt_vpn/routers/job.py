@@ -10,7 +10,8 @@ stages) that each command extends with its own fields and statuses, and
 - a host-key mismatch is *refused* while nothing on the router was changed
   (``report.changed`` is False), *failed* after a change;
 - Ctrl-C (the batch's ``cancel`` event, a SIGINT/SIGTERM to owrt-vpn, or an
-  SSH client killed by that signal) is *failed* with the message
+  SSH client killed by that signal, even when that shows before owrt-vpn's
+  own handler ran) is *failed* with the message
   "interrupted while <stage>" or "interrupted after <stage>" naming the
   stage really reached, never a router-side error;
 - any other owrt-vpn error is *failed* with its message; a bug is *failed*
@@ -32,6 +33,12 @@ from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError
 from owrt_vpn.run import signalled
 
 UNKNOWN_RELEASE = "an unknown release"
+
+# How long a job whose SSH session broke waits for a Ctrl-C to show: a
+# terminal's SIGINT ends the ssh clients (OpenSSH exits 255 and, at our log
+# level, says nothing) at the same moment it reaches owrt-vpn, whose handler
+# runs in the main thread, up to one wait tick of the batch (0.5 s) later.
+SIGNAL_GRACE = 1.0
 
 
 def release_text(release: dict[str, Any]) -> str:
@@ -147,6 +154,15 @@ class Job:
         r.stages.append((str(s), time.time()))
         self.notify(r)
 
+    def interrupted_soon(self) -> bool:
+        """True when the batch is, or within :data:`SIGNAL_GRACE` becomes, interrupted."""
+        deadline = time.monotonic() + SIGNAL_GRACE
+        while not self.interrupted():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def check_result(self, returncode: int) -> None:
         """Raise :class:`Interrupted` when a router command's client died of our signal."""
         if returncode < 0 or (returncode and self.interrupted()):
@@ -171,7 +187,11 @@ class Job:
                 # install) a key that no longer matches is a failure.
                 r.fail(exc.message, exc.hint, "failed" if r.changed else "refused")
         except OwrtVpnError as exc:
-            if self.interrupted() or _killed_by_signal(exc):
+            if (
+                self.interrupted()
+                or _killed_by_signal(exc)
+                or (isinstance(exc, SshError) and self.interrupted_soon())
+            ):
                 r.fail(f"interrupted while {r.stage}", r.AGAIN)
             else:
                 r.fail(exc.message, exc.hint)

@@ -359,7 +359,7 @@ class _Push:
         try:
             remote.wait_for_conns(
                 self.ssh, vset.conns, vset.style, deadline, poll=self.o.poll_interval,
-                command_timeout=self.o.command_timeout,
+                command_timeout=self.o.command_timeout, cancel=self.job.cancel,
             )  # fmt: skip
         except FlashError as exc:
             raise RouterError(
