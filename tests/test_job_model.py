@@ -14,8 +14,8 @@ import pytest
 
 from owrt_vpn.routers import flash, push, status
 from owrt_vpn.routers import job as job_module
-from owrt_vpn.routers.job import Job, JobReport, Stop, release_text, run_batch
-from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError
+from owrt_vpn.routers.job import Job, JobOptions, JobReport, Stop, release_text, run_batch
+from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError, SshTarget
 
 KINDS: list[tuple[type[JobReport], Any]] = [
     (flash.RouterReport, flash.Stage.UPLOADING),
@@ -160,3 +160,13 @@ def test_status_shows_the_last_build_with_the_one_fallback() -> None:
     assert "  last build in dist: an unknown release, running it: unknown" in status.human([r])
     r.facts["last_build"]["release"] = {"version": "24.10.2", "revision": "r1"}
     assert "  last build in dist: 24.10.2 r1, running it: unknown" in status.human([r])
+
+
+@pytest.mark.parametrize("options", [flash.FlashOptions, push.PushOptions, status.StatusOptions])
+def test_one_options_base_makes_the_ssh_client(options: type[JobOptions]) -> None:
+    """Host keys and connect timeout reach every command's SSH client the same way."""
+    o = options(accept_new_host_keys=True, connect_timeout=3.0)
+    assert isinstance(o, JobOptions)
+    client = o.client(SshTarget("192.0.2.1"))
+    assert (client.accept_new, client.connect_timeout) == (True, 3.0)
+    assert not options().client(SshTarget("192.0.2.1")).accept_new

@@ -1,9 +1,10 @@
 """The one batch job model that flash, push and status specialise.
 
-A job is one router's run of a batch command: a report (:class:`JobReport`:
-name, router, address, status, the stage reached, message, hint, times,
-stages) that each command extends with its own fields and statuses, and
-:func:`run_job`, the one exception ladder and cancel handling:
+A job is one router's run of a batch command: options (:class:`JobOptions`:
+concurrency, host keys, timeouts) and a report (:class:`JobReport`: name,
+router, address, status, the stage reached, message, hint, times, stages)
+that each command extends with its own fields and statuses, and
+:meth:`Job.run`, the one exception ladder and cancel handling:
 
 - a :class:`Stop` ends the job with the status it carries (refused, skipped,
   unchanged, would-flash ...);
@@ -29,7 +30,7 @@ from typing import Any, ClassVar
 
 from owrt_vpn.errors import OwrtVpnError, RouterError
 from owrt_vpn.routers import batch
-from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError
+from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshClient, SshError, SshTarget
 from owrt_vpn.run import signalled
 
 UNKNOWN_RELEASE = "an unknown release"
@@ -45,6 +46,24 @@ def release_text(release: dict[str, Any]) -> str:
     """``"<version> <revision>"`` of a router's release (one fallback for every command)."""
     text = f"{release.get('version', '') or ''} {release.get('revision', '') or ''}".strip()
     return text or UNKNOWN_RELEASE
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The options every batch command has (its CLI's common options); commands add theirs."""
+
+    jobs: int = 4
+    accept_new_host_keys: bool = False
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+
+    def client(self, target: SshTarget) -> SshClient:
+        """An SSH client for ``target`` with these host-key and connect settings."""
+        return SshClient(
+            target,
+            accept_new_host_keys=self.accept_new_host_keys,
+            connect_timeout=self.connect_timeout,
+        )
 
 
 class Stop(RouterError):

@@ -24,8 +24,7 @@ from owrt_vpn.routers import batch
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.dist import DIGEST_KEYS
 from owrt_vpn.routers.inventory import RouterTarget
-from owrt_vpn.routers.job import Job, JobReport, release_text, run_batch
-from owrt_vpn.routers.ssh import SshClient
+from owrt_vpn.routers.job import Job, JobOptions, JobReport, release_text, run_batch
 from owrt_vpn.routers.state import (
     IkeSa,
     cert_facts,
@@ -42,12 +41,10 @@ CRL_WARN_DAYS = 7
 
 
 @dataclass(frozen=True)
-class StatusOptions:
+class StatusOptions(JobOptions):
     """How to query (the CLI's options)."""
 
     jobs: int = 8
-    accept_new_host_keys: bool = False
-    connect_timeout: float = 10.0
     command_timeout: float = 60.0
 
 
@@ -146,10 +143,7 @@ def _strip(info: dict[str, Any]) -> dict[str, Any]:
 def query(site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus, job: Job) -> None:
     """Fill ``r`` with the router's state (raises OwrtVpnError when it cannot be asked,
     or when a state command fails while strongSwan runs)."""
-    ssh = SshClient(
-        target.ssh, accept_new_host_keys=opts.accept_new_host_keys,
-        connect_timeout=opts.connect_timeout,
-    )  # fmt: skip
+    ssh = opts.client(target.ssh)
     job.stage(Stage.CONNECTING)
     facts = remote.first_probe(ssh, opts.command_timeout, job.lock)
     job.stage(Stage.QUERYING)
