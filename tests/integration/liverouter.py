@@ -226,6 +226,17 @@ class LiveRouter:
         """Stop and start strongSwan (after :meth:`set_plugins`)."""
         self.ssh("/etc/init.d/swanctl stop; /etc/init.d/swanctl start")
 
+    def wrap_swanctl(self, cases: str) -> Path:
+        """Put a swanctl wrapper first on the router's PATH: ``cases`` are shell ``case``
+        branches on its arguments (``*--list-sas*) exit 7 ;;``); anything else runs the
+        real swanctl. Delete the returned file to undo."""
+        shim = self.state / "shims/swanctl"
+        shim.unlink(missing_ok=True)
+        real = self.ssh("command -v swanctl").stdout.decode().strip()
+        shim.write_text(f'#!/bin/sh\ncase "$*" in\n{cases}\nesac\nexec {real} "$@"\n')
+        shim.chmod(0o755)
+        return shim
+
     def file_hashes(self) -> dict[str, str]:
         """sha256 of every file the VPN touches on the router (by path)."""
         dirs = "/etc/swanctl /etc/strongswan.d /etc/owrt-vpn /etc/config /usr/share/nftables.d"

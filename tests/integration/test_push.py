@@ -185,6 +185,19 @@ def test_refusals_and_batch_exit_codes(live_lab: LiveLab, tmp_path: Path) -> Non
     left = plain.ssh("ls -d /etc/owrt-vpn /tmp/owrt-vpn* 2>/dev/null; true").stdout
     assert left == b"", f"push left files behind: {left!r}"
 
+    # charon runs but `swanctl --list-sas` fails: reported (as status does), so a dry run
+    # never says "nothing to terminate" on a listing it did not get
+    shim = gw.wrap_swanctl("*--list-sas*) echo 'vici: read timed out' >&2; exit 7 ;;")
+    try:
+        proc, data = site.cli("push", "--dry-run", "--router", "gw")
+    finally:
+        shim.unlink()
+    rep = by_name(data)["gw"]
+    assert proc.returncode == 1 and rep["status"] == "failed", rep
+    assert rep["message"] == (
+        "`swanctl --list-sas --pretty` failed on the router (status 7): vici: read timed out"
+    )
+
     # a user whose method needs plugins the firmware lacks: rebuild and flash
     site.owrt("user", "add", "erin", "--auth", "eap-tls", "--device", "laptop:linux")
     before = gw.file_hashes()
@@ -263,19 +276,14 @@ def test_ctrl_c_is_interrupted_at_the_stage_reached(live_lab: LiveLab, tmp_path:
     gw = new_router(live_lab, "gw")
     site = site_for(live_lab, tmp_path, {"gw": gw}, USERS)
     site.flash(gw, "gw")
-    real = gw.ssh("command -v swanctl").stdout.decode().strip()
-    shim, slow = gw.state / "shims/swanctl", gw.state / "slow"
+    slow = gw.state / "slow"
     for stage, step, revoke in (
         ("verifying", "--list-conns", "bob"),
         ("installing", "--load-all", "alice"),
     ):
         site.owrt("user", "revoke", revoke)  # a change to push
         # the router's swanctl (the real one) hangs in the step the stage runs
-        shim.write_text(
-            f'#!/bin/sh\ncase "$*" in *{step}*) touch /srv/slow; sleep 60 ;; esac\n'
-            f'exec {real} "$@"\n'
-        )
-        shim.chmod(0o755)
+        shim = gw.wrap_swanctl(f"*{step}*) touch /srv/slow; sleep 60 ;;")
         slow.unlink(missing_ok=True)
         proc, data = site.cli_ctrl_c("push", when=slow.exists)
         assert proc.returncode == 1, proc.stdout + proc.stderr

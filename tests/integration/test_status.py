@@ -90,14 +90,7 @@ def test_status_reports_firmware_build_and_connected_user(
     assert "running it: NO" in text.stdout
 
     # charon runs but `swanctl --list-sas` fails: reported, not "0 connected"
-    real = gw.ssh("command -v swanctl").stdout.decode().strip()
-    shim = gw.state / "shims/swanctl"
-    shim.write_text(
-        '#!/bin/sh\ncase "$*" in *--list-sas*) '
-        "echo 'vici: read timed out' >&2; exit 7 ;; esac\n"
-        f'exec {real} "$@"\n'
-    )
-    shim.chmod(0o755)
+    shim = gw.wrap_swanctl("*--list-sas*) echo 'vici: read timed out' >&2; exit 7 ;;")
     try:
         proc, data = site.cli("status", "--router", "gw")
     finally:
@@ -158,13 +151,7 @@ def test_ctrl_c_while_querying_is_interrupted_at_that_stage(
     gw = new_router(live_lab, "gw")
     site = LiveSite(tmp_path / "site", live_lab, name="stat")
     site.write({"gw": gw}, USERS)
-    real = gw.ssh("command -v swanctl").stdout.decode().strip()
-    shim = gw.state / "shims/swanctl"
-    shim.write_text(
-        '#!/bin/sh\ncase "$*" in *--list-sas*) touch /srv/slow-sas; sleep 60 ;; esac\n'
-        f'exec {real} "$@"\n'
-    )
-    shim.chmod(0o755)
+    gw.wrap_swanctl("*--list-sas*) touch /srv/slow-sas; sleep 60 ;;")
     proc, data = site.cli_ctrl_c("status", when=(gw.state / "slow-sas").exists)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     r = by_name(data)["gw"]

@@ -45,7 +45,14 @@ from owrt_vpn.routers.job import Job, JobOptions, JobReport, Stop, release_text,
 from owrt_vpn.routers.push_set import FileChange, VpnSet
 from owrt_vpn.routers.sa_policy import SaPolicy
 from owrt_vpn.routers.ssh import quote
-from owrt_vpn.routers.state import IkeSa, run_sections, statusall_sas, swanctl_sas, who
+from owrt_vpn.routers.state import (
+    IkeSa,
+    check_section,
+    run_sections,
+    statusall_sas,
+    swanctl_sas,
+    who,
+)
 from owrt_vpn.site.model import Router, Site
 
 REBUILD_HINT = "rebuild and flash: owrt-vpn build, then owrt-vpn flash"
@@ -284,7 +291,7 @@ class _Push:
                     '[ -f "/$f" ] && sha256sum "/$f"; done'
                 ),
                 "running": "pidof charon >/dev/null && echo yes",
-                "sas": f"{listing} 2>/dev/null",
+                "sas": f"{listing} 2>&1",
             },
             self.o.command_timeout,
         )
@@ -309,6 +316,8 @@ class _Push:
         push_set.add_diffs(changes, vset, old)
         self.r.changes = changes
         running = sec["running"].text.strip() == "yes"
+        if running:  # as after the install: a failed listing is fatal, not "no SAs"
+            check_section(sec["sas"], f"{listing} 2>&1")
         text = sec["sas"].text
         sas = statusall_sas(text) if vset.style == "ipsec" else swanctl_sas(text)
         return sas, running

@@ -19,7 +19,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from owrt_vpn.errors import RouterError
 from owrt_vpn.routers import batch
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.dist import DIGEST_KEYS
@@ -28,6 +27,7 @@ from owrt_vpn.routers.job import Job, JobOptions, JobReport, release_text, run_b
 from owrt_vpn.routers.state import (
     IkeSa,
     cert_facts,
+    check_section,
     crl_facts,
     run_sections,
     statusall_sas,
@@ -171,7 +171,7 @@ def query(site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus
         # With charon running, a failed listing is a failure to report, not
         # "0 connected" (push treats the same failure as fatal).
         for name in ("statusall",) if style == "ipsec" else ("conns", "sas"):
-            _check_section(name, sec[name], commands[name])
+            check_section(sec[name], commands[name])
     if style == "ipsec":
         text = sec["statusall"].text
         conns, sas = sorted(remote.listed_conns(text, "ipsec")), statusall_sas(text)
@@ -197,17 +197,6 @@ def query(site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus
     n_users = sum(1 for u in r.facts["users"] if u["state"] == "ESTABLISHED")
     release = release_text(facts.release)
     r.message = f"{release}, {len(conns)} connection(s) loaded, {n_users} connected"
-
-
-def _check_section(name: str, section: Any, command: str) -> None:
-    if section.status != 0:
-        shown = command.removesuffix(" 2>&1")
-        last = section.text.strip().splitlines()[-1] if section.text.strip() else ""
-        raise RouterError(
-            f"`{shown}` failed on the router (status {section.status})"
-            + (f": {last}" if last else ""),
-            hint="strongSwan runs but does not answer: check `logread -e charon` on the router",
-        )
 
 
 def _facts(fn: Callable[[bytes], Any], text: str) -> dict[str, Any] | None:
