@@ -574,16 +574,18 @@ def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
 
 
 @pytest.mark.parametrize(
-    ("slow", "stage"), [("sha256sum", "verifying upload"), ("sysupgrade", "testing image")]
+    ("slow", "stage"),
+    [("scp", "uploading"), ("sha256sum", "verifying upload"), ("sysupgrade", "testing image")],
 )
 def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
     lab: SshLab, fleet: Fleet, slow: str, stage: str
 ) -> None:
     """A terminal's Ctrl-C (SIGINT to the whole process group, ssh clients included)
-    while the router checks the uploaded image (its sha256, then `sysupgrade -T`):
-    reported as interrupted at that stage, not as a router-side failure
-    ("sha256sum ... failed", "sysupgrade failed (status -2)"); the image leaves
-    the router's RAM and no real sysupgrade ran."""
+    while the upload ends (the router has the file, scp has not returned), or while the
+    router checks the uploaded image (its sha256, then `sysupgrade -T`): reported as
+    interrupted at that stage, not as a router-side failure ("sha256sum ... failed",
+    "sysupgrade failed (status -2)"); the image leaves the router's RAM and no real
+    sysupgrade ran."""
     r = lab.add_router(RouterSpec("gw"))
     fleet.write_site([r])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
@@ -592,7 +594,12 @@ def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
     if (shims / slow).exists():  # the sysupgrade stand-in: wrap it
         (shims / slow).rename(shims / f"{slow}.real")
         real = f"/usr/local/sbin/{slow}.real"
-    (shims / slow).write_text(f'#!/bin/sh\ntouch /srv/slow-started\nsleep 60\nexec {real} "$@"\n')
+    hold = "touch /srv/slow-started; sleep 60"
+    (shims / slow).write_text(
+        f'#!/bin/sh\n{real} "$@"; rc=$?; {hold}; exit $rc\n'  # scp: once the file is in
+        if slow == "scp"
+        else f'#!/bin/sh\n{hold}\nexec {real} "$@"\n'
+    )
     (shims / slow).chmod(0o755)
     uploaded: list[str] = []
 
