@@ -548,12 +548,15 @@ def test_ten_routers_four_jobs_overlap(lab: SshLab, fleet: Fleet) -> None:
 
 
 def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
+    """SIGINT to owrt-vpn while one router reboots and the next waits for its turn
+    (--jobs 1): each says how far it got; the waiting one was never touched."""
     lost = lab.add_router(RouterSpec("lost", faults=frozenset({"never-return"})))
-    fleet.write_site([lost])
+    later = lab.add_router(RouterSpec("later"))
+    fleet.write_site([lost, later])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
     argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "--json", "flash"]
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "120"],
+        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "120", "--jobs", "1"],
         cwd=fleet.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -568,9 +571,15 @@ def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 1, out + err
-    rep = by_name(json.loads(out))["lost"]
+    reps = by_name(json.loads(out))
+    rep = reps["lost"]
     assert rep["status"] == "failed"
     assert rep["message"].startswith("interrupted while waiting for reboot")
+    rep = reps["later"]
+    assert (rep["status"], rep["stage"], rep["message"]) == (
+        "failed", "queued", "interrupted before it started"
+    ), rep  # fmt: skip
+    assert later.events("upload") == [] and later.events("sysupgrade-called") == []
 
 
 @pytest.mark.parametrize(
