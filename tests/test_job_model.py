@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from owrt_vpn.routers import flash, push, status
+from owrt_vpn.routers import doctor, flash, push, status
 from owrt_vpn.routers import job as job_module
 from owrt_vpn.routers.job import Job, JobOptions, JobReport, Stop, release_text, run_batch
 from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError, SshTarget
+from owrt_vpn.routers.state import Section
 
 KINDS: list[tuple[type[JobReport], Any]] = [
     (flash.RouterReport, flash.Stage.UPLOADING),
@@ -142,8 +144,9 @@ def test_one_release_fallback() -> None:
     )
 
 
-def test_status_shows_the_last_build_with_the_one_fallback() -> None:
-    """status's "last build in dist" line: the same release text as every other message."""
+def test_status_and_doctor_name_releases_with_the_one_fallback() -> None:
+    """status's "last build in dist" line and doctor's firmware check: the same release
+    text as every other message."""
     r = status.RouterStatus("gw", "gw", "root@192.0.2.1", status=status.Status.OK)
     r.facts = {
         "last_build": {
@@ -160,6 +163,11 @@ def test_status_shows_the_last_build_with_the_one_fallback() -> None:
     assert "  last build in dist: an unknown release, running it: unknown" in status.human([r])
     r.facts["last_build"]["release"] = {"version": "24.10.2", "revision": "r1"}
     assert "  last build in dist: 24.10.2 r1, running it: unknown" in status.human([r])
+
+    baked = {"router": "gw", "site": {"name": "s"}}  # no release recorded
+    router: Any = SimpleNamespace(name="gw")
+    check = doctor._firmware(baked, {"installer": Section("yes", 0)}, router)
+    assert (check.status, check.detail) == ("ok", "owrt-vpn build of gw (an unknown release)")
 
 
 @pytest.mark.parametrize("options", [flash.FlashOptions, push.PushOptions, status.StatusOptions])
