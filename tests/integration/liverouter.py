@@ -9,7 +9,8 @@ firmware's VPN for real:
   starts Debian's ``charon`` (the process is called ``charon``, as on
   OpenWrt, so the installer's ``pidof charon`` sees it) inside the router's
   namespaces, and ``reload`` runs ``swanctl --load-all --noprompt`` like
-  OpenWrt's init script;
+  OpenWrt's init script (with the one-shot fault ``rekey-after-reload`` the
+  router's SSH host key changes right after: see sshrouter.py);
 - the router's ``/etc/strongswan.conf`` is test plumbing only (plugin list
   from our package list mapped to Debian's, userspace ESP, log file); the VPN
   settings come from the files our installer put in place (the rendered
@@ -88,7 +89,12 @@ stop)
 	while pidof charon >/dev/null && [ "$i" -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
 	;;
 reload)
-	swanctl --load-all --noprompt
+	swanctl --load-all --noprompt || exit
+	# one-shot fault (sshrouter.py): the router's host key changes right after
+	if [ -e /srv/fault-rekey-after-reload ]; then
+		rm -f /srv/fault-rekey-after-reload
+		/usr/local/sbin/rekey
+	fi
 	;;
 *)
 	echo "usage: $0 start|stop|reload" >&2
@@ -219,6 +225,17 @@ class LiveRouter:
     def restart_charon(self) -> None:
         """Stop and start strongSwan (after :meth:`set_plugins`)."""
         self.ssh("/etc/init.d/swanctl stop; /etc/init.d/swanctl start")
+
+    def wrap_swanctl(self, cases: str) -> Path:
+        """Put a swanctl wrapper first on the router's PATH: ``cases`` are shell ``case``
+        branches on its arguments (``*--list-sas*) exit 7 ;;``); anything else runs the
+        real swanctl. Delete the returned file to undo."""
+        shim = self.state / "shims/swanctl"
+        shim.unlink(missing_ok=True)
+        real = self.ssh("command -v swanctl").stdout.decode().strip()
+        shim.write_text(f'#!/bin/sh\ncase "$*" in\n{cases}\nesac\nexec {real} "$@"\n')
+        shim.chmod(0o755)
+        return shim
 
     def file_hashes(self) -> dict[str, str]:
         """sha256 of every file the VPN touches on the router (by path)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,17 +89,15 @@ class LiveSite:
         """``owrt-vpn --json ARGS`` in the management namespace; (process, parsed JSON)."""
         argv = owrt_argv("--site", self.path, "--json", *args)
         proc = self.live.ssh_lab.run_in_mgmt(argv, env=self.env(), cwd=self.dir, timeout=timeout)
-        try:
-            data = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(
-                f"no JSON from {args} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            ) from None
-        # every document is checked against its documented schema
-        name = {"push": "push", "status": "status", "doctor": "doctor-router"}.get(args[0])
-        if name is not None:
-            validate(name, data)
-        return proc, data
+        return proc, _document(proc, args)
+
+    def cli_ctrl_c(
+        self, *args: str, when: Callable[[], bool]
+    ) -> tuple[subprocess.CompletedProcess[str], Any]:
+        """:meth:`cli`, with Ctrl-C pressed once ``when()`` holds (see SshLab.ctrl_c_in_mgmt)."""
+        argv = owrt_argv("--site", self.path, "--json", *args)
+        proc = self.live.ssh_lab.ctrl_c_in_mgmt(argv, when=when, env=self.env(), cwd=self.dir)
+        return proc, _document(proc, args)
 
     def text(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``owrt-vpn ARGS`` (human output) in the management namespace."""
@@ -190,6 +188,20 @@ class LiveSite:
             eap_id=eap_id,
             eap_secret=eap_secret,
         )
+
+
+def _document(proc: subprocess.CompletedProcess[str], args: tuple[str, ...]) -> Any:
+    """The --json document a run printed, checked against its documented schema."""
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"no JSON from {args} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        ) from None
+    name = {"push": "push", "status": "status", "doctor": "doctor-router"}.get(args[0])
+    if name is not None:
+        validate(name, data)
+    return data
 
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "json"

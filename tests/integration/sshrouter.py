@@ -23,8 +23,15 @@ pid namespace, inside ``ip netns exec`` + ``unshare --mount``), which
 Faults are files in the state directory (``fault-<name>``), so a test can set
 them before or while it runs: ``corrupt-upload`` (the scp end damages the
 received file), ``never-return`` (stays down after the upgrade),
-``boot-old-firmware`` (reboots into the old firmware, as after a failed write).
-Every upload, sysupgrade call, upgrade and boot is recorded with its time in
+``boot-old-firmware`` (reboots into the old firmware, as after a failed write),
+``no-reboot`` (drops every session and answers again a moment later, from the
+same boot: it never rebooted), ``new-host-key`` (comes back from the upgrade
+with a new SSH host key although settings were kept), ``rekey-after-ubus``
+(one-shot: right after answering ``ubus call system board`` the router's
+host key changes). The ``rekey`` command on a router makes init switch to a
+new host key: the listener restarts, sessions already open go on, and the
+command returns once the new key is served. Every upload, sysupgrade call,
+upgrade, boot and host key change is recorded with its time in
 ``events.jsonl``.
 """
 
@@ -44,6 +51,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +148,11 @@ class TestRouter:
         """Switch a fault on while the router runs."""
         (self.state / f"fault-{name}").touch()
 
+    def reread_host_key(self) -> str:
+        """The router's host key now (after ``rekey`` or a reset), also kept in ``host_key``."""
+        self.host_key = _public_host_key(self.state)
+        return self.host_key
+
 
 class SshLab:
     """A management network with test routers; close() removes every namespace and daemon."""
@@ -233,6 +246,38 @@ class SshLab:
             capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False,
         )  # fmt: skip
 
+    def ctrl_c_in_mgmt(
+        self,
+        argv: list[str],
+        *,
+        when: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the management namespace and press Ctrl-C once ``when()``
+        holds: SIGINT to its whole process group (ssh clients included), as a terminal does."""
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.mgmt, *argv], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while not when():
+                if proc.poll() is not None:
+                    out, err = proc.communicate()
+                    raise AssertionError(f"exit {proc.returncode} before Ctrl-C:\n{out}{err}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no moment for Ctrl-C within {timeout:g} s")
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
     def ssh(self, router: TestRouter, command: str) -> subprocess.CompletedProcess[str]:
         """Run ``command`` on ``router`` as root (test plumbing, e.g. to damage its state)."""
         known = self.workdir / "lab_known_hosts"
@@ -307,6 +352,10 @@ def _prepare_state(state: Path, spec: RouterSpec, client_pubkey: str) -> str:
     for fault in spec.faults:
         (state / f"fault-{fault}").touch()
     _new_host_key(state)
+    return _public_host_key(state)
+
+
+def _public_host_key(state: Path) -> str:
     pub = sh("dropbearkey", "-y", "-f", state / "hostkey").stdout
     line = next(x for x in pub.splitlines() if x.startswith("ssh-"))
     return " ".join(line.split()[:2])
@@ -355,6 +404,14 @@ class _Init:
         if conns:
             Path("/tmp/.charon").mkdir(exist_ok=True)
             Path("/tmp/.charon/conns").write_text("".join(c + "\n" for c in conns))
+        self.start_dropbear()
+        release = _read_release(Path("/etc/openwrt_release"))
+        self.event(
+            "boot", release=release.get("DISTRIB_RELEASE"), revision=release.get("DISTRIB_REVISION")
+        )
+
+    def start_dropbear(self) -> None:
+        """Start the SSH server with the current host key; return once it accepts."""
         log = os.open(STORE / "dropbear.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         # -s: keys only; -j -k: no forwarding; -P: its pid file in the router's /run.
         self.dropbear = subprocess.Popen(
@@ -372,10 +429,19 @@ class _Init:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-        release = _read_release(Path("/etc/openwrt_release"))
-        self.event(
-            "boot", release=release.get("DISTRIB_RELEASE"), revision=release.get("DISTRIB_REVISION")
-        )
+
+    def rekey(self, request: Path) -> None:
+        """A new host key from now on: only the listener restarts (as when its key
+        file is replaced and the service restarted); open sessions go on."""
+        _new_host_key(STORE)
+        if self.dropbear is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.dropbear, signal.SIGTERM)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.dropbear, 0)
+        self.start_dropbear()
+        self.event("rekeyed")
+        request.unlink()
 
     def kill_all(self) -> None:
         """Kill every process of the router but init, as a reboot does."""
@@ -409,6 +475,14 @@ class _Init:
         shutil.copyfile(image, staged)
         self.event("upgrade-start", image=image.name, keep=keep)
         self.kill_all()
+        if (STORE / "fault-no-reboot").exists():
+            # The sessions dropped, but the system never rebooted (same boot id).
+            time.sleep(float(self.config["reboot_delay"]))
+            staged.unlink()
+            request.unlink(missing_ok=True)
+            self.start_dropbear()
+            self.event("back-same-boot")
+            return
         for entry in Path("/tmp").iterdir():  # /tmp is RAM: gone after a reboot
             _remove(entry)
         if (STORE / "fault-never-return").exists():
@@ -418,6 +492,8 @@ class _Init:
         time.sleep(float(self.config["reboot_delay"]))
         if not (STORE / "fault-boot-old-firmware").exists():
             self.apply(staged, keep)
+        if (STORE / "fault-new-host-key").exists():
+            _new_host_key(STORE)
         staged.unlink()
         self.boot()
 
@@ -472,10 +548,13 @@ class _Init:
         self.mount()
         self.boot()
         request = Path("/tmp/.sysupgrade-request")
+        rekey = STORE / "rekey-request"
         while True:
             self.reap()
             if request.exists():
                 self.upgrade(request)
+            if rekey.exists():
+                self.rekey(rekey)
             time.sleep(0.05)
 
 

@@ -393,19 +393,38 @@ def test_refusals_leave_routers_untouched_and_others_flash(lab: SshLab, fleet: F
 
 
 def test_router_lost_or_booting_old_firmware_fails(lab: SshLab, fleet: Fleet) -> None:
+    """Routers that do not come back from the upgrade: the timeout names the last
+    attempt really made (not an error from before the router answered again)."""
     lost = lab.add_router(RouterSpec("lost", faults=frozenset({"never-return"})))
     old = lab.add_router(RouterSpec("old", faults=frozenset({"boot-old-firmware"})))
+    # drops the sessions, is down for a second (refused connections), then answers
+    # again from the same boot until the timeout: it never rebooted
+    stuck = lab.add_router(RouterSpec("stuck", faults=frozenset({"no-reboot"})))
     good = lab.add_router(RouterSpec("good"))
-    fleet.write_site([lost, old, good])
+    fleet.write_site([lost, old, stuck, good])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
 
     proc, data = fleet.flash("--timeout", "6", "--connect-timeout", "2")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     reps = by_name(data)
     assert reps["lost"]["status"] == "failed"
-    assert "did not come back within 6 s" in reps["lost"]["message"]
+    assert reps["lost"]["message"].startswith(
+        "the router did not come back within 6 s after sysupgrade (last attempt: cannot reach "
+        f"root@{lost.address}: "
+    ), reps["lost"]["message"]
+    assert "Connection refused" in reps["lost"]["message"]
     assert reps["lost"]["stage"] == "waiting for reboot"
     assert lost.events("down-forever")
+
+    assert reps["stuck"]["status"] == "failed"
+    assert reps["stuck"]["stage"] == "waiting for reboot"
+    assert reps["stuck"]["message"] == (
+        "the router did not come back within 6 s after sysupgrade "
+        "(last attempt: it answers, still from the same boot (boot id unchanged))"
+    )
+    (back,) = stuck.events("back-same-boot")
+    assert back["t"] < stuck.events("upgrade-start")[0]["t"] + 3  # answering well in time
+    assert len(stuck.events("boot")) == 1
 
     assert reps["old"]["status"] == "failed"
     assert "came back running 23.05.5 r24106-10cc5fcd00, not 24.10.2" in reps["old"]["message"]
@@ -435,6 +454,37 @@ def test_unknown_host_key_needs_the_flag(lab: SshLab, fleet: Fleet) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert by_name(data)["gw"]["status"] == "flashed"
     assert r.host_key in known.read_text()
+
+
+def test_host_key_change_refused_before_the_upload_failed_after_the_upgrade(
+    lab: SshLab, fleet: Fleet
+) -> None:
+    """A host key that changes between the checks and the upload: nothing was changed,
+    so refused (nothing uploaded); one that changes with the upgrade (keeping settings):
+    the router was changed, so failed, and no marker is written."""
+    early = lab.add_router(RouterSpec("early", faults=frozenset({"rekey-after-ubus"})))
+    late = lab.add_router(RouterSpec("late", faults=frozenset({"new-host-key"})))
+    fleet.write_site([early, late])
+    known = fleet.dir / "known_hosts"
+    known.write_text(lab.known_hosts())
+
+    proc, data = fleet.flash("--timeout", "10", "--connect-timeout", "2", "--jobs", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # none flashed
+    reps = by_name(data)
+    rep = reps["early"]
+    assert (rep["status"], rep["stage"]) == ("refused", "uploading"), rep["message"]
+    assert rep["message"] == f"root@{early.address}: the host key differs from the one in {known}"
+    assert len(early.events("rekeyed")) == 1
+    assert early.events("upload") == [] and early.events("sysupgrade-called") == []
+    assert [p.name for p in (early.state / "tmp").iterdir() if p.name.startswith("openwrt")] == []
+
+    rep = reps["late"]
+    assert (rep["status"], rep["stage"]) == ("failed", "waiting for reboot"), rep
+    assert rep["message"] == f"root@{late.address}: the host key differs from the one in {known}"
+    assert "known_hosts" in rep["hint"]
+    assert len(late.events("boot")) == 2  # it did upgrade and come back
+    assert not late.etc_file("owrt-vpn/flashed.json").exists()
+    assert known.read_text() == lab.known_hosts()  # never rewritten
 
 
 def test_reset_settings_needs_baked_access(lab: SshLab, fleet: Fleet) -> None:
@@ -498,12 +548,15 @@ def test_ten_routers_four_jobs_overlap(lab: SshLab, fleet: Fleet) -> None:
 
 
 def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
+    """SIGINT to owrt-vpn while one router reboots and the next waits for its turn
+    (--jobs 1): each says how far it got; the waiting one was never touched."""
     lost = lab.add_router(RouterSpec("lost", faults=frozenset({"never-return"})))
-    fleet.write_site([lost])
+    later = lab.add_router(RouterSpec("later"))
+    fleet.write_site([lost, later])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
     argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "--json", "flash"]
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "120"],
+        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "120", "--jobs", "1"],
         cwd=fleet.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -518,49 +571,63 @@ def test_interrupt_reports_what_was_done(lab: SshLab, fleet: Fleet) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 1, out + err
-    rep = by_name(json.loads(out))["lost"]
+    reps = by_name(json.loads(out))
+    rep = reps["lost"]
     assert rep["status"] == "failed"
     assert rep["message"].startswith("interrupted while waiting for reboot")
+    rep = reps["later"]
+    assert (rep["status"], rep["stage"], rep["message"]) == (
+        "failed", "queued", "interrupted before it started"
+    ), rep  # fmt: skip
+    assert later.events("upload") == [] and later.events("sysupgrade-called") == []
 
 
+@pytest.mark.parametrize(
+    ("slow", "stage"),
+    [("scp", "uploading"), ("sha256sum", "verifying upload"), ("sysupgrade", "testing image")],
+)
 def test_ctrl_c_after_upload_names_the_stage_and_removes_the_image(
-    lab: SshLab, fleet: Fleet
+    lab: SshLab, fleet: Fleet, slow: str, stage: str
 ) -> None:
     """A terminal's Ctrl-C (SIGINT to the whole process group, ssh clients included)
-    while the router checks the uploaded image: reported as interrupted at that
-    stage, not as a router-side failure; the image leaves the router's RAM."""
+    while the upload ends (the router has the file, scp has not returned), or while the
+    router checks the uploaded image (its sha256, then `sysupgrade -T`): reported as
+    interrupted at that stage, not as a router-side failure ("sha256sum ... failed",
+    "sysupgrade failed (status -2)"); the image leaves the router's RAM and no real
+    sysupgrade ran."""
     r = lab.add_router(RouterSpec("gw"))
     fleet.write_site([r])
     (fleet.dir / "known_hosts").write_text(lab.known_hosts())
-    shim = r.state / "shims" / "sha256sum"
-    shim.write_text(
-        '#!/bin/sh\ntouch /srv/sha256sum-started\nsleep 60\nexec /usr/bin/sha256sum "$@"\n'
+    shims = r.state / "shims"
+    real = f"/usr/bin/{slow}"
+    if (shims / slow).exists():  # the sysupgrade stand-in: wrap it
+        (shims / slow).rename(shims / f"{slow}.real")
+        real = f"/usr/local/sbin/{slow}.real"
+    hold = "touch /srv/slow-started; sleep 60"
+    (shims / slow).write_text(
+        f'#!/bin/sh\n{real} "$@"; rc=$?; {hold}; exit $rc\n'  # scp: once the file is in
+        if slow == "scp"
+        else f'#!/bin/sh\n{hold}\nexec {real} "$@"\n'
     )
-    shim.chmod(0o755)
+    (shims / slow).chmod(0o755)
+    uploaded: list[str] = []
+
+    def checking() -> bool:  # the router's /tmp holds the image now
+        if not (r.state / "slow-started").exists():
+            return False
+        uploaded.extend(p.name for p in (r.state / "tmp").iterdir() if p.name.startswith("openwrt"))
+        return True
+
     argv = [sys.executable, "-m", "owrt_vpn", "--site", str(fleet.site), "--json", "flash"]
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.mgmt, *argv, "--timeout", "60"], cwd=fleet.dir,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not (r.state / "sha256sum-started").exists() and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        uploaded = [p.name for p in (r.state / "tmp").iterdir() if p.name.startswith("openwrt-")]
-        assert uploaded  # the router's /tmp holds the image now
-        os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C on a terminal
-        out, _err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    rep = by_name(json.loads(out))["gw"]
+    proc = lab.ctrl_c_in_mgmt([*argv, "--timeout", "60"], when=checking, cwd=fleet.dir)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(json.loads(proc.stdout))["gw"]
     assert rep["status"] == "failed", rep
-    assert rep["stage"] == "verifying upload"
-    assert rep["message"] == "interrupted while verifying upload"
-    assert "sha256sum" not in rep["message"] and "status" not in rep["message"]
-    assert [s["stage"] for s in rep["stages"]][-2:] == ["uploading", "verifying upload"]
-    assert sysupgrades(r) == []
+    assert rep["stage"] == stage
+    assert rep["message"] == f"interrupted while {stage}"
+    assert rep["hint"] == "run flash again: finished routers are skipped"
+    order = ["connecting", "checking", "uploading", "verifying upload", "testing image"]
+    assert [s["stage"] for s in rep["stages"]] == order[: order.index(stage) + 1]
+    assert sysupgrades(r) == [] and r.events("upgrade-start") == []
     assert rep["image"] in uploaded
     assert not (r.state / "tmp" / rep["image"]).exists()  # removed from the router's RAM

@@ -185,6 +185,19 @@ def test_refusals_and_batch_exit_codes(live_lab: LiveLab, tmp_path: Path) -> Non
     left = plain.ssh("ls -d /etc/owrt-vpn /tmp/owrt-vpn* 2>/dev/null; true").stdout
     assert left == b"", f"push left files behind: {left!r}"
 
+    # charon runs but `swanctl --list-sas` fails: reported (as status does), so a dry run
+    # never says "nothing to terminate" on a listing it did not get
+    shim = gw.wrap_swanctl("*--list-sas*) echo 'vici: read timed out' >&2; exit 7 ;;")
+    try:
+        proc, data = site.cli("push", "--dry-run", "--router", "gw")
+    finally:
+        shim.unlink()
+    rep = by_name(data)["gw"]
+    assert proc.returncode == 1 and rep["status"] == "failed", rep
+    assert rep["message"] == (
+        "`swanctl --list-sas --pretty` failed on the router (status 7): vici: read timed out"
+    )
+
     # a user whose method needs plugins the firmware lacks: rebuild and flash
     site.owrt("user", "add", "erin", "--auth", "eap-tls", "--device", "laptop:linux")
     before = gw.file_hashes()
@@ -219,3 +232,65 @@ def test_push_two_routers_concurrently(live_lab: LiveLab, tmp_path: Path) -> Non
     crl = site_crl_sha(site)
     assert a.file_hashes()["/etc/swanctl/x509crl/owrt-vpn.crl"] == crl
     assert b.file_hashes()["/etc/swanctl/x509crl/owrt-vpn.crl"] == crl
+
+
+def test_host_key_change_after_the_install_fails_before_any_change_refuses(
+    live_lab: LiveLab, tmp_path: Path
+) -> None:
+    """The router's host key changes right after the installer reloaded strongSwan: the
+    push changed the router, so it *failed* (at "verifying"); the next push meets the
+    new key at first contact, before any change: *refused*, and nothing is touched."""
+    gw = new_router(live_lab, "gw")
+    site = site_for(live_lab, tmp_path, {"gw": gw}, USERS)
+    site.flash(gw, "gw")
+    site.owrt("user", "revoke", "bob")
+    gw.router.set_fault("rekey-after-reload")
+
+    proc, data = site.cli("push")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert (rep["status"], rep["stage"]) == ("failed", "verifying"), rep
+    assert "the host key differs from the one in" in rep["message"], rep
+    assert "known_hosts" in rep["hint"]
+    assert len(gw.router.events("rekeyed")) == 1
+    # the change really happened before the key changed: the CRL is on the router
+    gw.router.reread_host_key()
+    after = gw.file_hashes()
+    assert after["/etc/swanctl/x509crl/owrt-vpn.crl"] == site_crl_sha(site)
+    assert "/etc/owrt-vpn/pushed.json" not in after  # never recorded as pushed
+
+    site.owrt("user", "revoke", "alice")
+    proc, data = site.cli("push")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rep = by_name(data)["gw"]
+    assert (rep["status"], rep["stage"]) == ("refused", "connecting"), rep
+    assert "the host key differs from the one in" in rep["message"], rep
+    assert gw.file_hashes() == after, "a push with a mismatching host key changed the router"
+
+
+def test_ctrl_c_is_interrupted_at_the_stage_reached(live_lab: LiveLab, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the process group, ssh clients included) while push waits for
+    the connections, then while the router's installer reloads strongSwan: "interrupted
+    while <stage>" with push's hint (not "the installer failed (status -2)" or "cannot
+    reach"), at once (not after the reload timeout); nothing recorded as pushed."""
+    gw = new_router(live_lab, "gw")
+    site = site_for(live_lab, tmp_path, {"gw": gw}, USERS)
+    site.flash(gw, "gw")
+    slow = gw.state / "slow"
+    for stage, step, revoke in (
+        ("verifying", "--list-conns", "bob"),
+        ("installing", "--load-all", "alice"),
+    ):
+        site.owrt("user", "revoke", revoke)  # a change to push
+        # the router's swanctl (the real one) hangs in the step the stage runs
+        shim = gw.wrap_swanctl(f"*{step}*) touch /srv/slow; sleep 60 ;;")
+        slow.unlink(missing_ok=True)
+        proc, data = site.cli_ctrl_c("push", when=slow.exists)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        rep = by_name(data)["gw"]
+        assert (rep["status"], rep["stage"]) == ("failed", stage), rep
+        assert rep["message"] == f"interrupted while {stage}"
+        assert rep["hint"] == "run push again: it only changes what differs"
+        assert time.time() - slow.stat().st_mtime < 15  # not the 30 s reload wait
+    shim.unlink()
+    assert "/etc/owrt-vpn/pushed.json" not in gw.file_hashes()

@@ -90,14 +90,7 @@ def test_status_reports_firmware_build_and_connected_user(
     assert "running it: NO" in text.stdout
 
     # charon runs but `swanctl --list-sas` fails: reported, not "0 connected"
-    real = gw.ssh("command -v swanctl").stdout.decode().strip()
-    shim = gw.state / "shims/swanctl"
-    shim.write_text(
-        '#!/bin/sh\ncase "$*" in *--list-sas*) '
-        "echo 'vici: read timed out' >&2; exit 7 ;; esac\n"
-        f'exec {real} "$@"\n'
-    )
-    shim.chmod(0o755)
+    shim = gw.wrap_swanctl("*--list-sas*) echo 'vici: read timed out' >&2; exit 7 ;;")
     try:
         proc, data = site.cli("status", "--router", "gw")
     finally:
@@ -108,6 +101,62 @@ def test_status_reports_firmware_build_and_connected_user(
     assert r["message"] == (
         "`swanctl --list-sas --pretty` failed on the router (status 7): vici: read timed out"
     )
+
+
+def test_status_refuses_a_router_whose_host_key_differs(live_lab: LiveLab, tmp_path: Path) -> None:
+    """A router whose host key is not the one in known_hosts: refused, asked nothing
+    (no login, so no command ran on it); the other router answers: exit 4, as documented."""
+    good, other = new_router(live_lab, "good"), new_router(live_lab, "other")
+    site = LiveSite(tmp_path / "site", live_lab, name="stat")
+    site.write({"good": good, "other": other}, USERS)
+    known = site.dir / "known_hosts"
+    # other's address with good's key: what an impostor (or a replaced router) looks like
+    known.write_text(
+        f"{good.router.known_hosts_line}{other.router.address} {good.router.host_key}\n"
+    )
+    log = other.state / "dropbear.log"
+    mark = log.stat().st_size
+
+    proc, data = site.cli("status", "--connect-timeout", "2")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    reps = by_name(data)
+    assert reps["good"]["status"] == "ok", reps["good"]
+    r = reps["other"]
+    assert r["status"] == "refused" and r["ok"] is False, r
+    assert (
+        r["message"] == f"root@{other.router.address}: the host key differs from the one in {known}"
+    )
+    assert "known_hosts" in r["hint"]
+    assert "firmware" not in r and "users" not in r  # nothing was asked
+    with log.open("rb") as fh:
+        fh.seek(mark)
+        seen = fh.read().decode(errors="replace")
+    # it was reached, and the client left at the key exchange: no login, no command
+    assert "Child connection from" in seen and "Exit before auth" in seen, seen
+    assert "auth succeeded" not in seen, f"status logged in to the router:\n{seen}"
+
+    # --accept-new-host-keys trusts unknown keys, never a changed one
+    before = known.read_text()
+    text = site.text("status", "--connect-timeout", "2", "--accept-new-host-keys")
+    assert text.returncode == 4, text.stdout + text.stderr
+    assert f"other (root@{other.router.address}): refused: root@" in text.stdout
+    assert known.read_text() == before  # known_hosts left alone
+
+
+def test_ctrl_c_while_querying_is_interrupted_at_that_stage(
+    live_lab: LiveLab, tmp_path: Path
+) -> None:
+    """Ctrl-C while the router answers the state query: "interrupted while querying",
+    not a failed state command; exit 1 (no router answered)."""
+    gw = new_router(live_lab, "gw")
+    site = LiveSite(tmp_path / "site", live_lab, name="stat")
+    site.write({"gw": gw}, USERS)
+    gw.wrap_swanctl("*--list-sas*) touch /srv/slow-sas; sleep 60 ;;")
+    proc, data = site.cli_ctrl_c("status", when=(gw.state / "slow-sas").exists)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    r = by_name(data)["gw"]
+    assert (r["status"], r["message"]) == ("failed", "interrupted while querying"), r
+    assert r["hint"] == "run status again"
 
 
 # --------------------------------------------------------------------------

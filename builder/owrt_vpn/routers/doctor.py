@@ -33,6 +33,7 @@ from owrt_vpn.render import packages
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers import push_set
 from owrt_vpn.routers.inventory import RouterTarget
+from owrt_vpn.routers.job import release_text
 from owrt_vpn.routers.ssh import SshClient, quote
 from owrt_vpn.routers.state import (
     Section,
@@ -189,7 +190,7 @@ def _firmware(baked: dict[str, Any] | None, s: dict[str, Section], router: Route
             "firmware", "fail", f"built for router {baked.get('router')!r}, not {router.name!r}",
             "check the router's address in the site file",
         )  # fmt: skip
-    release = push_set.firmware_release(baked)
+    release = release_text({"version": push_set.firmware_release(baked)})
     return Check("firmware", "ok", f"owrt-vpn build of {router.name} ({release})")
 
 

@@ -38,7 +38,7 @@ from owrt_vpn.routers import batch
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.dist import Build, load_build
 from owrt_vpn.routers.inventory import RouterTarget
-from owrt_vpn.routers.job import Job, JobReport, Stop, release_text, run_batch
+from owrt_vpn.routers.job import Job, JobOptions, JobReport, Stop, release_text, run_batch
 from owrt_vpn.routers.ssh import SshClient, SshError, quote
 
 # RAM the router needs beyond the image while sysupgrade runs (it copies
@@ -76,16 +76,12 @@ OK_STATUSES = frozenset({Status.FLASHED, Status.SKIPPED, Status.WOULD_FLASH})
 
 
 @dataclass(frozen=True)
-class FlashOptions:
+class FlashOptions(JobOptions):
     """How to flash (the CLI's options)."""
 
-    jobs: int = 4
     dry_run: bool = False
     reset_settings: bool = False
-    accept_new_host_keys: bool = False
-    connect_timeout: float = 10.0
     reboot_timeout: float = 300.0  # sysupgrade start -> verified, VPN loaded
-    command_timeout: float = 120.0
     upload_timeout: float = 600.0
     poll_interval: float = 2.0
 
@@ -177,11 +173,7 @@ class _Flash:
     ) -> None:  # fmt: skip
         self.t, self.b, self.o, self.r, self.job = target, build, opts, report, job
         self.stage, self.lock, self.cancel = job.stage, job.lock, job.cancel
-        self.ssh = SshClient(
-            target.ssh,
-            accept_new_host_keys=opts.accept_new_host_keys,
-            connect_timeout=opts.connect_timeout,
-        )
+        self.ssh = opts.client(target.ssh)
         self.remote_image = f"/tmp/{build.image.name}"  # noqa: S108 - the router's RAM disk
 
     def run(self) -> None:

@@ -1,16 +1,18 @@
 """The one batch job model that flash, push and status specialise.
 
-A job is one router's run of a batch command: a report (:class:`JobReport`:
-name, router, address, status, the stage reached, message, hint, times,
-stages) that each command extends with its own fields and statuses, and
-:func:`run_job`, the one exception ladder and cancel handling:
+A job is one router's run of a batch command: options (:class:`JobOptions`:
+concurrency, host keys, timeouts) and a report (:class:`JobReport`: name,
+router, address, status, the stage reached, message, hint, times, stages)
+that each command extends with its own fields and statuses, and
+:meth:`Job.run`, the one exception ladder and cancel handling:
 
 - a :class:`Stop` ends the job with the status it carries (refused, skipped,
   unchanged, would-flash ...);
 - a host-key mismatch is *refused* while nothing on the router was changed
   (``report.changed`` is False), *failed* after a change;
 - Ctrl-C (the batch's ``cancel`` event, a SIGINT/SIGTERM to owrt-vpn, or an
-  SSH client killed by that signal) is *failed* with the message
+  SSH client killed by that signal, even when that shows before owrt-vpn's
+  own handler ran) is *failed* with the message
   "interrupted while <stage>" or "interrupted after <stage>" naming the
   stage really reached, never a router-side error;
 - any other owrt-vpn error is *failed* with its message; a bug is *failed*
@@ -28,16 +30,40 @@ from typing import Any, ClassVar
 
 from owrt_vpn.errors import OwrtVpnError, RouterError
 from owrt_vpn.routers import batch
-from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshError
+from owrt_vpn.routers.ssh import HostKeyError, RemoteCommandError, SshClient, SshError, SshTarget
 from owrt_vpn.run import signalled
 
 UNKNOWN_RELEASE = "an unknown release"
+
+# How long a job whose SSH session broke waits for a Ctrl-C to show: a
+# terminal's SIGINT ends the ssh clients (OpenSSH exits 255 and, at our log
+# level, says nothing) at the same moment it reaches owrt-vpn, whose handler
+# runs in the main thread, up to one wait tick of the batch (0.5 s) later.
+SIGNAL_GRACE = 1.0
 
 
 def release_text(release: dict[str, Any]) -> str:
     """``"<version> <revision>"`` of a router's release (one fallback for every command)."""
     text = f"{release.get('version', '') or ''} {release.get('revision', '') or ''}".strip()
     return text or UNKNOWN_RELEASE
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The options every batch command has (its CLI's common options); commands add theirs."""
+
+    jobs: int = 4
+    accept_new_host_keys: bool = False
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+
+    def client(self, target: SshTarget) -> SshClient:
+        """An SSH client for ``target`` with these host-key and connect settings."""
+        return SshClient(
+            target,
+            accept_new_host_keys=self.accept_new_host_keys,
+            connect_timeout=self.connect_timeout,
+        )
 
 
 class Stop(RouterError):
@@ -147,6 +173,15 @@ class Job:
         r.stages.append((str(s), time.time()))
         self.notify(r)
 
+    def interrupted_soon(self) -> bool:
+        """True when the batch is, or within :data:`SIGNAL_GRACE` becomes, interrupted."""
+        deadline = time.monotonic() + SIGNAL_GRACE
+        while not self.interrupted():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def check_result(self, returncode: int) -> None:
         """Raise :class:`Interrupted` when a router command's client died of our signal."""
         if returncode < 0 or (returncode and self.interrupted()):
@@ -171,7 +206,11 @@ class Job:
                 # install) a key that no longer matches is a failure.
                 r.fail(exc.message, exc.hint, "failed" if r.changed else "refused")
         except OwrtVpnError as exc:
-            if self.interrupted() or _killed_by_signal(exc):
+            if (
+                self.interrupted()
+                or _killed_by_signal(exc)
+                or (isinstance(exc, SshError) and self.interrupted_soon())
+            ):
                 r.fail(f"interrupted while {r.stage}", r.AGAIN)
             else:
                 r.fail(exc.message, exc.hint)

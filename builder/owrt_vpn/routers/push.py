@@ -41,11 +41,18 @@ from owrt_vpn.errors import FlashError, OwrtVpnError, RouterError
 from owrt_vpn.routers import batch, push_set
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.inventory import RouterTarget
-from owrt_vpn.routers.job import Job, JobReport, Stop, release_text, run_batch
+from owrt_vpn.routers.job import Job, JobOptions, JobReport, Stop, release_text, run_batch
 from owrt_vpn.routers.push_set import FileChange, VpnSet
 from owrt_vpn.routers.sa_policy import SaPolicy
-from owrt_vpn.routers.ssh import SshClient, quote
-from owrt_vpn.routers.state import IkeSa, run_sections, statusall_sas, swanctl_sas, who
+from owrt_vpn.routers.ssh import quote
+from owrt_vpn.routers.state import (
+    IkeSa,
+    check_section,
+    run_sections,
+    statusall_sas,
+    swanctl_sas,
+    who,
+)
 from owrt_vpn.site.model import Router, Site
 
 REBUILD_HINT = "rebuild and flash: owrt-vpn build, then owrt-vpn flash"
@@ -79,14 +86,10 @@ OK_STATUSES = frozenset({Status.PUSHED, Status.UNCHANGED, Status.WOULD_PUSH})
 
 
 @dataclass(frozen=True)
-class PushOptions:
+class PushOptions(JobOptions):
     """How to push (the CLI's options)."""
 
-    jobs: int = 4
     dry_run: bool = False
-    accept_new_host_keys: bool = False
-    connect_timeout: float = 10.0
-    command_timeout: float = 120.0
     reload_timeout: float = 30.0  # installer done -> connections loaded
     poll_interval: float = 0.5
 
@@ -198,11 +201,7 @@ class _Push:
     ) -> None:  # fmt: skip
         self.t, self.shared, self.o, self.r, self.job = target, shared, opts, report, job
         self.stage, self.lock = job.stage, job.lock
-        self.ssh = SshClient(
-            target.ssh,
-            accept_new_host_keys=opts.accept_new_host_keys,
-            connect_timeout=opts.connect_timeout,
-        )
+        self.ssh = opts.client(target.ssh)
         self.style = "swanctl"
 
     def run(self) -> None:
@@ -292,7 +291,7 @@ class _Push:
                     '[ -f "/$f" ] && sha256sum "/$f"; done'
                 ),
                 "running": "pidof charon >/dev/null && echo yes",
-                "sas": f"{listing} 2>/dev/null",
+                "sas": f"{listing} 2>&1",
             },
             self.o.command_timeout,
         )
@@ -317,6 +316,8 @@ class _Push:
         push_set.add_diffs(changes, vset, old)
         self.r.changes = changes
         running = sec["running"].text.strip() == "yes"
+        if running:  # as after the install: a failed listing is fatal, not "no SAs"
+            check_section(sec["sas"], f"{listing} 2>&1")
         text = sec["sas"].text
         sas = statusall_sas(text) if vset.style == "ipsec" else swanctl_sas(text)
         return sas, running
@@ -359,7 +360,7 @@ class _Push:
         try:
             remote.wait_for_conns(
                 self.ssh, vset.conns, vset.style, deadline, poll=self.o.poll_interval,
-                command_timeout=self.o.command_timeout,
+                command_timeout=self.o.command_timeout, cancel=self.job.cancel,
             )  # fmt: skip
         except FlashError as exc:
             raise RouterError(

@@ -176,8 +176,10 @@ class SshClient:
     def upload(self, local: Path, remote_path: str, *, timeout: float | None = 600.0) -> None:
         """Copy ``local`` to ``remote_path`` with the legacy scp protocol (dropbear has no sftp)."""
         host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
+        # No -q: it also silences ssh's own errors, and a changed host key would be
+        # only "lost connection". Without a terminal scp shows no progress meter.
         argv = [
-            "scp", "-O", "-q", *self._options(), "-P", str(self.target.port),
+            "scp", "-O", *self._options(), "-P", str(self.target.port),
             "--", str(local), f"{self.target.user}@{host}:{remote_path}",
         ]  # fmt: skip
         try:

@@ -76,6 +76,22 @@ def run_sections(ssh: SshClient, commands: Mapping[str, str], timeout: float) ->
     return out
 
 
+def check_section(section: Section, command: str) -> None:
+    """Raise RouterError when a state command (run with ``2>&1``) failed on the router.
+
+    With charon running, a failed listing is a failure to report, never an
+    empty list ("0 connected", nothing to terminate).
+    """
+    if section.status == 0:
+        return
+    shown = command.removesuffix(" 2>&1")
+    last = section.text.strip().splitlines()[-1] if section.text.strip() else ""
+    raise RouterError(
+        f"`{shown}` failed on the router (status {section.status})" + (f": {last}" if last else ""),
+        hint="strongSwan runs but does not answer: check `logread -e charon` on the router",
+    )
+
+
 def _int(text: str) -> int | None:
     try:
         return int(text)

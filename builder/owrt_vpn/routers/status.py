@@ -19,16 +19,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from owrt_vpn.errors import RouterError
 from owrt_vpn.routers import batch
 from owrt_vpn.routers import probe as remote
 from owrt_vpn.routers.dist import DIGEST_KEYS
 from owrt_vpn.routers.inventory import RouterTarget
-from owrt_vpn.routers.job import Job, JobReport, release_text, run_batch
-from owrt_vpn.routers.ssh import SshClient
+from owrt_vpn.routers.job import Job, JobOptions, JobReport, release_text, run_batch
 from owrt_vpn.routers.state import (
     IkeSa,
     cert_facts,
+    check_section,
     crl_facts,
     run_sections,
     statusall_sas,
@@ -42,12 +41,10 @@ CRL_WARN_DAYS = 7
 
 
 @dataclass(frozen=True)
-class StatusOptions:
+class StatusOptions(JobOptions):
     """How to query (the CLI's options)."""
 
     jobs: int = 8
-    accept_new_host_keys: bool = False
-    connect_timeout: float = 10.0
     command_timeout: float = 60.0
 
 
@@ -146,10 +143,7 @@ def _strip(info: dict[str, Any]) -> dict[str, Any]:
 def query(site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus, job: Job) -> None:
     """Fill ``r`` with the router's state (raises OwrtVpnError when it cannot be asked,
     or when a state command fails while strongSwan runs)."""
-    ssh = SshClient(
-        target.ssh, accept_new_host_keys=opts.accept_new_host_keys,
-        connect_timeout=opts.connect_timeout,
-    )  # fmt: skip
+    ssh = opts.client(target.ssh)
     job.stage(Stage.CONNECTING)
     facts = remote.first_probe(ssh, opts.command_timeout, job.lock)
     job.stage(Stage.QUERYING)
@@ -177,7 +171,7 @@ def query(site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus
         # With charon running, a failed listing is a failure to report, not
         # "0 connected" (push treats the same failure as fatal).
         for name in ("statusall",) if style == "ipsec" else ("conns", "sas"):
-            _check_section(name, sec[name], commands[name])
+            check_section(sec[name], commands[name])
     if style == "ipsec":
         text = sec["statusall"].text
         conns, sas = sorted(remote.listed_conns(text, "ipsec")), statusall_sas(text)
@@ -203,17 +197,6 @@ def query(site: Site, target: RouterTarget, opts: StatusOptions, r: RouterStatus
     n_users = sum(1 for u in r.facts["users"] if u["state"] == "ESTABLISHED")
     release = release_text(facts.release)
     r.message = f"{release}, {len(conns)} connection(s) loaded, {n_users} connected"
-
-
-def _check_section(name: str, section: Any, command: str) -> None:
-    if section.status != 0:
-        shown = command.removesuffix(" 2>&1")
-        last = section.text.strip().splitlines()[-1] if section.text.strip() else ""
-        raise RouterError(
-            f"`{shown}` failed on the router (status {section.status})"
-            + (f": {last}" if last else ""),
-            hint="strongSwan runs but does not answer: check `logread -e charon` on the router",
-        )
 
 
 def _facts(fn: Callable[[bytes], Any], text: str) -> dict[str, Any] | None:
@@ -297,7 +280,9 @@ def human(reports: Sequence[RouterStatus]) -> str:
         lb = f["last_build"]
         if lb and lb["found"]:
             match = {True: "yes", False: "NO", None: "unknown"}[lb["matches"]]
-            lines.append(f"  last build in dist: {_rel(lb['release'])}, running it: {match}")
+            lines.append(
+                f"  last build in dist: {release_text(lb['release'])}, running it: {match}"
+            )
         else:
             lines.append("  last build in dist: none")
         if f["marker"]:
@@ -327,10 +312,6 @@ def human(reports: Sequence[RouterStatus]) -> str:
                 lines.append(f"  {label}: until {c['not_after']} ({c['days_left']} days)")
         lines += [f"  warning: {w}" for w in r.warnings]
     return "\n".join(lines)
-
-
-def _rel(release: dict[str, Any]) -> str:
-    return " ".join(str(v) for v in release.values() if v) or "unknown"
 
 
 def _ago(seconds: int | None) -> str:
