@@ -6,6 +6,7 @@ platform's content type, and what it serves holds no password.
 
 from __future__ import annotations
 
+import http.client
 import json
 import plistlib
 import re
@@ -56,8 +57,14 @@ class Share:
         self.url = found.group(0)
 
     def rest(self) -> str:
-        out, err = self.proc.communicate(timeout=30)
-        return out + err
+        """The rest of the output once the command ended.
+
+        Read through the text streams: ``communicate()`` would read the pipes
+        beneath them and lose what ``readline()`` has already buffered.
+        """
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.proc.wait(timeout=30)  # its output is a few lines: no pipe fills up
+        return self.proc.stdout.read() + self.proc.stderr.read()
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -148,6 +155,33 @@ def test_strongswan_app_and_zip_content_types(share: type[Share], bundled: Path)
     assert body == (bundled / "dist/home/clients/alice/alice-laptop.zip").read_bytes()
     assert "alice-laptop/README.md" in zipfile.ZipFile(BytesIO(body)).namelist()
     assert s.rest() and s.proc.returncode == 0
+
+
+def test_an_aborted_download_leaves_the_link_valid(share: type[Share], bundled: Path) -> None:
+    """A client that reads part of the body and hangs up has not used the link up."""
+    recorded = (bundled / "dist/home/clients/alice/alice-laptop.zip").read_bytes()
+    s = share("alice/laptop")
+    address, path = s.url.removeprefix("http://").split("/", 1)
+    host, port = address.split(":")
+    for _ in range(2):  # twice: the server is still there after the first one
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", "/" + path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        part = resp.read(100)
+        assert len(part) == 100 and int(resp.headers["Content-Length"]) == len(recorded) > 100
+        # Hang up with the rest unread (the response holds the socket with
+        # "Connection: close"): the client's kernel resets the connection.
+        resp.close()
+        conn.close()
+        assert s.proc.poll() is None
+    status, _, body = fetch(s.url)
+    assert status == 200 and body == recorded
+    out = s.rest()
+    assert s.proc.returncode == 0, out
+    assert "served alice-laptop.zip to 127.0.0.1; the link is used up" in out
+    with pytest.raises(urllib.error.URLError):
+        fetch(s.url)
 
 
 def test_link_expires(share: type[Share]) -> None:
