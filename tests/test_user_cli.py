@@ -366,3 +366,19 @@ def test_user_add_refused_by_the_site_rules_names_the_new_user(
         "hint: the user was not added: owrt-vpn.toml is unchanged",
     ]
     assert snapshot(initialized) == before
+
+
+def test_bundle_that_must_issue_without_a_passphrase_is_a_usage_error(initialized: Path) -> None:
+    """A device added by hand needs its certificate: no passphrase is exit 2, with the
+    passphrase hint only (`--insecure-unencrypted-ca` is `pki init`'s alone)."""
+    site = initialized / "owrt-vpn.toml"
+    site.write_text(site.read_text() + '\n[[users]]\nname = "zed"\n\n'
+                    '[[users.devices]]\nname = "pc"\nplatform = "linux"\n')  # fmt: skip
+    before = snapshot(initialized)
+    proc = _run_without_passphrase(initialized, "bundle")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        NO_PASSPHRASE,
+        "hint: or run the command in a terminal to be asked for it",
+    ]
+    assert snapshot(initialized) == before
