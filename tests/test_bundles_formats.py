@@ -468,6 +468,8 @@ def test_readmes_match_each_clients_dialogs(world: World) -> None:
         readme = (d.folder / "README.md").read_text()
         assert "Certificate Trust Settings" not in readme and "iPhone" not in readme
         assert "Local ID" in readme  # macOS has the field
+        # Profiles moved from Privacy & Security (13) to General (14 and later).
+        assert "**General → Device Management**" in readme
     for d in world.devices("ios"):
         assert "Certificate Trust Settings" in (d.folder / "README.md").read_text()
     # Android's built-in client (11+): a certificate device picks the CA out of its
