@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import socketserver
 import struct
 import time
 from collections.abc import Callable
@@ -82,6 +83,13 @@ class OnceServer:
 
         class _Server(HTTPServer):
             address_family = family
+
+            def server_bind(self) -> None:
+                # HTTPServer's own looks the address up in DNS (getfqdn): seconds
+                # of waiting where DNS does not answer, for a name nothing uses.
+                socketserver.TCPServer.server_bind(self)
+                host, port = self.server_address[:2]
+                self.server_name, self.server_port = str(host), int(port)
 
         try:
             self._httpd = _Server((listen, port), handler)
