@@ -7,6 +7,7 @@ platform's content type, and what it serves holds no password.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import plistlib
 import re
@@ -133,6 +134,12 @@ def test_ios_profile_once_without_its_password(share: type[Share], bundled: Path
     assert s.proc.returncode == 0, out
     assert "served phone.mobileconfig to 127.0.0.1; the link is used up" in out
     assert "(works once, for 300 s)" in out  # the default expiry: five minutes
+    # The link as a QR code to scan: the very drawing segno makes of this URL.
+    import segno
+
+    qr = io.StringIO()
+    segno.make(s.url, error="m").terminal(out=qr, compact=True)
+    assert len(qr.getvalue().splitlines()) > 10 and qr.getvalue() in out
     assert "asks for the certificate password" in s.head + out
     # Used up: nothing listens any more.
     with pytest.raises(urllib.error.URLError):
