@@ -67,3 +67,12 @@ def test_readme_links_every_reference_page() -> None:
     }
     pages = {p.resolve() for p in (REPO / "docs").glob("*.md")} | {REPO / "docs/json/README.md"}
     assert sorted(str(p.relative_to(REPO)) for p in pages - linked) == []
+
+
+def test_readme_installs_from_the_repository_at_a_pinned_commit() -> None:
+    """owrt-vpn is not on PyPI (anybody could register the name): the README says to
+    install from the git repository at a commit, like examples/github-actions.yml
+    (checked in test_fleet.py)."""
+    text = (REPO / "README.md").read_text()
+    assert '`pip install "owrt-vpn @ git+<repository URL>@<commit>"`' in text
+    assert "owrt-vpn==" not in text and "pip install owrt-vpn" not in text
