@@ -338,33 +338,31 @@ def test_no_ca_yet(tmp_path: Path) -> None:
     assert not (tmp_path / "pki").exists()
 
 
-def test_user_add_bad_platform_is_one_error_about_the_argument(
-    cli: CliRunner, initialized: Path
-) -> None:
-    """`user add gina --device p:iphone`: one error naming the argument, no users[N] path."""
-    before = snapshot(initialized)
-    proc = cli("user", "add", "gina", "--device", "p:iphone")
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [
+# One mistake, one error (and its hint), nothing written: in the arguments, the error
+# names the argument (no users[N] path: the file has no such user yet); against a rule
+# of the site file, it names the new user and its device.
+ONE_ERROR = [
+    (["gina", "--device", "p:iphone"], [
         "error: --device p:iphone: platform 'iphone' is not one of: ios, macos, android, "
         "android-strongswan, windows, linux",
         "hint: see `owrt-vpn user add --help`",
-    ]
-    assert snapshot(initialized) == before
-
-
-def test_user_add_refused_by_the_site_rules_names_the_new_user(
-    cli: CliRunner, initialized: Path
-) -> None:
-    """A rule of the site file (not of the argument): one error, on ``users[zed]``."""
-    before = snapshot(initialized)
-    proc = cli("user", "add", "zed", "--auth", "eap-tls", "--device", "tab:android")
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [
+    ]),
+    (["zed", "--auth", "eap-tls", "--device", "tab:android"], [
         "error: owrt-vpn.toml: users[zed].devices[tab].platform: 'android' cannot use auth "
         "'eap-tls' (users[zed].auth); it can use: pubkey, eap-mschapv2",
         "hint: the user was not added: owrt-vpn.toml is unchanged",
-    ]
+    ]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "lines"), ONE_ERROR, ids=["argument", "site-rule"])
+def test_user_add_mistake_is_one_error(
+    cli: CliRunner, initialized: Path, argv: list[str], lines: list[str]
+) -> None:
+    before = snapshot(initialized)
+    proc = cli("user", "add", *argv)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == lines
     assert snapshot(initialized) == before
 
 
