@@ -468,5 +468,30 @@ def test_readmes_match_each_clients_dialogs(world: World) -> None:
         readme = (d.folder / "README.md").read_text()
         assert "Certificate Trust Settings" not in readme and "iPhone" not in readme
         assert "Local ID" in readme  # macOS has the field
+        # Profiles moved from Privacy & Security (13) to General (14 and later).
+        assert "**General → Device Management**" in readme
     for d in world.devices("ios"):
         assert "Certificate Trust Settings" in (d.folder / "README.md").read_text()
+    # Android's built-in client (11+): a certificate device picks the CA out of its
+    # own PKCS#12; a password device the CA it installed by name.
+    for d in world.devices("android"):
+        readme = (d.folder / "README.md").read_text()
+        assert "Android 11 and later" in readme
+        ca_row = re.search(r"^\| IPsec CA certificate \| (.*) \|$", readme, re.M)
+        assert ca_row, readme
+        if d.auth == "eap-mschapv2":
+            assert ca_row.group(1) == "`home VPN CA` (installed in step 1)", ca_row
+        else:
+            assert ca_row.group(1).endswith("it holds `home VPN CA`)"), ca_row
+    # The strongSwan app: a profile without local.id sends the certificate's subject;
+    # the steps are numbered without a gap.
+    for d in world.devices("android-strongswan"):
+        readme = (d.folder / "README.md").read_text()
+        steps = [int(n) for n in re.findall(r"^(\d)\. ", readme.split("## Values")[0], re.M)]
+        assert sorted(set(steps)) == list(range(1, max(steps) + 1)), (d.auth, steps)
+        local_id = json.loads(next(d.folder.glob("*.sswan")).read_text())["local"].get("id")
+        assert ("Local ID" in readme) == (local_id is not None), d.auth
+    # Linux: one way (swanctl) where NetworkManager cannot do the auth method.
+    for d in world.devices("linux"):
+        readme = (d.folder / "README.md").read_text()
+        assert ("Two ways:" in readme) == (d.auth != "pubkey+eap-mschapv2"), d.auth

@@ -7,7 +7,9 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,6 +186,7 @@ def test_init_writes_a_file_check_accepts(cli: CliRunner, tmp_path: Path) -> Non
     proc = cli("init")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("wrote owrt-vpn.toml\n")
+    assert proc.stdout.splitlines()[-1] == "next: edit it, then run `owrt-vpn check`"
     text = (tmp_path / "owrt-vpn.toml").read_text()
     assert text.startswith("# owrt-vpn site file")
     data = tomllib.loads(text)
@@ -270,3 +273,50 @@ def test_help_lists_the_workflow_in_full(cli: CliRunner) -> None:
     bundle = cli("bundle", "--help").stdout
     assert "Usage: owrt-vpn bundle [OPTIONS] [USER]...\n" in bundle
     assert "<list[str]>" not in bundle and "[[USER]" not in bundle
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand of the CLI, as argv prefixes (the root first)."""
+    import typer
+
+    from owrt_vpn.cli import app
+
+    def walk(cmd: Any, path: list[str]) -> Iterator[list[str]]:
+        yield path
+        if hasattr(cmd, "list_commands"):
+            ctx = typer.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_every_help_shows_real_placeholders_and_whole_descriptions() -> None:
+    """No typer type tags (`<str>`, `<int range>`), `{name}` or `[[DIR]]` in any --help, and
+    each group lists its commands with the whole first paragraph of their description."""
+    import inspect
+
+    import typer
+    from typer.testing import CliRunner as TyperRunner
+
+    from owrt_vpn.cli import app
+
+    paths = _command_paths()
+    assert ["user", "add"] in paths and ["keys", "remove"] in paths
+    runner = TyperRunner()
+    tag = re.compile(r"<(?:str|int|float|bool|path|text|int range|float range|list\[.*?\])>")
+    for path in paths:
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}).output
+        assert out.startswith("Usage: "), (path, out)
+        assert not tag.search(out) and not re.search(r"\{\w+\}|\[\[", out), (path, out)
+        cmd = typer.main.get_command(app)
+        for name in path:
+            cmd = cmd.get_command(typer.Context(cmd), name)  # type: ignore[attr-defined]
+        if not hasattr(cmd, "list_commands"):
+            continue
+        # Compared without white space: click wraps the rows (also after a hyphen).
+        listing = "".join(out.split("Commands:")[1].split())
+        for name in cmd.list_commands(typer.Context(cmd)):
+            sub = cmd.get_command(typer.Context(cmd), name)
+            first = "".join(inspect.cleandoc(sub.help or "").split("\n\n")[0].split())
+            assert name + first in listing, (path, name, listing)

@@ -81,7 +81,7 @@ def test_removing_what_the_vpn_needs_is_refused_with_the_key(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as exc:
         packages.image_packages(site, site.routers[0])
     assert str(exc.value.problems[0]) == (
-        "owrt-vpn.toml: routers[0].extra_packages: '-strongswan-swanctl' would remove "
+        "owrt-vpn.toml: routers[gw].extra_packages: '-strongswan-swanctl' would remove "
         "strongswan-swanctl, which the VPN needs"
     )
 

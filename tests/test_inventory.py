@@ -42,7 +42,7 @@ def test_site_targets(site_file: Path, tmp_path: Path) -> None:
     assert t.ssh.known_hosts == Path("~/kh").expanduser()
     assert t.build_dir == tmp_path / "dist/home/routers/branch"
     assert not t.bakes_access
-    with pytest.raises(ConfigError, match=r"routers\[1\]\.management\.address: required"):
+    with pytest.raises(ConfigError, match=r"routers\[lab\]\.management\.address: required"):
         site_targets(site, tmp_path / "dist")
     with pytest.raises(ConfigError, match=r"no router named 'brnch'.*did you mean 'branch'"):
         site_targets(site, tmp_path / "dist", ["brnch"])
@@ -100,7 +100,7 @@ def test_flash_cli_bad_inventory_exits_2(cli, site_file: Path, tmp_path: Path) -
     inv.write_text('[[routers]]\nname = "x"\nrouter = "nope"\naddress = "198.51.100.9"\n')
     proc = cli("flash", "--inventory", inv)
     assert proc.returncode == 2, proc.stderr
-    assert f"error: {inv}: routers[0].router: no router named 'nope'" in proc.stderr
+    assert f"error: {inv}: routers[x].router: no router named 'nope'" in proc.stderr
     proc = cli("flash", "--router", "nope")
     assert proc.returncode == 2
     assert "error: --router: no router named 'nope'" in proc.stderr

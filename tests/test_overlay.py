@@ -644,7 +644,7 @@ def test_two_round_app_device_needs_the_dn_connections(tmp_path: Path) -> None:
         'name = "pc"\nplatform = "linux"', 'name = "pc"\nplatform = "android-strongswan"'
     )
     lab = make_lab(tmp_path / "site", text)
-    with pytest.raises(ConfigError, match=r"users\[\d\]\.devices\[0\]\.platform: android-str"):
+    with pytest.raises(ConfigError, match=r"users\[carol\]\.devices\[pc\]\.platform: android-str"):
         render(lab, "gw", tmp_path / "ov")
     assert not (tmp_path / "ov").exists()
 
@@ -666,7 +666,7 @@ def test_shared_identity_on_a_two_round_device_is_refused(tmp_path: Path) -> Non
     # built in code.
     with pytest.raises(ConfigError, match="cannot use the shared identity") as info:
         make_lab(tmp_path / "site", text)
-    assert [p.path for p in info.value.problems] == ["users[2].devices[0].shared_identity"]
+    assert [p.path for p in info.value.problems] == ["users[carol].devices[pc].shared_identity"]
     assert not (tmp_path / "ov").exists()
 
 

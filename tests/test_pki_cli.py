@@ -92,7 +92,13 @@ def test_short_passphrase_override_for_throwaway_sites(cli: CliRunner, tmp_path:
 
 def test_show_and_list_json(cli: CliRunner, tmp_path: Path) -> None:
     write_site(tmp_path)
-    _ok(cli("pki", "init"))
+    init = _ok(cli("pki", "init"))
+    # The secrets it made stay in their files: `bundle` shows new ones (once, on a
+    # terminal) or writes them to --password-file; `pki init` only says where they are.
+    secrets = [p.read_text().strip() for p in (tmp_path / "pki").rglob("*.password")]
+    assert any(p.parent.name == "eap" for p in (tmp_path / "pki").rglob("*.password"))
+    assert secrets and not any(s in init.stdout + init.stderr for s in secrets)
+    assert f"EAP passwords are in {tmp_path / 'pki' / 'eap'}" in init.stdout
     show = json.loads(_ok(cli("pki", "show", "--json")).stdout)
     assert show["ca"]["subject"] == "CN=home VPN CA,O=Home VPN"
     assert show["ca_encrypted"] is True

@@ -51,11 +51,11 @@ def test_typos_and_foreign_devices_are_caught_offline(cli: CliRunner, tmp_path: 
     proc = check(cli, tmp_path, sitefile.site(routers=[sitefile.router(target="bcm53xxx")]))
     assert proc.returncode == 2
     assert (
-        "error: owrt-vpn.toml: routers[0].target: 'bcm53xxx' is not an OpenWrt target "
+        "error: owrt-vpn.toml: routers[gw].target: 'bcm53xxx' is not an OpenWrt target "
         "(did you mean 'bcm53xx'?)"
     ) in proc.stderr
     proc = check(cli, tmp_path, sitefile.site(routers=[sitefile.router(device="phicomm-k3")]))
-    assert "routers[0].device: unknown device 'phicomm-k3' (did you mean 'phicomm_k3'?)" in (
+    assert "routers[gw].device: unknown device 'phicomm-k3' (did you mean 'phicomm_k3'?)" in (
         proc.stderr
     )
     foreign = sitefile.router(device="tplink_archer-c7-v2")
@@ -116,11 +116,11 @@ def test_cached_metadata_of_an_earlier_download_decides(cli: CliRunner, tmp_path
     assert proc.returncode == 2
     err = proc.stderr
     assert (
-        "routers[0].device: bcm53xx/generic of 24.10.2 has no device 'asus_rt-ac86u' "
+        "routers[gw].device: bcm53xx/generic of 24.10.2 has no device 'asus_rt-ac86u' "
         "(did you mean 'asus_rt-ac88u'?)"
     ) in err
     assert (
-        "routers[0].extra_packages: 'wireguard-tool' is not a package of OpenWrt 24.10.2 "
+        "routers[gw].extra_packages: 'wireguard-tool' is not a package of OpenWrt 24.10.2 "
         "bcm53xx/generic (did you mean 'wireguard-tools'?)"
     ) in err
 
@@ -175,6 +175,6 @@ def test_init_writes_the_newest_stable_release_the_mirror_announces(
 def test_removing_what_the_vpn_needs_is_caught_by_check(cli: CliRunner, tmp_path: Path) -> None:
     router = sitefile.router(extra_packages=["-strongswan-swanctl"])
     assert (
-        "routers[0].extra_packages: '-strongswan-swanctl' would remove strongswan-swanctl, "
+        "routers[gw].extra_packages: '-strongswan-swanctl' would remove strongswan-swanctl, "
         "which the VPN needs"
     ) in refused(cli, tmp_path, router)

@@ -115,7 +115,7 @@ def test_pool_size_boundary() -> None:
 def test_pool6_too_small() -> None:
     text = BASE.replace('pool = "10.10.10.0/24"', 'pool = "10.10.10.0/24"\npool6 = "fd00::/127"')
     assert _problems(text) == [
-        "owrt-vpn.toml: routers[0].pool6: fd00::/127 has 1 usable addresses but 3 devices may "
+        "owrt-vpn.toml: routers[gw].pool6: fd00::/127 has 1 usable addresses but 3 devices may "
         "connect"
     ]
 
@@ -123,8 +123,8 @@ def test_pool6_too_small() -> None:
 def test_misspelt_platform_still_counts_for_pool_size() -> None:
     text = BASE.replace('"10.10.10.0/24"', '"10.10.10.0/30"').replace('"ios"', '"iphone"')
     lines = _problems(text)
-    assert lines[0].startswith("owrt-vpn.toml: routers[0].pool: 10.10.10.0/30 has 2 usable")
-    assert lines[1].startswith("owrt-vpn.toml: users[0].devices[0].platform: 'iphone'")
+    assert lines[0].startswith("owrt-vpn.toml: routers[gw].pool: 10.10.10.0/30 has 2 usable")
+    assert lines[1].startswith("owrt-vpn.toml: users[alice].devices[phone].platform: 'iphone'")
 
 
 def test_every_device_wrong_is_one_error_each() -> None:
@@ -134,12 +134,103 @@ def test_every_device_wrong_is_one_error_each() -> None:
 
     text = sitefile.site(users=[sitefile.user("alice", [("phone", "iphone")])])
     assert _problems(text) == [
-        "owrt-vpn.toml: users[0].devices[0].platform: 'iphone' is not one of: ios, macos, "
+        "owrt-vpn.toml: users[alice].devices[phone].platform: 'iphone' is not one of: ios, macos, "
         "android, android-strongswan, windows, linux"
     ]
     empty = sitefile.site(users=[sitefile.user("alice", [])]) + "devices = []\n"
     assert _problems(empty) == [
-        "owrt-vpn.toml: users[0].devices: at least one [[users.devices]] entry is needed"
+        "owrt-vpn.toml: users[alice].devices: at least one [[users.devices]] entry is needed"
+    ]
+
+
+def test_problems_name_users_and_devices() -> None:
+    """Errors name entries, not their place: alice is the second user here."""
+    text = sitefile.site(
+        users=[
+            sitefile.user("bob", [("tablet", "android")], auth="eap-mschapv2"),
+            sitefile.user("alice", [("laptop", "linux"), ("phone", "iphone")]),
+        ]
+    )
+    assert _problems(text) == [
+        "owrt-vpn.toml: users[alice].devices[phone].platform: 'iphone' is not one of: ios, "
+        "macos, android, android-strongswan, windows, linux"
+    ]
+    # A cross-section rule names them too (its own check, not pydantic's).
+    eap_tls = sitefile.site(users=[sitefile.user("bob"), sitefile.user(
+        "alice", [("laptop", "linux"), ("tab", "android")], auth="eap-tls")])  # fmt: skip
+    assert [ln.split(": ")[1] for ln in _problems(eap_tls)] == [
+        "users[alice].devices[tab].platform"
+    ]
+    router = sitefile.site(routers=[sitefile.router("gw"), sitefile.router(
+        "branch", server_id="vpn2.example.org", pool="10.10.20.0/24", tunnel="ful")])  # fmt: skip
+    assert [ln.split(": ")[1] for ln in _problems(router)] == ["routers[branch].tunnel"]
+
+
+def test_an_entry_without_a_usable_name_is_named_by_its_position() -> None:
+    # The third user's name is invalid, so its problems (the name's and its
+    # device's) say users[2]; its device keeps its own name.
+    text = sitefile.site(
+        users=[
+            sitefile.user("alice"),
+            sitefile.user("bob"),
+            sitefile.user("Carol!", [("phone", "iphone")]),
+        ]
+    )
+    assert [ln.split(": ")[1] for ln in _problems(text)] == [
+        "users[2].name",
+        "users[2].devices[phone].platform",
+    ]
+    # No name at all; a device without a name falls back to its position too.
+    nameless = BASE.replace('name = "bob"\n', "").replace('name = "tablet"\n', "")
+    assert [ln.split(": ")[1] for ln in _problems(nameless)] == [
+        "users[1].name",
+        "users[1].devices[0].name",
+    ]
+
+
+def test_a_name_made_of_digits_is_quoted() -> None:
+    # users["7"] is the user called 7, never the eighth user.
+    text = sitefile.site(users=[sitefile.user("7", [("1", "iphone")])])
+    assert [ln.split(": ")[1] for ln in _problems(text)] == ['users["7"].devices["1"].platform']
+
+
+def test_a_duplicate_name_names_each_of_its_entries_by_position() -> None:
+    """``users[alice]`` would be ambiguous: both alices are named by position."""
+    text = sitefile.site(
+        users=[
+            sitefile.user("alice", [("phone", "iphone")]),
+            sitefile.user("bob"),
+            sitefile.user("alice", [("laptop", "linux")]),
+        ]
+    )
+    assert _problems(text) == [
+        "owrt-vpn.toml: users[0].devices[phone].platform: 'iphone' is not one of: ios, macos, "
+        "android, android-strongswan, windows, linux",
+        "owrt-vpn.toml: users[2].name: duplicate name 'alice' (also users[0])",
+    ]
+    devices = sitefile.site(users=[sitefile.user("alice", [("phone", "ios"), ("phone", "linux")])])
+    assert _problems(devices) == [
+        "owrt-vpn.toml: users[alice].devices[1].name: duplicate name 'phone' "
+        "(also users[alice].devices[0])"
+    ]
+    routers = sitefile.site(routers=[sitefile.router("gw"), sitefile.router(
+        "gw", server_id="vpn2.example.org", pool="10.10.20.0/24")])  # fmt: skip
+    assert _problems(routers) == [
+        "owrt-vpn.toml: routers[1].name: duplicate name 'gw' (also routers[0])"
+    ]
+
+
+def test_problems_keep_the_order_of_the_file() -> None:
+    # zed comes first in the file, so its problem does, although "alice" < "zed".
+    text = sitefile.site(
+        users=[
+            sitefile.user("zed", [("phone", "symbian")]),
+            sitefile.user("alice", [("phone", "iphone")]),
+        ]
+    )
+    assert [ln.split(": ")[1] for ln in _problems(text)] == [
+        "users[zed].devices[phone].platform",
+        "users[alice].devices[phone].platform",
     ]
 
 
@@ -150,7 +241,7 @@ def test_broken_lan_does_not_fake_an_overlap() -> None:
         '"10.10.10.0/24"', '"192.168.1.0/25"'
     )
     assert _problems(text) == [
-        "owrt-vpn.toml: routers[0].lan: must be a list, not str '192.168.1.0/24'"
+        "owrt-vpn.toml: routers[gw].lan: must be a list, not str '192.168.1.0/24'"
     ]
 
 
@@ -222,7 +313,7 @@ def test_load_site_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_site(tmp_path / "s.toml")
     assert info.value.lines() == [
-        f"{tmp_path / 's.toml'}: routers[0].management.port: must be >= 1, not 0"
+        f"{tmp_path / 's.toml'}: routers[gw].management.port: must be >= 1, not 0"
     ]
     assert info.value.exit_code == 2
 

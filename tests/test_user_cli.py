@@ -183,7 +183,7 @@ BAD = [
      "error: --device phone:symbian: platform 'symbian' is not one of: ios, macos, android, "
      "android-strongswan, windows, linux"),
     ("add-duplicate-user", ["user", "add", "alice", "--device", "x:ios"], None, 2,
-     "error: owrt-vpn.toml: users[0].name: user 'alice' exists"),
+     "error: owrt-vpn.toml: users[alice].name: user 'alice' exists"),
     ("add-duplicate-device", ["user", "add", "zed", "--device", "a:ios", "--device", "a:linux"],
      None, 2, "error: --device a:linux: device 'a' is given twice"),
     ("add-bad-name", ["user", "add", "Zed!", "--device", "a:ios"], None, 2,
@@ -191,7 +191,7 @@ BAD = [
     ("add-unknown-auth", ["user", "add", "zed", "--auth", "psk", "--device", "a:ios"], None, 2,
      "error: --auth psk: not one of: pubkey, eap-tls, eap-mschapv2, pubkey+eap-mschapv2"),
     ("add-auth-platform", ["user", "add", "zed", "--auth", "eap-tls", "--device", "a:android"],
-     None, 2, "error: owrt-vpn.toml: users[zed].devices[0].platform: "),
+     None, 2, "error: owrt-vpn.toml: users[zed].devices[a].platform: "),
     ("add-unknown-router", ["user", "add", "zed", "--device", "a:ios", "--router", "gw9"], None,
      2, "error: owrt-vpn.toml: users[zed].routers[0]: "),
     ("add-password-newline", ["user", "add", "zed", "--auth", "eap-mschapv2", "--device",
@@ -206,16 +206,16 @@ BAD = [
     ("revoke-unknown-user", ["user", "revoke", "zed"], None, 2,
      "error: owrt-vpn.toml: users: no user named 'zed'"),
     ("revoke-unknown-device", ["user", "revoke", "alice", "--device", "tablet"], None, 2,
-     "error: owrt-vpn.toml: users[0].devices: user 'alice' has no device 'tablet'"),
+     "error: owrt-vpn.toml: users[alice].devices: user 'alice' has no device 'tablet'"),
     ("revoke-device-of-eap-user", ["user", "revoke", "bob", "--device", "tablet"], None, 2,
-     "error: owrt-vpn.toml: users[1].auth: user 'bob' uses 'eap-mschapv2': "
+     "error: owrt-vpn.toml: users[bob].auth: user 'bob' uses 'eap-mschapv2': "
      "there are no device certificates"),
     ("remove-unknown-user", ["user", "remove", "alicia"], None, 2,
      "error: owrt-vpn.toml: users: no user named 'alicia' (did you mean 'alice'?)"),
     ("passwd-unknown-user", ["user", "passwd", "zed"], None, 2,
      "error: owrt-vpn.toml: users: no user named 'zed'"),
     ("passwd-pubkey-user", ["user", "passwd", "alice"], None, 2,
-     "error: owrt-vpn.toml: users[0].auth: user 'alice' uses 'pubkey', "
+     "error: owrt-vpn.toml: users[alice].auth: user 'alice' uses 'pubkey', "
      "which has no EAP password"),
     ("passwd-newline", ["user", "passwd", "bob", "--password-stdin"], "abc\tdefghij\n", 2,
      "error: --password-stdin: the password contains a control character or newline"),
@@ -225,7 +225,7 @@ BAD = [
     ("renew-unknown-router", ["pki", "renew", "--router", "gw3"], None, 2,
      "error: owrt-vpn.toml: routers: no router named 'gw3' (did you mean 'gw'?)"),
     ("renew-eap-user", ["pki", "renew", "--user", "bob"], None, 2,
-     "error: owrt-vpn.toml: users[1].auth: user 'bob' uses 'eap-mschapv2': "
+     "error: owrt-vpn.toml: users[bob].auth: user 'bob' uses 'eap-mschapv2': "
      "there are no device certificates"),
     ("import-nothing", ["pki", "import"], None, 2,
      "error: pki import: pass --ca-cert FILE --ca-key FILE, or --ca-p12 FILE"),
@@ -338,16 +338,45 @@ def test_no_ca_yet(tmp_path: Path) -> None:
     assert not (tmp_path / "pki").exists()
 
 
-def test_user_add_bad_platform_is_one_error_about_the_argument(
-    cli: CliRunner, initialized: Path
-) -> None:
-    """`user add gina --device p:iphone`: one error naming the argument, no users[N] path."""
-    before = snapshot(initialized)
-    proc = cli("user", "add", "gina", "--device", "p:iphone")
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [
+# One mistake, one error (and its hint), nothing written: in the arguments, the error
+# names the argument (no users[N] path: the file has no such user yet); against a rule
+# of the site file, it names the new user and its device.
+ONE_ERROR = [
+    (["gina", "--device", "p:iphone"], [
         "error: --device p:iphone: platform 'iphone' is not one of: ios, macos, android, "
         "android-strongswan, windows, linux",
         "hint: see `owrt-vpn user add --help`",
+    ]),
+    (["zed", "--auth", "eap-tls", "--device", "tab:android"], [
+        "error: owrt-vpn.toml: users[zed].devices[tab].platform: 'android' cannot use auth "
+        "'eap-tls' (users[zed].auth); it can use: pubkey, eap-mschapv2",
+        "hint: the user was not added: owrt-vpn.toml is unchanged",
+    ]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "lines"), ONE_ERROR, ids=["argument", "site-rule"])
+def test_user_add_mistake_is_one_error(
+    cli: CliRunner, initialized: Path, argv: list[str], lines: list[str]
+) -> None:
+    before = snapshot(initialized)
+    proc = cli("user", "add", *argv)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == lines
+    assert snapshot(initialized) == before
+
+
+def test_bundle_that_must_issue_without_a_passphrase_is_a_usage_error(initialized: Path) -> None:
+    """A device added by hand needs its certificate: no passphrase is exit 2, with the
+    passphrase hint only (`--insecure-unencrypted-ca` is `pki init`'s alone)."""
+    site = initialized / "owrt-vpn.toml"
+    site.write_text(site.read_text() + '\n[[users]]\nname = "zed"\n\n'
+                    '[[users.devices]]\nname = "pc"\nplatform = "linux"\n')  # fmt: skip
+    before = snapshot(initialized)
+    proc = _run_without_passphrase(initialized, "bundle")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        NO_PASSPHRASE,
+        "hint: or run the command in a terminal to be asked for it",
     ]
     assert snapshot(initialized) == before

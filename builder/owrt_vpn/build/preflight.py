@@ -25,6 +25,7 @@ from owrt_vpn import profiles
 from owrt_vpn.errors import ConfigError, Problem, did_you_mean
 from owrt_vpn.imagebuilder import metadata
 from owrt_vpn.render import packages
+from owrt_vpn.site.keys import router_key
 from owrt_vpn.site.model import Router, Site
 
 
@@ -39,13 +40,13 @@ class Preflight:
 def preflight(site: Site, cache_root: Path) -> Preflight:
     """Validate every router's release/target/subtarget/device/extra packages offline."""
     out = Preflight()
-    for i, router in enumerate(site.routers):
-        _router(site, i, router, cache_root, out)
+    for router in site.routers:
+        _router(site, router, cache_root, out)
     return out
 
 
-def _router(site: Site, i: int, r: Router, root: Path, out: Preflight) -> None:
-    file, key = site.path.name, f"routers[{i}]"
+def _router(site: Site, r: Router, root: Path, out: Preflight) -> None:
+    file, key = site.path.name, router_key(r)
     try:
         series = profiles.release_info(r.release).series
     except ConfigError as exc:

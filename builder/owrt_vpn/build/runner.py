@@ -38,6 +38,7 @@ from owrt_vpn.build.state import BUILD_INFO, Lock
 from owrt_vpn.errors import BuildError, ConfigError, OwrtVpnError, Problem, did_you_mean
 from owrt_vpn.fsutil import held_lock, read_json, sha256_file
 from owrt_vpn.repro import canonical_json, source_date_epoch
+from owrt_vpn.site.keys import router_key
 from owrt_vpn.site.model import DEVICE_RE, Router, Site
 
 if TYPE_CHECKING:
@@ -493,8 +494,7 @@ def _check_index(
 def _package_key(site: Site, router: Router, name: str) -> str:
     """The site key that asked for ``name`` (the router's list wins)."""
     if name in router.extra_packages:
-        i = [r.name for r in site.routers].index(router.name)
-        return f"routers[{i}].extra_packages"
+        return f"{router_key(router)}.extra_packages"
     return "site.extra_packages"
 
 

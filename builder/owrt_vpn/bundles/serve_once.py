@@ -6,12 +6,18 @@ holds 128 random bits; only a *complete* GET of that path uses the link up
 (HEAD, link-preview fetches of other paths, an aborted download do not);
 every other request gets 404 (or 405 for other methods) and nothing else is
 ever served; the link expires after ``expires`` seconds.
+
+"Complete" is judged at the TCP level (:func:`_delivered`): writing the body
+succeeds as soon as it fits in the kernel's buffers, so a client that reads
+part of a small file and hangs up would otherwise use the link up.
 """
 
 from __future__ import annotations
 
 import secrets
 import socket
+import socketserver
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +26,9 @@ from typing import Any
 from urllib.parse import quote
 
 from owrt_vpn.errors import UsageError
+
+#: How long a client has to take the rest of the file and hang up (seconds).
+_DELIVERY_WAIT = 30.0
 
 #: Where a UDP socket is "connected" to learn the default route's source
 #: address; nothing is sent (TEST-NET-1: never a real host).
@@ -74,6 +83,13 @@ class OnceServer:
 
         class _Server(HTTPServer):
             address_family = family
+
+            def server_bind(self) -> None:
+                # HTTPServer's own looks the address up in DNS (getfqdn): seconds
+                # of waiting where DNS does not answer, for a name nothing uses.
+                socketserver.TCPServer.server_bind(self)
+                host, port = self.server_address[:2]
+                self.server_name, self.server_port = str(host), int(port)
 
         try:
             self._httpd = _Server((listen, port), handler)
@@ -141,7 +157,10 @@ def _handler(owner: OnceServer) -> type[BaseHTTPRequestHandler]:
             try:
                 self.wfile.write(owner.data)
                 self.wfile.flush()
+                complete = _delivered(self.connection, _DELIVERY_WAIT)
             except OSError:
+                complete = False
+            if not complete:
                 return  # the download broke off: the link stays valid
             owner.outcome.status = "served"
             owner.outcome.client = self.client_address[0]
@@ -161,3 +180,49 @@ def _handler(owner: OnceServer) -> type[BaseHTTPRequestHandler]:
             """Quiet: the command reports what happened."""
 
     return Handler
+
+
+def _delivered(sock: socket.socket, wait: float) -> bool:
+    """Whether the client took the whole response just written to ``sock``.
+
+    We close our side and watch the connection: a client that hangs up with
+    part of the file unread resets it (RST), or, when the rest was still on
+    its way, never acknowledges it. Only a clean close (FIN) after the
+    client's TCP acknowledged every byte, within ``wait`` seconds, is a
+    complete download.
+    """
+    sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + wait
+    closed = False
+    while (left := deadline - time.monotonic()) > 0:
+        if not closed:
+            sock.settimeout(min(left, 0.2))
+            try:
+                closed = sock.recv(4096) == b""  # anything the client still sends is ignored
+            except TimeoutError:
+                continue
+            except OSError:
+                return False  # reset
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            return False
+        if closed:
+            if _unacknowledged(sock) == 0:
+                return True
+            time.sleep(0.01)
+    return False
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes written to ``sock`` that its peer has not acknowledged (0 where unknown).
+
+    Linux's SIOCOUTQ (= TIOCOUTQ); other systems have no such count, and then
+    the client's clean close alone decides.
+    """
+    try:
+        import fcntl
+        import termios
+
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    except (ImportError, AttributeError, OSError):
+        return 0
+    return int(struct.unpack("i", raw)[0])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from owrt_vpn.errors import ConfigError, IntegrityError, Problem, UsageError, did_you_mean
+from owrt_vpn.site.keys import user_key
 
 if TYPE_CHECKING:
     from owrt_vpn.pki.reader import PkiReader
@@ -78,7 +79,7 @@ def shared_profile(
             [
                 Problem(
                     site.path.name,
-                    f"users[{user_name}].devices",
+                    f"{user_key(user)}.devices",
                     f"user {user_name!r} has no device {device_name!r}{hint}",
                 )
             ]

@@ -123,7 +123,9 @@ def build(
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option(metavar="TARGET", help="Override the target (one-router builds): bcm53xx..."),
+        typer.Option(
+            metavar="TARGET", help="Override the target (one-router builds), e.g. bcm53xx."
+        ),
     ] = None,
     subtarget: Annotated[
         str | None,

@@ -30,7 +30,9 @@ def flash(
             "--inventory", metavar="FILE", help="Routers to flash from an inventory file."
         ),
     ] = None,
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Routers flashed at once."),
+    jobs: int = typer.Option(
+        4, "--jobs", "-j", metavar="N", min=1, max=64, help="Routers flashed at once."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Connect and check, then say what would happen."
     ),

@@ -21,10 +21,11 @@ def register(app: typer.Typer) -> None:
 def init(
     ctx: typer.Context,
     directory: Annotated[
-        Path, typer.Argument(metavar="[DIR]", help="Where to write owrt-vpn.toml.")
+        Path, typer.Argument(metavar="DIR", help="Where to write owrt-vpn.toml.")
     ] = Path("."),
     server_id: Annotated[
-        str, typer.Option("--server-id", help="DNS name or IP address clients dial.")
+        str,
+        typer.Option("--server-id", metavar="HOST", help="DNS name or IP address clients dial."),
     ] = "vpn.example.org",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     mirror: Annotated[

@@ -30,7 +30,9 @@ def push(
     ctx: typer.Context,
     routers: RoutersOpt = None,
     inventory: InventoryOpt = None,
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Routers updated at once."),
+    jobs: int = typer.Option(
+        4, "--jobs", "-j", metavar="N", min=1, max=64, help="Routers updated at once."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change; change nothing on the routers."
     ),

@@ -31,7 +31,10 @@ def share(
         ),
     ] = None,
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free one).")
+        int,
+        typer.Option(
+            "--port", metavar="PORT", min=0, max=65535, help="TCP port (0: any free one)."
+        ),
     ] = 0,
     expires: Annotated[
         float,

@@ -24,7 +24,9 @@ def status(
     ctx: typer.Context,
     routers: RoutersOpt = None,
     inventory: InventoryOpt = None,
-    jobs: int = typer.Option(8, "--jobs", "-j", min=1, max=64, help="Routers queried at once."),
+    jobs: int = typer.Option(
+        8, "--jobs", "-j", metavar="N", min=1, max=64, help="Routers queried at once."
+    ),
     accept_new_host_keys: AcceptOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
     out: OutOpt = None,

@@ -110,23 +110,12 @@ def _check_user_args(name: str, auth: str) -> None:
         raise ConfigError(problems, hint="see `owrt-vpn user add --help`")
 
 
-def _named_paths(exc: ConfigError, site_file: str, index: int, user: str) -> ConfigError:
-    """``exc`` with the new user's ``users[<index>]`` paths naming the user instead.
+def _unchanged(exc: ConfigError, site_file: str) -> ConfigError:
+    """``exc`` (the new user's problems, named ``users[<name>]``) saying nothing was written."""
+    from owrt_vpn.errors import ConfigError
 
-    The index is where the edit appended the user: it means nothing to the
-    admin, whose file does not have it yet.
-    """
-    from owrt_vpn.errors import ConfigError, Problem
-
-    prefix = f"users[{index}]"
-    problems = [
-        Problem(p.file, f"users[{user}]" + p.path[len(prefix) :], p.message)
-        if p.path == prefix or p.path.startswith(prefix + ".") or p.path.startswith(prefix + "[")
-        else p
-        for p in exc.problems
-    ]
     return ConfigError(
-        problems or exc.message,
+        list(exc.problems) or exc.message,
         hint=f"the user was not added: {site_file} is unchanged",
     )
 
@@ -175,6 +164,7 @@ def user_add(
     from owrt_vpn.errors import ConfigError, Problem, UsageError
     from owrt_vpn.pki.authority import Pki
     from owrt_vpn.site import edit as siteedit
+    from owrt_vpn.site.keys import user_key
     from owrt_vpn.site.load import parse_site
     from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH
 
@@ -194,16 +184,15 @@ def user_add(
     with siteedit.editing(st.site, _waiting(st)):
         site = st.load_site()
         if any(u.name == name for u in site.users):
-            i = [u.name for u in site.users].index(name)
             raise ConfigError(
-                [Problem(site.path.name, f"users[{i}].name", f"user {name!r} exists")]
+                [Problem(site.path.name, f"{user_key(name)}.name", f"user {name!r} exists")]
             )
         text = site.path.read_text(encoding="utf-8")
         new_text = siteedit.add_user(text, name=name, auth=auth, devices=specs, routers=routers)
         try:
             new_site = parse_site(new_text, st.site, st.site_display)
         except ConfigError as exc:
-            raise _named_paths(exc, st.site_display, len(site.users), name) from None
+            raise _unchanged(exc, st.site_display) from None
         pki = Pki.open(new_site)
         if auth in CERT_AUTH:
             pki.unlock()  # no passphrase, no CA: fail before the site file changes

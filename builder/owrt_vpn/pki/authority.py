@@ -35,6 +35,7 @@ from owrt_vpn.pki.policy import (
 from owrt_vpn.pki.pool import ClientSpec, make_clients
 from owrt_vpn.pki.reader import PkiReader
 from owrt_vpn.pki.store import CertRecord, Index
+from owrt_vpn.site.keys import user_key
 from owrt_vpn.site.model import (
     CERT_AUTH,
     EAP_PASSWORD_AUTH,
@@ -494,12 +495,11 @@ class Pki(PkiReader):
         """Set (or generate, when None) the user's EAP password; re-enables a revoked one."""
         u = site.user(user)
         if u.auth not in EAP_PASSWORD_AUTH:
-            i = site.users.index(u)
             raise ConfigError(
                 [
                     Problem(
                         site.path.name,
-                        f"users[{i}].auth",
+                        f"{user_key(u)}.auth",
                         f"user {u.name!r} uses {u.auth!r}, which has no EAP password",
                     )
                 ]

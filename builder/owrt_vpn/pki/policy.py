@@ -11,6 +11,7 @@ from pathlib import Path
 
 from owrt_vpn.errors import ConfigError, IntegrityError, Problem, did_you_mean
 from owrt_vpn.pki.store import CertRecord
+from owrt_vpn.site.keys import user_key
 from owrt_vpn.site.model import CERT_AUTH, Device, Site, User
 
 MAX_PASSWORD = 128
@@ -64,13 +65,12 @@ def find_device(site: Site, user: User, device: str) -> Device:
     for d in user.devices:
         if d.name == device:
             return d
-    i = site.users.index(user)
     names = [d.name for d in user.devices]
     raise ConfigError(
         [
             Problem(
                 site.path.name,
-                f"users[{i}].devices",
+                f"{user_key(user)}.devices",
                 f"user {user.name!r} has no device {device!r}{did_you_mean(device, names)}",
             )
         ]
@@ -80,12 +80,11 @@ def find_device(site: Site, user: User, device: str) -> Device:
 def needs_certs(site: Site, user: User) -> None:
     """ConfigError unless ``user`` authenticates with device certificates."""
     if user.auth not in CERT_AUTH:
-        i = site.users.index(user)
         raise ConfigError(
             [
                 Problem(
                     site.path.name,
-                    f"users[{i}].auth",
+                    f"{user_key(user)}.auth",
                     f"user {user.name!r} uses {user.auth!r}: there are no device certificates",
                 )
             ]

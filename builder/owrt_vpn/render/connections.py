@@ -25,6 +25,7 @@ from typing import Any
 from owrt_vpn.errors import ConfigError, Problem
 from owrt_vpn.render import uci
 from owrt_vpn.render.swan_syntax import legacy_quote, swan_str
+from owrt_vpn.site.keys import device_key
 from owrt_vpn.site.model import CERT_AUTH, Device, Router, Site, User, device_identity
 
 ANY = "%any"
@@ -132,12 +133,11 @@ def connections(site: Site, router: Router, warnings: list[str]) -> list[Conn]:
                 conns.append(Conn(name, f"{u.name}/{d.name} ({u.auth}), {what}", _rounds(u, value)))
             if d.shared_identity:
                 if u.auth == "pubkey+eap-mschapv2":
-                    i = site.users.index(u)
                     raise ConfigError(
                         [
                             Problem(
                                 site.path.name,
-                                f"users[{i}].devices[{u.devices.index(d)}].shared_identity",
+                                f"{device_key(u, d)}.shared_identity",
                                 "a pubkey+eap-mschapv2 device cannot use the shared identity: any "
                                 "certificate carrying it would be accepted without the EAP round",
                             )
@@ -176,12 +176,11 @@ def _refuse_app_without_dn(site: Site, u: User, d: Device) -> None:
     # The app's ikev2-cert-eap profile has no local.id (else its EAP round
     # would present it instead of the user name), so its certificate round
     # presents the subject DN, which this organization keeps out of the config.
-    i = site.users.index(u)
     raise ConfigError(
         [
             Problem(
                 site.path.name,
-                f"users[{i}].devices[{u.devices.index(d)}].platform",
+                f"{device_key(u, d)}.platform",
                 "android-strongswan with pubkey+eap-mschapv2 presents the certificate's "
                 "subject DN, which the router cannot match when site.organization holds "
                 'one of , " = + / \\ # (change the organization or the auth)',

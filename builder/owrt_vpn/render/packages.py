@@ -40,6 +40,7 @@ from typing import Any
 from owrt_vpn import profiles
 from owrt_vpn.errors import ConfigError, Problem
 from owrt_vpn.render import proposals
+from owrt_vpn.site.keys import router_key
 from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, Router, Site
 
 PLUGIN_PREFIX = "strongswan-mod-"
@@ -269,8 +270,7 @@ def image_packages(site: Site, router: Router, style: str | None = None) -> Imag
     if keep is None:
         keep = site.settings.release_packages
     specs = [("site.extra_packages", s) for s in site.settings.extra_packages]
-    i = site.routers.index(router) if router in site.routers else 0
-    specs += [(f"routers[{i}].extra_packages", s) for s in router.extra_packages]
+    specs += [(f"{router_key(router)}.extra_packages", s) for s in router.extra_packages]
     need = {p for p in vpn if not p.startswith("-")}
     problems = [
         Problem(site.path.name, key, f"{s!r} would remove {s[1:]}, which the VPN needs")

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from owrt_vpn.errors import ConfigError, Problem, did_you_mean
 from owrt_vpn.routers.ssh import SshTarget
+from owrt_vpn.site.keys import labels, router_key
 from owrt_vpn.site.model import Management, Router, Site
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -82,7 +83,7 @@ def site_targets(site: Site, dist: Path, names: Sequence[str] = ()) -> list[Rout
     chosen = select_names([r.name for r in site.routers], names, site.path.name)
     problems = []
     targets = []
-    for i, r in enumerate(site.routers):
+    for r in site.routers:
         if r.name not in chosen:
             continue
         m = r.management
@@ -90,7 +91,7 @@ def site_targets(site: Site, dist: Path, names: Sequence[str] = ()) -> list[Rout
             problems.append(
                 Problem(
                     site.path.name,
-                    f"routers[{i}].management.address",
+                    f"{router_key(r)}.management.address",
                     "required to flash this router",
                 )
             )
@@ -147,8 +148,8 @@ def load_inventory(path: Path, site: Site, dist: Path) -> list[RouterTarget]:
     router_names = [r.name for r in site.routers]
     seen: dict[str, int] = {}
     targets: list[RouterTarget] = []
-    for i, raw in enumerate(entries):
-        where = f"routers[{i}]"
+    for i, (raw, at) in enumerate(zip(entries, labels(entries), strict=True)):
+        where = f"routers[{at}]"
         if not isinstance(raw, dict):
             problems.append(Problem(file, where, "must be a table"))
             continue

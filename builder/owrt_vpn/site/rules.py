@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from owrt_vpn.errors import ConfigError, Problem, did_you_mean
+from owrt_vpn.site.keys import labels
 from owrt_vpn.site.model import (
     AUTH_METHODS,
     CERT_AUTH,
@@ -58,6 +59,10 @@ class _Parsed(Generic[T]):
     """One section that validated (possibly after dropping its bad keys)."""
 
     index: int
+    # How problems name the section: ``site``, ``routers[gw]``, ``users[2]``
+    # (see owrt_vpn.site.keys), and the table as written.
+    at: str
+    raw: dict[str, Any]
     model: T
     # Top-level keys of the section that had problems: the model holds the
     # defaults there, so cross-section rules must not trust those fields.
@@ -81,32 +86,42 @@ def validate_document(
         settings = _validate(SiteSettings, data["site"], -1, "site", file, problems)
 
     raw_routers = _array(data, "routers", file, problems, required=True)
+    # Where each entry sits in the file, by the prefix its problems carry.
+    order: dict[str, tuple[int, int]] = {}
     routers: list[_Parsed[Router]] = []
-    for i, raw in enumerate(raw_routers):
-        router = _validate(Router, raw, i, f"routers[{i}]", file, problems)
+    for i, at in enumerate(labels(raw_routers)):
+        order[f"routers[{at}]"] = (2, i)
+        router = _validate(Router, raw_routers[i], i, f"routers[{at}]", file, problems)
         if router is not None:
             routers.append(router)
     raw_users = _array(data, "users", file, problems, required=False)
     users: list[_Parsed[User]] = []
-    for i, raw in enumerate(raw_users):
-        user = _validate(User, raw, i, f"users[{i}]", file, problems)
+    for i, at in enumerate(labels(raw_users)):
+        order[f"users[{at}]"] = (3, i)
+        user = _validate(User, raw_users[i], i, f"users[{at}]", file, problems)
         if user is not None:
             users.append(user)
 
     problems += _cross_checks(file, settings, routers, users, raw_routers, raw_users)
     if problems:
-        problems.sort(key=_document_order)
+        problems.sort(key=lambda p: _document_order(p, order))
         raise ConfigError(problems, hint="fix the site file and run `owrt-vpn check` again")
     assert settings is not None
     return settings.model, tuple(r.model for r in routers), tuple(u.model for u in users)
 
 
-def _document_order(problem: Problem) -> tuple[int, int]:
-    """Sort key: problems grouped by section (site, each router, each user), stable."""
-    m = re.match(r"^(\w+)(?:\[(\d+)\])?", problem.path)
-    section, index = (m.group(1), int(m.group(2) or 0)) if m else ("", 0)
+def _document_order(problem: Problem, order: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+    """Sort key: problems grouped by section (site, each router, each user), stable.
+
+    ``order`` maps an entry's prefix (``users[alice]``) to its section and
+    position: entries are named, and their names do not sort as the file does.
+    """
+    m = re.match(r"^(\w+)(\[[^\]]*\])?", problem.path)
+    if m is None:
+        return 0, 0
+    section = m.group(1)
     rank = {"site": 1, "routers": 2, "users": 3}.get(section, 0)
-    return rank, index
+    return order.get(m.group(0), (rank, -1))
 
 
 def _load_toml(text: str, file: str) -> dict[str, Any]:
@@ -154,7 +169,7 @@ def _validate(
         return None
     try:
         # TOML arrays arrive as lists; the model stores tuples (frozen).
-        return _Parsed(index, model.model_validate(_tuples(data)), frozenset())
+        return _Parsed(index, prefix, data, model.model_validate(_tuples(data)), frozenset())
     except ValidationError as exc:
         errors = exc.errors()
     # pydantic also reports a list as too short when its only item failed:
@@ -163,7 +178,7 @@ def _validate(
     inner |= {tuple(e["loc"][:i]) for e in errors for i in range(1, len(e["loc"]))}
     errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in inner)]
     for err in errors:
-        problems.append(Problem(file, _loc_path(prefix, err["loc"]), _message(err, model)))
+        problems.append(Problem(file, _loc_path(prefix, err["loc"], data), _message(err, model)))
     # Try again without the offending keys (stand-ins for required ones), so
     # that the cross-section checks still see this section and the user gets
     # every problem in one run. The problems are already recorded above, and
@@ -172,7 +187,7 @@ def _validate(
     rest = {k: v for k, v in data.items() if k not in broken}
     rest |= {k: v for k, v in _STAND_INS.items() if k in broken}
     try:
-        return _Parsed(index, model.model_validate(_tuples(rest)), broken)
+        return _Parsed(index, prefix, data, model.model_validate(_tuples(rest)), broken)
     except ValidationError:
         return None
 
@@ -185,13 +200,17 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def _loc_path(prefix: str, loc: Sequence[int | str]) -> str:
-    out = prefix
+def _loc_path(prefix: str, loc: Sequence[int | str], data: Any) -> str:
+    """The key path of pydantic's ``loc`` in ``data``: tables in a list by their name."""
+    out, node = prefix, data
     for part in loc:
         if isinstance(part, int):
-            out += f"[{part}]"
+            named = isinstance(node, list) and 0 <= part < len(node)
+            out += f"[{labels(node)[part] if named else part}]"
+            node = node[part] if named else None
         else:
             out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
     return out
 
 
@@ -301,7 +320,7 @@ def _release_problem(release: str) -> str | None:
 
 
 def _router_checks(file: str, p: _Parsed[Router], raw_users: Sequence[Any]) -> list[Problem]:
-    r, at, broken = p.model, f"routers[{p.index}]", p.broken
+    r, at, broken = p.model, p.at, p.broken
     problems: list[Problem] = []
     if "release" not in broken and (msg := _release_problem(r.release)):
         problems.append(Problem(file, f"{at}.release", msg))
@@ -336,7 +355,7 @@ def _user_checks(
     settings: _Parsed[SiteSettings] | None,
     router_names: Sequence[str],
 ) -> list[Problem]:
-    u, at, broken = p.model, f"users[{p.index}]", p.broken
+    u, at, broken = p.model, p.at, p.broken
     problems: list[Problem] = []
     if "devices" not in broken:
         problems += _duplicates(file, f"{at}.devices", list(enumerate(d.name for d in u.devices)))
@@ -347,13 +366,14 @@ def _user_checks(
                 problems.append(Problem(file, f"{at}.routers[{j}]", msg))
     if "auth" in broken or "devices" in broken:
         return problems
-    for j, d in enumerate(u.devices):
+    # Not broken: the model's devices are the file's, one for one.
+    for d, label in zip(u.devices, labels(p.raw["devices"]), strict=True):
         if u.auth not in PLATFORM_AUTH[d.platform]:
             can = ", ".join(m for m in AUTH_METHODS if m in PLATFORM_AUTH[d.platform])
             msg = f"{d.platform!r} cannot use auth {u.auth!r} ({at}.auth); it can use: {can}"
-            problems.append(Problem(file, f"{at}.devices[{j}].platform", msg))
+            problems.append(Problem(file, f"{at}.devices[{label}].platform", msg))
         if d.shared_identity:
-            where = f"{at}.devices[{j}].shared_identity"
+            where = f"{at}.devices[{label}].shared_identity"
             site_ok = settings is not None and "shared_identity" not in settings.broken
             if site_ok and settings is not None and settings.model.shared_identity is None:
                 problems.append(Problem(file, where, "needs site.shared_identity to be set"))
@@ -427,5 +447,5 @@ def _password_only_alongside_2fa(
                 "the password alone; move one group to another router (users.routers) "
                 "or set allow_password_only_alongside_2fa = true in [site]"
             )
-            problems.append(Problem(file, f"users[{first.index}].auth", msg))
+            problems.append(Problem(file, f"{first.at}.auth", msg))
     return problems

@@ -7,6 +7,7 @@ typer app of the CLI uses :class:`WorkflowGroup` (``typer.Typer(cls=...)``).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from typer.core import TyperArgument, TyperGroup
@@ -39,11 +40,19 @@ class WorkflowGroup(TyperGroup):
             cmd = self.get_command(ctx, name)
             if cmd is None or cmd.hidden:
                 continue
-            # A limit no description reaches: click then keeps the first sentence whole.
-            rows.append((name, cmd.get_short_help_str(limit=10_000)))
+            rows.append((name, _first_paragraph(cmd)))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _first_paragraph(cmd: Any) -> str:
+    """The command's description as one line: its short help, else its docstring's first
+    paragraph whole (click's own short help ends at the first ". ", e.g. inside "e.g.")."""
+    if cmd.short_help:
+        return str(cmd.short_help)
+    text = inspect.cleandoc(cmd.help or "")
+    return " ".join(text.split("\n\n")[0].split())
 
 
 def workflow_group(order: tuple[str, ...]) -> type[WorkflowGroup]:
