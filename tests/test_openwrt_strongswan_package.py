@@ -88,3 +88,31 @@ def test_init_scripts_reload_and_restart_for_our_files(series: str) -> None:
 def test_the_installer_reloads_the_init_script_of_its_style() -> None:
     script = (templates_dir() / f"{overlay.INSTALLER}.j2").read_text()
     assert "svc swanctl reload" in script and "svc ipsec reload" in script
+
+
+def makefile_define(make: str, name: str) -> str:
+    """The body of ``define <name>`` ... ``endef`` in an OpenWrt package Makefile."""
+    m = re.search(rf"^define {re.escape(name)}\n(.*?)^endef", make, re.M | re.S)
+    assert m, f"no define {name}"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_strongswan_version_and_full_plugins_match_the_makefile(series: str) -> None:
+    """releases.toml's strongSwan version and packages.toml's [full_plugins] are the
+    branch's: PKG_VERSION, and every plugin strongswan-full always pulls in (a
+    ``+COND:strongswan-mod-x`` dependency is left out) plus the built-in ones."""
+    make = (package_dir(series) / "Makefile").read_text()
+    version = re.search(r"^PKG_VERSION:=(\S+)$", make, re.M)
+    assert version and profiles.load("releases")["series"][series]["strongswan"] == version[1]
+    full = makefile_define(make, "Package/strongswan-full")
+    always = set(re.findall(r"^\s*\+strongswan-mod-([a-z0-9-]+)", full, re.M))
+    gated = set(re.findall(r"^\s*\+[A-Z_]+:strongswan-mod-([a-z0-9-]+)", full, re.M))
+    data = profiles.load("packages")
+    entry = data["series"][series]
+    builtin = set(entry["builtin_plugins"])
+    # a built-in plugin is compiled into the base package (--enable-<p>, no package)
+    for plugin in builtin:
+        assert f"--enable-{plugin}" in make and plugin not in always
+    assert set(data["full_plugins"][entry["full_plugins"]]) == always | builtin
+    assert gated == ({"ccm", "eap-mschapv2", "md4"} if series == "snapshot" else set())
