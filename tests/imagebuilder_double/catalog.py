@@ -255,9 +255,10 @@ class Variant:
     ``omit_packages``: drop names from the index (e.g. ``strongswan-full``,
     missing from some 24.10 feeds). ``flash_kib``: override profile flash sizes.
     ``kernel_kib``: a kernel partition limit per profile (KERNEL_SIZE of the
-    real device definitions): a larger kernel gets "WARNING: Kernel for <device>
-    is too big" and no image. ``disk_free_kib``: the build host's free space for
-    the root file system (apk reports "No space left on device" beyond it).
+    real device definitions): a larger kernel gets Build/check-size's "WARNING:
+    Image file <KDIR>/<device>-kernel.bin is too big: <n> > <limit>" and no
+    image. ``disk_free_kib``: the build host's free space for the root file
+    system (apk reports "No space left on device" beyond it).
     """
 
     package_manager: str | None = None

@@ -39,9 +39,10 @@ from integration.podman import (
     podman_unusable,
 )
 from owrt_vpn.errors import BuildError
-from owrt_vpn.imagebuilder.backends.base import BuildRequest, parse_info
+from owrt_vpn.imagebuilder.backends.base import BuildRequest
 from owrt_vpn.imagebuilder.backends.engine import LABEL
 from owrt_vpn.imagebuilder.backends.local import LocalBackend
+from owrt_vpn.imagebuilder.backends.output import parse_info
 from owrt_vpn.imagebuilder.cache import Cache, sha256_file
 from owrtcli import CliRunner, cli_env
 

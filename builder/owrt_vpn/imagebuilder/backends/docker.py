@@ -38,13 +38,10 @@ from owrt_vpn.errors import BuildError
 from owrt_vpn.imagebuilder.backends.base import (
     BackendResult,
     BuildRequest,
-    MakeInfo,
     Prerequisite,
     image_result,
     make_args,
     manifest_result,
-    parse_info,
-    parse_package_list,
 )
 from owrt_vpn.imagebuilder.backends.engine import (
     BUILD_DIR,
@@ -67,6 +64,7 @@ from owrt_vpn.imagebuilder.backends.engine import (
     signal_state,
     step_timeout,
 )
+from owrt_vpn.imagebuilder.backends.output import MakeInfo, parse_info, parse_package_list
 
 # ----------------------------------------------------------------- the backend
 

@@ -18,14 +18,12 @@ from owrt_vpn.errors import BuildError
 from owrt_vpn.imagebuilder.backends.base import (
     BackendResult,
     BuildRequest,
-    MakeInfo,
     Prerequisite,
     image_result,
     make_args,
     manifest_result,
-    parse_info,
-    parse_package_list,
 )
+from owrt_vpn.imagebuilder.backends.output import MakeInfo, parse_info, parse_package_list
 from owrt_vpn.imagebuilder.workdir import GROUPS_FILE
 from owrt_vpn.run import run, run_logged
 

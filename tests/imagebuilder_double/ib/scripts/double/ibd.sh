@@ -296,8 +296,11 @@ build_profile() {
 	limit=$(( $(pfield "$line" 9) * 1024 ))
 	kernel_limit=$(pfield "$line" 11)
 	if [ -n "$kernel_limit" ] && [ "$KERNEL_SIZE" -gt $(( kernel_limit * 1024 )) ]; then
-		# Build/check-kernel-size: the kernel is deleted, so no image of this device
-		err "    WARNING: Kernel for $prof is too big $KERNEL_SIZE > $(( kernel_limit * 1024 ))"
+		# Build/check-size on the device's kernel (include/image.mk Device/Build/kernel,
+		# KERNEL_SIZE; the kernel is $(KDIR)/<device>-kernel.bin): deleted, so no
+		# image of this device. (The real ImageBuilder skips this check, `ifndef IB`;
+		# a full build prints this text.)
+		err "    WARNING: Image file $KDIR/$prof-kernel.bin is too big: $KERNEL_SIZE > $(( kernel_limit * 1024 ))"
 		list_installed "$TARGET_DIR_ORIG" "" " - " >"$BIN_DIR/$img_prefix-$prof.manifest"
 		return 0
 	fi

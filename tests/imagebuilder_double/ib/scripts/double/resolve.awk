@@ -94,10 +94,14 @@ END {
 		if (!install(p)) {
 			if (mgr == "opkg") {
 				errs[++nerr] = " * pkg_hash_fetch_best_installation_candidate: Packages for " p " found, but incompatible with the architectures configured"
-				# opkg names the direct dependencies it could not install
+				# opkg names the direct dependencies it could not install: one
+				# collected message per dependency, "\t<dep>" without a newline,
+				# so they share one line (libopkg/opkg_install.c, opkg_message.c)
 				errs[++nerr] = " * satisfy_dependencies_for: Cannot satisfy the following dependencies for " p ":"
 				nu = split(unsat[p], us, " ")
-				for (u = 1; u <= nu; u++) errs[++nerr] = " * \t" us[u]
+				line = ""
+				for (u = 1; u <= nu; u++) line = line " * \t" us[u]
+				errs[++nerr] = line " * "
 				cannot(w)
 			}
 		}

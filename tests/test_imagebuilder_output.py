@@ -1,0 +1,104 @@
+"""The driver reads the ImageBuilder's real wording (owrt_vpn.imagebuilder.backends.output).
+
+The texts below are laid out as the sources print them (see that module's
+docstring for where each was read): opkg collects its errors and prints each
+as `` * <message>``, so the dependencies of one "Cannot satisfy" share a line;
+apk prints its solver report with two-space labels; OpenWrt's Build/check-size
+prints the same "Image file ... is too big" for an image and for a kernel.
+The double's own output is tested end to end in
+tests/integration/test_build_failures.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from owrt_vpn.imagebuilder.backends.base import BuildRequest
+from owrt_vpn.imagebuilder.backends.output import diagnose, parse_package_list
+
+K3 = "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3-squashfs.trx"
+KDIR = "/ib/build_dir/target-arm_cortex-a9_musl_eabi/linux-bcm53xx_generic"
+
+
+def _req(tmp_path: Path) -> BuildRequest:
+    return BuildRequest(
+        tmp_path, "0" * 64, "phicomm_k3", (), (), "vpn-gw", (K3,), tmp_path, tmp_path / "log",
+        target="bcm53xx/generic",
+    )  # fmt: skip
+
+
+def test_opkg_dependencies_on_one_line_and_unresolved_candidates(tmp_path: Path) -> None:
+    out = (
+        "Unknown package 'strongswan-mod-openssl'.\n"
+        "Collected errors:\n"
+        " * pkg_hash_check_unresolved: cannot find dependency libopenssl3 for "
+        "strongswan-mod-openssl\n"
+        " * satisfy_dependencies_for: Cannot satisfy the following dependencies for "
+        "strongswan-mod-eap-mschapv2:\n"
+        " * \tstrongswan-mod-md4 * \tstrongswan-mod-des * \n"
+        " * opkg_install_cmd: Cannot install package strongswan-mod-eap-mschapv2.\n"
+    )
+    err = diagnose(out, _req(tmp_path), 2, "manifest")
+    assert err.message == (
+        "bcm53xx/generic phicomm_k3: cannot satisfy the dependencies of "
+        "strongswan-mod-openssl (missing: libopenssl3); strongswan-mod-eap-mschapv2 "
+        "(missing: strongswan-mod-md4, strongswan-mod-des)"
+    )
+    # md4 is one master builds only with STRONGSWAN_INCLUDE_INSECURE: say so
+    assert "STRONGSWAN_INCLUDE_INSECURE" in (err.hint or "")
+
+
+def test_apk_asked_for_versus_dependency_missing(tmp_path: Path) -> None:
+    out = (
+        "ERROR: unable to select packages:\n"
+        "  luci-app-nope (no such package):\n"
+        "    required by: world[luci-app-nope]\n"
+    )
+    err = diagnose(out, _req(tmp_path), 2, "manifest")
+    assert err.message.endswith("unknown package(s) for this release/target: luci-app-nope")
+    out = (
+        "ERROR: unable to select packages:\n"
+        "  libopenssl3 (no such package):\n"
+        "    required by: strongswan-mod-openssl-6.0.3-r1[libopenssl3]\n"
+    )
+    err = diagnose(out, _req(tmp_path), 2, "manifest")
+    assert err.message.endswith(
+        "cannot satisfy the dependencies of strongswan-mod-openssl (missing: libopenssl3)"
+    )
+
+
+def test_image_and_kernel_too_big_in_colour(tmp_path: Path) -> None:
+    # in colour, as make's ERROR_MESSAGE may print it on a terminal
+    image = (
+        f"\x1b[31;1m    WARNING: Image file {KDIR}/tmp/{K3} is too big: 9000000 > 8192000\x1b[m\n"
+    )
+    err = diagnose(image, _req(tmp_path), 0, "image")
+    assert err.message == (
+        "bcm53xx/generic phicomm_k3: the image is too big for the device's flash: "
+        f"{K3} (9000000 > 8192000 bytes)"
+    )
+    kernel = f"    WARNING: Image file {KDIR}/phicomm_k3-kernel.bin is too big: 4629092 > 4194304\n"
+    err = diagnose(kernel, _req(tmp_path), 0, "image")
+    assert err.message == (
+        "bcm53xx/generic phicomm_k3: this release's kernel is too big for the kernel "
+        "partition of phicomm_k3 (phicomm_k3-kernel.bin, 4629092 > 4194304 bytes; no image "
+        "was made)"
+    )
+    # releases before 23.05 print no numbers
+    old = f"WARNING: Image file {KDIR}/tmp/{K3} is too big\n"
+    assert diagnose(old, _req(tmp_path), 0, "image").message.endswith(f"flash: {K3}")
+
+
+def test_package_list_lines_of_both_managers() -> None:
+    opkg = (
+        "luci-ssl - 25.051.60519~bc8a4ed - 1205 - LuCI with HTTPS support\n"
+        " continuation - 3 - of a description\n"
+        "ip-tiny - 6.11.0-r1 - 170541\n"
+    )
+    assert parse_package_list(opkg) == {"luci-ssl": 1205, "ip-tiny": 170541}
+    apk = (
+        "OK: 0 MiB in 0 packages\n"
+        "luci-ssl-25.051.60519~bc8a4ed-r1 aarch64_cortex-a53 {luci-ssl} (Apache-2.0)\n"
+        "dnsmasq-2.91-r1 arm_cortex-a9 {dnsmasq} (GPL-2.0) [installed]\n"
+    )
+    assert parse_package_list(apk) == {"luci-ssl": 0, "dnsmasq": 0}
