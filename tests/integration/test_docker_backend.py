@@ -485,6 +485,21 @@ def test_make_failures_read_the_same(
     assert sessions[1].package_manager == ("apk" if release == "25.12.0" else "opkg")
 
 
+@pytest.mark.parametrize("release", ["24.10.2", "25.12.0"])
+def test_package_index_in_the_container(tmp_path: Path, docker_host: Engine, release: str) -> None:
+    """`make package_list` in the image lists the same feeds as the local tree."""
+    local, docker = _both(tmp_path, release, None, None)
+    try:
+        indexes = [session.package_index() for session in (local, docker)]
+    finally:
+        local.close()
+        docker.close()
+    assert indexes[1] is not None and indexes[0] == indexes[1]
+    assert {"luci", "luci-ssl", "strongswan-mod-openssl", "dnsmasq-full"} <= set(indexes[1])
+    # opkg shows sizes (`opkg list --size`), apk none
+    assert indexes[1]["luci-ssl"] == (1000 if release == "24.10.2" else 0)
+
+
 def test_unknown_profile_lists_names_from_make_info_in_the_container(
     tmp_path: Path, docker_host: Engine
 ) -> None:
