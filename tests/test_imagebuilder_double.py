@@ -516,9 +516,13 @@ def test_apk_out_of_space_and_package_list(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert re.search(r"^ERROR: \S+-\S+: No space left on device$", res.stderr, re.M), res.stderr
     assert re.search(r"^1 error; \d+ MiB in \d+ packages$", res.stderr, re.M)
-    # `make package_list`: every package of the feeds (apk: `apk list`, no size;
-    # opkg: `opkg list --size`, with the size)
-    listed = make(tree, "package_list").stdout.splitlines()
+    # `make package_list` runs `apk list --size`: apk's `list` has no --size,
+    # so it fails with apk's usage; `apk list` through the Makefile's $(APK)
+    # lists the feeds (no size). opkg: `opkg list --size`, with the size.
+    res = make(tree, "package_list")
+    assert res.returncode == 2 and "usage: apk list" in res.stdout, res.stdout + res.stderr
+    res = make(tree, "--eval", "x: ; @$(MAKE) -s package_reload; $(APK) list", "x")
+    listed = res.stdout.splitlines()
     assert "luci-ssl-25.051-r1 arm_cortex-a9 {luci-ssl} (GPL-2.0)" in listed, listed[:5]
     opkg = make(ib(tmp_path / "o"), "package_list").stdout.splitlines()
     assert any(line.startswith("luci-ssl - 25.051-r1 - 1000 - ") for line in opkg), opkg[:5]

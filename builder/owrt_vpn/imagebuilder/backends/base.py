@@ -99,8 +99,8 @@ class BuildSession(Protocol):
 
     def package_index(self) -> dict[str, int] | None:
         """Every package the release's feeds offer (name -> size in bytes, 0 when
-        unknown), from ``make package_list``; None when this ImageBuilder has no
-        such target (older releases)."""
+        unknown), from ``make package_list`` (apk: ``apk list`` when that
+        fails); None when this ImageBuilder cannot list its feeds."""
         ...
 
     def close(self) -> None:
@@ -123,6 +123,17 @@ class Backend(Protocol):
     def open(self, request: BuildRequest) -> BuildSession:
         """A fresh ImageBuilder for ``request``."""
         ...
+
+
+# ``make package_list`` runs ``apk list --size``, and apk-tools' ``list`` has no
+# --size in the sources read (see output.parse_package_list): then the same
+# list without it, through the ImageBuilder's own $(APK) and package_reload
+# (GNU make >= 4.0 for --eval).
+APK_LIST_ARGS = (
+    "--eval",
+    "owrt-vpn-package-list: ; @$(MAKE) -s package_reload; $(APK) list 2>/dev/null",
+    "owrt-vpn-package-list",
+)
 
 
 def make_args(request: BuildRequest, bin_dir: str, files_dir: str | None = None) -> list[str]:

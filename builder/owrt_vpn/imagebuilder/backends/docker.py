@@ -36,6 +36,7 @@ from typing import Any
 
 from owrt_vpn.errors import BuildError
 from owrt_vpn.imagebuilder.backends.base import (
+    APK_LIST_ARGS,
     BackendResult,
     BuildRequest,
     Prerequisite,
@@ -405,8 +406,11 @@ class DockerSession:
         )
 
     def package_index(self) -> dict[str, int] | None:
-        """``make package_list`` in the image (None when it has no such target)."""
+        """``make package_list`` in the image (apk: ``apk list`` when that fails);
+        None when the ImageBuilder cannot list its feeds."""
         status, out = self._make(["package_list"], "package_list")
+        if status != 0 and self.package_manager == "apk":
+            status, out = self._make(list(APK_LIST_ARGS), "package_list")
         return parse_package_list(out) if status == 0 else None
 
     def close(self) -> None:

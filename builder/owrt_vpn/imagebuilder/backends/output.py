@@ -80,9 +80,10 @@ def parse_package_list(text: str) -> dict[str, int]:
     ``apk list --size`` (openwrt/openwrt target/imagebuilder/files/Makefile,
     commit 03eeeffb). opkg prints ``<name> - <version> - <size> - <description>``;
     apk prints ``<name>-<version> <arch> {<origin>} (<license>)`` and, in the
-    apk-tools sources read (src/app_list.c), has no ``--size`` option of
-    ``list``: a size in brackets is taken when present, and a failing
-    ``make package_list`` leaves the index unknown (the caller says so).
+    apk-tools sources read (src/app_list.c, doc/apk-list.8.scd; OpenWrt's
+    patches add ``--full`` only), has no ``--size`` option of ``list``: the
+    backends then run ``apk list`` (base.APK_LIST_ARGS). A size in brackets
+    is taken when present.
     """
     out: dict[str, int] = {}
     for line in text.splitlines():
