@@ -116,3 +116,25 @@ def test_strongswan_version_and_full_plugins_match_the_makefile(series: str) -> 
         assert f"--enable-{plugin}" in make and plugin not in always
     assert set(data["full_plugins"][entry["full_plugins"]]) == always | builtin
     assert gated == ({"ccm", "eap-mschapv2", "md4"} if series == "snapshot" else set())
+
+
+DOUBLE_SERIES = {"23.05": "23.05", "24.10": "24.10", "25.12": "25.12", "snapshot": "99.99"}
+
+
+@pytest.mark.parametrize("series", sorted(DOUBLE_SERIES))
+def test_the_imagebuilder_double_packages_the_branchs_plugins(series: str) -> None:
+    """The double's strongswan-mod-* and strongswan-full follow the branch's Makefile
+    (``$(if $(CONFIG_...),x,)`` plugins included: the double's snapshot is built
+    with STRONGSWAN_INCLUDE_INSECURE)."""
+    from imagebuilder_double.package_data import full_plugins, plugins_for
+
+    make = (package_dir(series) / "Makefile").read_text()
+    m = re.search(r"^PKG_MOD_AVAILABLE:=\s*\\\n(.*?)\n\n", make, re.M | re.S)
+    assert m
+    available = m.group(1)
+    names = set(re.findall(r"^\t([a-z0-9-]+)", available, re.M))
+    names |= set(re.findall(r"\$\(if \$\([A-Z_]+\),([a-z0-9-]+),\)", available))
+    assert set(plugins_for(DOUBLE_SERIES[series])) == names
+    full = makefile_define(make, "Package/strongswan-full")
+    in_full = set(re.findall(r"^\s*\+(?:[A-Z_]+:)?strongswan-mod-([a-z0-9-]+)", full, re.M))
+    assert set(full_plugins(DOUBLE_SERIES[series])) == in_full

@@ -69,7 +69,7 @@ RELEASES: dict[str, Release] = {
         Release("24.10.1", "r28597-0425664679", 1744562312, "6.6.86", "5.9.14", "opkg"),
         Release("24.10.2", "r28739-d9340319c6", 1750711236, "6.6.93", "5.9.14", "opkg"),
         Release("25.12.0", "r32162-4ad84ee2b1", 1768435200, "6.12.58", "6.0.3", "apk"),
-        Release("SNAPSHOT", "r32544-0b4e1a0c3d", 1770000000, "6.12.63", "6.0.2", "apk"),
+        Release("SNAPSHOT", "r32544-0b4e1a0c3d", 1770000000, "6.12.63", "6.0.7", "apk"),
         # a release branch (releases/24.10-SNAPSHOT/ on the download site)
         Release("24.10-SNAPSHOT", "r28801-5b1a0e77f2", 1751000000, "6.6.93", "5.9.14", "opkg"),
     )
