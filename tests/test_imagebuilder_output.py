@@ -14,7 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from owrt_vpn.imagebuilder.backends.base import BuildRequest
-from owrt_vpn.imagebuilder.backends.output import diagnose, parse_package_list
+from owrt_vpn.imagebuilder.backends.output import (
+    apk_explanation_missing,
+    diagnose,
+    parse_package_list,
+)
 
 K3 = "openwrt-24.10.2-vpn-gw-bcm53xx-generic-phicomm_k3-squashfs.trx"
 KDIR = "/ib/build_dir/target-arm_cortex-a9_musl_eabi/linux-bcm53xx_generic"
@@ -102,3 +106,29 @@ def test_package_list_lines_of_both_managers() -> None:
         "dnsmasq-2.91-r1 arm_cortex-a9 {dnsmasq} (GPL-2.0) [installed]\n"
     )
     assert parse_package_list(apk) == {"luci-ssl": 0, "dnsmasq": 0}
+
+
+def test_what_make_manifest_leaves_of_the_errors(tmp_path: Path) -> None:
+    # opkg: "Unknown package 'P'." is a NOTICE on stdout, discarded by make
+    # manifest; the collected error names P (and is no conflict)
+    out = (
+        "Collected errors:\n"
+        " * opkg_install_cmd: Cannot install package luci-app-nope.\n"
+        "make[2]: *** [Makefile:224: package_install] Error 255\n"
+    )
+    err = diagnose(out, _req(tmp_path), 2, "manifest")
+    assert err.message.endswith("unknown package(s) for this release/target: luci-app-nope")
+    conflict = (
+        "Collected errors:\n"
+        " * check_conflicts_for: The following packages conflict with dnsmasq-full:\n"
+        " * check_conflicts_for: \tdnsmasq * \n"
+        " * opkg_install_cmd: Cannot install package dnsmasq-full.\n"
+    )
+    err = diagnose(conflict, _req(tmp_path), 2, "manifest")
+    assert err.message.endswith("package conflict: dnsmasq-full conflicts with dnsmasq")
+    # apk: only the ERROR line survives; the backends then ask make image
+    bare = "ERROR: unable to select packages:\nmake: *** [Makefile:192: manifest] Error 2\n"
+    assert apk_explanation_missing(bare)
+    assert not apk_explanation_missing(bare + "  x (no such package):\n    required by: world[x]\n")
+    assert not apk_explanation_missing("Collected errors:\n")
+    assert "apk cannot select these packages" in diagnose(bare, _req(tmp_path), 2, "x").message

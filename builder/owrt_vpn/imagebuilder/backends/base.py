@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from owrt_vpn.errors import BuildError
-from owrt_vpn.imagebuilder.backends.output import MakeInfo, diagnose, parse_manifest
+from owrt_vpn.imagebuilder.backends.output import (
+    MakeInfo,
+    apk_explanation_missing,
+    diagnose,
+    parse_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -167,14 +172,23 @@ def missing_images(request: BuildRequest, bin_dir: Path, output: str) -> BuildEr
 
 
 def manifest_result(
-    request: BuildRequest, status: int, output: str, *, info: Callable[[], MakeInfo] | None
+    request: BuildRequest,
+    status: int,
+    output: str,
+    *,
+    info: Callable[[], MakeInfo] | None,
+    explain: Callable[[], str] | None = None,
 ) -> dict[str, str]:
     """Check a ``make manifest`` run; the packages and versions ``make image`` will install.
 
     The one place both backends turn make's exit status and output into the
-    package list or a clear :class:`BuildError`.
+    package list or a clear :class:`BuildError`. ``explain`` runs ``make
+    image`` with the same packages when apk's explanation of a failure is
+    missing (``make manifest`` discards it) and returns its output.
     """
     if status != 0:
+        if explain is not None and apk_explanation_missing(output):
+            output += "\n" + explain()
         raise diagnose(output, request, status, "manifest", info)
     packages = parse_manifest(output)
     if not packages:

@@ -388,7 +388,11 @@ class DockerSession:
     def manifest(self) -> dict[str, str]:
         """Packages and versions ``make image`` will install (``make manifest``)."""
         status, out = self._make(["manifest", *make_args(self.request, "")], "manifest")
-        return manifest_result(self.request, status, out, info=self.info)
+        return manifest_result(self.request, status, out, info=self.info, explain=self._explain)
+
+    def _explain(self) -> str:
+        """``make image`` without FILES: shows apk's explanation (see manifest_result)."""
+        return self._make(["image", *make_args(self.request, "")], "image")[1]
 
     def image(self, files_dir: Path) -> BackendResult:
         """``make image`` with the overlay copied in as FILES; BIN_DIR copied out."""

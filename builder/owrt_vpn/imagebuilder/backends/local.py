@@ -106,7 +106,11 @@ class LocalSession:
         """Packages and versions ``make image`` will install (``make manifest``)."""
         # No STRIP_ABI: the names must match the image's .manifest (ABI suffixes included).
         status, out = self._make(["manifest", *make_args(self.request, "")])
-        return manifest_result(self.request, status, out, info=self.info)
+        return manifest_result(self.request, status, out, info=self.info, explain=self._explain)
+
+    def _explain(self) -> str:
+        """``make image`` without FILES: shows apk's explanation (see manifest_result)."""
+        return self._make(["image", *make_args(self.request, "")])[1]
 
     def image(self, files_dir: Path) -> BackendResult:
         """``make image`` with FILES=files_dir; checks every expected image exists."""

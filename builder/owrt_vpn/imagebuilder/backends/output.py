@@ -230,6 +230,13 @@ def diagnose(
             f"{where}: the image is too big for the device's flash: {big}",
             hint=(request.too_big_hint or "drop packages from the request") + "; " + log_hint,
         )
+    if _APK_SOLVER.search(output):
+        return BuildError(
+            f"{where}: apk cannot select these packages (an unknown package, a conflict, "
+            "or a dependency no feed has)",
+            hint="apk explains why on stdout, which `make manifest` discards: run `make image` "
+            "with these packages in the ImageBuilder to read it; " + log_hint,
+        )
     return BuildError(
         f"{where}: ImageBuilder `make {step}` failed (status {status})",
         hint=f"last lines:\n{_tail(output)}\n{log_hint}",
@@ -252,19 +259,47 @@ def _unknown_packages(output: str) -> list[str]:
     """Packages asked for that no feed has (not a missing dependency of one)."""
     names: list[str] = []
     # opkg_install_by_name: "Unknown package 'P'." (also when P exists but a
-    # dependency of it does not: _unsatisfied comes first and names that)
+    # dependency of it does not: _unsatisfied comes first and names that). A
+    # NOTICE, on stdout: `make manifest` discards it, and only the collected
+    # " * opkg_install_cmd: Cannot install package P." remains, which opkg
+    # also says after a conflict (check_conflicts_for names those).
     names += re.findall(r"Unknown package '([^']+)'", output)
-    # (not "Cannot install package X": opkg says that for conflicts too)
-    if "unable to select packages" in output:
+    conflicting = set(re.findall(r"The following packages conflict with (\S+?):", output))
+    for name in re.findall(r"opkg_install_cmd: Cannot install package (\S+?)\.$", output, re.M):
+        if name not in conflicting:
+            names.append(name)
+    if _APK_SOLVER.search(output):
         for name, required_by in _apk_missing(output):
             if "world[" in required_by:
                 names.append(name)
     return sorted(dict.fromkeys(names))
 
 
+# apk's solver failure (stderr); "unsatisfiable constraints" in older apk-tools
+_APK_SOLVER = re.compile(r"^ERROR: (?:unable to select packages|unsatisfiable constraints):", re.M)
+
+
+def apk_explanation_missing(output: str) -> bool:
+    """apk could not select the packages and its explanation is not in ``output``.
+
+    apk prints "ERROR: unable to select packages:" on stderr and the why
+    (``(no such package)``, ``conflicts:``) with printf on stdout
+    (src/commit.c), and ``make manifest`` runs the install with stdout sent to
+    /dev/null (target/imagebuilder/files/Makefile ``_call_manifest``): the
+    backends then ask ``make image`` (which shows it; it stops at the same
+    install, before building anything).
+    """
+    return bool(_APK_SOLVER.search(output)) and not re.search(
+        r"^\s+\S+ \((?:no such package|missing|virtual)\):$|^\s+conflicts: ", output, re.M
+    )
+
+
 def _apk_missing(output: str) -> list[tuple[str, str]]:
-    """apk's ``  <name> (no such package):`` blocks: (name, the required-by line)."""
-    return re.findall(r"^\s+(\S+?) \(no such package\):\n\s+required by:(.*)$", output, re.M)
+    """apk's ``  <name> (no such package):`` blocks: (name, the required-by line)
+    (``(missing)`` in older apk-tools)."""
+    return re.findall(
+        r"^\s+(\S+?) \((?:no such package|missing)\):\n\s+required by:(.*)$", output, re.M
+    )
 
 
 def _unsatisfied(output: str) -> dict[str, list[str]]:
@@ -291,7 +326,7 @@ def _unsatisfied(output: str) -> dict[str, list[str]]:
                 add(m.group(1), dep)
         found.setdefault(m.group(1), [])
     # apk: "  D (no such package):" / "    required by: P-1.0-r1[D]" (not world[D])
-    if "unable to select packages" in output:
+    if _APK_SOLVER.search(output):
         for name, required_by in _apk_missing(output):
             for pkg in re.findall(r"(\S+?)-\d[^\s\[]*\[", required_by):
                 add(pkg, name)
@@ -307,6 +342,6 @@ def _conflicts(output: str) -> str:
         return f"{m.group(1)} conflicts with {', '.join(dict.fromkeys(others)) or 'other packages'}"
     # apk: "  P-1.0:" / "    conflicts: Q-2.0[Q]"
     m = re.search(r"^\s+(\S+?):?\n\s+conflicts: (\S+)", output, re.M)
-    if m and "unable to select packages" in output:
+    if m and _APK_SOLVER.search(output):
         return f"{m.group(1)} conflicts with {m.group(2)}"
     return ""

@@ -135,7 +135,8 @@ package_install() {
 			END {
 				if (bad == "") exit 0
 				print "ERROR: " bad ": No space left on device" > "/dev/stderr"
-				printf "1 error; %d MiB in %d packages\n", used / 1048576, n > "/dev/stderr"
+				# apk_message: stdout (discarded by `make manifest`)
+				printf "1 error; %d MiB in %d packages\n", used / 1048576, n
 				exit 1
 			}' "$TMP_DIR/double/installed.txt" || exit 1
 	fi

@@ -83,7 +83,8 @@ END {
 		p = lookup(w)
 		if (p == "") {
 			if (mgr == "opkg") {
-				print "Unknown package '" w "'." > "/dev/stderr"
+				# a NOTICE: opkg prints it on stdout (only ERRORs are collected)
+				print "Unknown package '" w "'."
 				cannot(w)
 			} else {
 				errs[++nerr] = "  " w " (no such package):\n    required by: world[" w "]"
@@ -125,12 +126,16 @@ END {
 		}
 	}
 	if (nerr > 0) {
+		# opkg prints its collected errors on stderr; apk its "ERROR:" line on
+		# stderr and the solver's explanation with printf, on stdout (apk-tools
+		# src/commit.c): `make manifest` discards that stdout.
 		if (mgr == "opkg") {
 			print "Collected errors:" > "/dev/stderr"
+			for (i = 1; i <= nerr; i++) print errs[i] > "/dev/stderr"
 		} else {
 			print "ERROR: unable to select packages:" > "/dev/stderr"
+			for (i = 1; i <= nerr; i++) print errs[i]
 		}
-		for (i = 1; i <= nerr; i++) print errs[i] > "/dev/stderr"
 		exit 255
 	}
 	total = 0
