@@ -132,3 +132,19 @@ def test_what_make_manifest_leaves_of_the_errors(tmp_path: Path) -> None:
     assert not apk_explanation_missing(bare + "  x (no such package):\n    required by: world[x]\n")
     assert not apk_explanation_missing("Collected errors:\n")
     assert "apk cannot select these packages" in diagnose(bare, _req(tmp_path), 2, "x").message
+
+
+def test_variants_installing_the_same_file(tmp_path: Path) -> None:
+    # as reported in openwrt/openwrt#15103 (dnsmasq-full without -dnsmasq)
+    out = (
+        "Collected errors:\n"
+        " * check_data_file_clashes: Package dnsmasq-full wants to install file "
+        "/scratch/union/build_dir/target-x86_64_musl/root-x86/etc/hotplug.d/ntp/25-dnsmasqsec\n"
+        "\tBut that file is already provided by package  * dnsmasq\n"
+        " * opkg_install_cmd: Cannot install package dnsmasq-full.\n"
+    )
+    err = diagnose(out, _req(tmp_path), 2, "manifest")
+    assert err.message.endswith(
+        "package conflict: dnsmasq-full conflicts with dnsmasq (both install "
+        "/etc/hotplug.d/ntp/25-dnsmasqsec)"
+    )

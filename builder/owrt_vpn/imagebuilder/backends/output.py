@@ -265,6 +265,7 @@ def _unknown_packages(output: str) -> list[str]:
     # also says after a conflict (check_conflicts_for names those).
     names += re.findall(r"Unknown package '([^']+)'", output)
     conflicting = set(re.findall(r"The following packages conflict with (\S+?):", output))
+    conflicting |= {m[0] for m in re.findall(_FILE_CLASH, output)}
     for name in re.findall(r"opkg_install_cmd: Cannot install package (\S+?)\.$", output, re.M):
         if name not in conflicting:
             names.append(name)
@@ -275,6 +276,10 @@ def _unknown_packages(output: str) -> list[str]:
     return sorted(dict.fromkeys(names))
 
 
+_FILE_CLASH = (
+    r"check_data_file_clashes: Package (\S+) wants to install file (\S+)\s+"
+    r"But that file is already provided by package\s+\*\s+(\S+)"
+)
 # apk's solver failure (stderr); "unsatisfiable constraints" in older apk-tools
 _APK_SOLVER = re.compile(r"^ERROR: (?:unable to select packages|unsatisfiable constraints):", re.M)
 
@@ -334,6 +339,17 @@ def _unsatisfied(output: str) -> dict[str, list[str]]:
 
 
 def _conflicts(output: str) -> str:
+    # opkg, variants installing the same file (dnsmasq-full vs dnsmasq; seen in
+    # openwrt/openwrt#15103, openwrt/packages#9749, openwrt/asu#822):
+    # " * check_data_file_clashes: Package P wants to install file F"
+    # "\tBut that file is already provided by package  * Q"
+    if m := re.search(_FILE_CLASH, output):
+        # the path inside the image (opkg names it under build_dir/.../root-<board>)
+        path = re.sub(r"^.*/root-[^/]+(?=/)", "", m.group(2))
+        return f"{m.group(1)} conflicts with {m.group(3)} (both install {path})"
+    # apk, the same at install time (apk-tools database.c)
+    if m := re.search(r"(\S+): [Tt]rying to overwrite (\S+) owned by (\S+?)\.?$", output, re.M):
+        return f"{m.group(1)} conflicts with {m.group(3)} (both install {m.group(2)})"
     # opkg: " * check_conflicts_for: The following packages conflict with P:"
     #       " * check_conflicts_for: \tQ * "
     m = re.search(r"check_conflicts_for: The following packages conflict with (\S+?):", output)

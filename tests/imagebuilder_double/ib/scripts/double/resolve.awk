@@ -55,6 +55,16 @@ function missing_dep(d, p) {
 	}
 }
 
+# The first file two packages both install ("" when none).
+function shared_file(a, b,    na, nb, fa, fb, i, j) {
+	na = split(files[a], fa, " ")
+	nb = split(files[b], fb, " ")
+	for (i = 1; i <= na; i++)
+		for (j = 1; j <= nb; j++)
+			if (fa[i] == fb[j] && fa[i] !~ /\/$/) return fa[i]
+	return ""
+}
+
 function cannot(w) {
 	if (mgr == "opkg") errs[++nerr] = " * opkg_install_cmd: Cannot install package " w "."
 }
@@ -116,7 +126,13 @@ END {
 			c = dep_name(cs[j])
 			q = lookup(c)
 			if (q == "" || !(q in inst) || q == p) continue
-			if (mgr == "opkg") {
+			if (mgr == "opkg" && (clash = shared_file(p, q)) != "") {
+				# variants installing the same files (dnsmasq-full vs dnsmasq: no
+				# Conflicts field in OpenWrt's Makefile): opkg's file check
+				# (libopkg/opkg_install.c check_data_file_clashes), one per file
+				errs[++nerr] = " * check_data_file_clashes: Package " p " wants to install file " root clash "\n\tBut that file is already provided by package  * " q
+				cannot(p)
+			} else if (mgr == "opkg") {
 				errs[++nerr] = " * check_conflicts_for: The following packages conflict with " p ":"
 				errs[++nerr] = " * check_conflicts_for: \t" q " * "
 				cannot(p)
