@@ -138,3 +138,22 @@ def test_the_imagebuilder_double_packages_the_branchs_plugins(series: str) -> No
     full = makefile_define(make, "Package/strongswan-full")
     in_full = set(re.findall(r"^\s*\+(?:[A-Z_]+:)?strongswan-mod-([a-z0-9-]+)", full, re.M))
     assert set(full_plugins(DOUBLE_SERIES[series])) == in_full
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_the_vpn_packages_exist_on_the_branch(series: str) -> None:
+    """Every strongSwan package packages.toml names for a series is built by that
+    branch's Makefile, and the plugins it marks unavailable are not."""
+    make = (package_dir(series) / "Makefile").read_text()
+    m = re.search(r"^PKG_MOD_AVAILABLE:=\s*\\\n(.*?)\n\n", make, re.M | re.S)
+    assert m
+    mods = set(re.findall(r"^\t([a-z0-9-]+)", m.group(1), re.M))
+    packages = set(re.findall(r"^\$\(eval \$\(call BuildPackage,([a-z0-9-]+)\)\)", make, re.M))
+    packages |= {f"strongswan-mod-{p}" for p in mods}
+    entry = profiles.load("packages")["series"][series]
+    named = {p for key in ("base", "swanctl", "ipsec", "full") for p in entry[key]}
+    assert {p for p in named if p.startswith("strongswan")} <= packages
+    assert not set(entry["unavailable_plugins"]) & mods
+    # swanctl needs the vici plugin (the package list names both)
+    swanctl = makefile_define(make, "Package/strongswan-swanctl")
+    assert "+strongswan-mod-vici" in swanctl
