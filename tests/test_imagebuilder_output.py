@@ -84,7 +84,7 @@ CASES = {
         f"\x1b[31;1m    WARNING: Image file {KDIR}/tmp/{K3} is too big: 9000000 > 8192000\x1b[m\n",
         f"the image is too big for the device's flash: {K3} (9000000 > 8192000 bytes)",
     ),
-    "an image too big, before 23.05 (no numbers)": (
+    "an image too big, old wording (no numbers)": (
         f"WARNING: Image file {KDIR}/tmp/{K3} is too big\n",
         f"the image is too big for the device's flash: {K3}",
     ),

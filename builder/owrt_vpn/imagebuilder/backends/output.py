@@ -27,11 +27,13 @@ The wording recognised is the real one, read in the sources:
   summary ``1 error; N MiB in M packages``. ``apk list``
   (src/app_list.c print_package): ``<name>-<version> <arch> {<origin>}
   (<license>)[ [installed]]``.
-- sizes (openwrt/openwrt include/image-commands.mk Build/check-size, 23.05 on;
-  earlier releases without the numbers): ``    WARNING: Image file <path> is
-  too big: <size> > <limit>``, on stderr, and the file is deleted while make
-  goes on. The same check runs on a device's kernel (include/image.mk
-  Device/Build/kernel, ``KERNEL_SIZE``) with the kernel's path
+- sizes (include/image-commands.mk Build/check-size, as in a 23.05.4-based
+  tree, BeeconMini/openwrt_v23.05.4 2a59ac1b; the numbers appear in a 22.03.3
+  report, openwrt/openwrt#11964; old LEDE trees print no numbers):
+  ``    WARNING: Image file <path> is too big: <size> > <limit>``, on stderr,
+  and the file is deleted while make goes on. The same check runs on a
+  device's kernel (include/image.mk Device/Build/kernel, ``KERNEL_SIZE``;
+  24.10-based tree OpenNuvoton/Nuvoton-OpenWrt-24.10 0f8a3a2e) with the kernel's path
   (``$(KDIR)/<device>-kernel.bin``, not under ``$(KDIR)/tmp/`` where images
   are made); OpenWrt has no separate "kernel too big" message
   (openwrt/openwrt#11964 shows one for a ``...-fit-uImage.itb`` kernel).
