@@ -16,8 +16,12 @@ The wording recognised is the real one, read in the sources:
   for P`` (pkg_hash.c, commit 1bf042dd) is how newer opkg reports the same
   when it picks a candidate (P is then also an "Unknown package 'P'.").
   ``check_conflicts_for: The following packages conflict with P:`` then
-  `` * check_conflicts_for: \tQ * ``. ``opkg list --size`` (opkg_cmd.c
-  print_pkg): ``<name> - <version> - <size>[ - <description>]``.
+  `` * check_conflicts_for: \tQ * ``; variants that install the same file
+  fail ``check_data_file_clashes: Package P wants to install file F`` /
+  ``\tBut that file is already provided by package  * Q`` (reported for
+  dnsmasq-full: openwrt/openwrt#15103). "Unknown package 'P'." is a NOTICE,
+  printed on stdout. ``opkg list --size`` (opkg_cmd.c print_pkg):
+  ``<name> - <version> - <size>[ - <description>]``.
 - apk (alpinelinux/apk-tools src/commit.c apk_solver_print_errors, commit
   0249068a): ``ERROR: unable to select packages:``, then per name
   ``  <name> (no such package):`` / ``    required by: world[<name>]`` (asked
@@ -26,7 +30,12 @@ The wording recognised is the real one, read in the sources:
   is ``ERROR: <pkg>-<ver>: <strerror>`` ("No space left on device") and the
   summary ``1 error; N MiB in M packages``. ``apk list``
   (src/app_list.c print_package): ``<name>-<version> <arch> {<origin>}
-  (<license>)[ [installed]]``.
+  (<license>)[ [installed]]``. apk prints its ERROR lines on stderr, the
+  solver's explanation (printf) and the summary on stdout.
+- ``make manifest`` runs the install with stdout sent to /dev/null
+  (target/imagebuilder/files/Makefile ``_call_manifest``; main 03eeeffb and a
+  23.05.4-based tree, BeeconMini/openwrt_v23.05.4 1fb8d604): what the package
+  managers print on stdout is seen with ``make image`` only.
 - sizes (include/image-commands.mk Build/check-size, as in a 23.05.4-based
   tree, BeeconMini/openwrt_v23.05.4 2a59ac1b; the numbers appear in a 22.03.3
   report, openwrt/openwrt#11964; old LEDE trees print no numbers):
