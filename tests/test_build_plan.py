@@ -11,7 +11,8 @@ import sitefile
 from owrt_vpn.build import state as build_state
 from owrt_vpn.build.plan import BuildOptions, inputs, plan
 from owrt_vpn.errors import ConfigError, IntegrityError, UsageError
-from owrt_vpn.imagebuilder.backends.base import BuildRequest, diagnose, parse_manifest
+from owrt_vpn.imagebuilder.backends.base import BuildRequest
+from owrt_vpn.imagebuilder.backends.output import diagnose, parse_manifest
 from owrt_vpn.pki.digest import pki_digest
 from owrt_vpn.repro import digest
 from owrt_vpn.site.load import parse_site

@@ -88,3 +88,76 @@ def test_init_scripts_reload_and_restart_for_our_files(series: str) -> None:
 def test_the_installer_reloads_the_init_script_of_its_style() -> None:
     script = (templates_dir() / f"{overlay.INSTALLER}.j2").read_text()
     assert "svc swanctl reload" in script and "svc ipsec reload" in script
+
+
+def mod_available(make: str) -> tuple[set[str], set[str]]:
+    """PKG_MOD_AVAILABLE: the plugins always packaged, and those behind a
+    ``$(if $(CONFIG_...),<plugin>,)``."""
+    m = re.search(r"^PKG_MOD_AVAILABLE:=\s*\\\n(.*?)\n\n", make, re.M | re.S)
+    assert m, "no PKG_MOD_AVAILABLE"
+    always = set(re.findall(r"^\t([a-z0-9-]+)", m.group(1), re.M))
+    gated = set(re.findall(r"\$\(if \$\([A-Z_]+\),([a-z0-9-]+),\)", m.group(1)))
+    return always, gated
+
+
+def makefile_define(make: str, name: str) -> str:
+    """The body of ``define <name>`` ... ``endef`` in an OpenWrt package Makefile."""
+    m = re.search(rf"^define {re.escape(name)}\n(.*?)^endef", make, re.M | re.S)
+    assert m, f"no define {name}"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_strongswan_version_and_full_plugins_match_the_makefile(series: str) -> None:
+    """releases.toml's strongSwan version and packages.toml's [full_plugins] are the
+    branch's: PKG_VERSION, and every plugin strongswan-full always pulls in (a
+    ``+COND:strongswan-mod-x`` dependency is left out) plus the built-in ones."""
+    make = (package_dir(series) / "Makefile").read_text()
+    version = re.search(r"^PKG_VERSION:=(\S+)$", make, re.M)
+    assert version and profiles.load("releases")["series"][series]["strongswan"] == version[1]
+    full = makefile_define(make, "Package/strongswan-full")
+    always = set(re.findall(r"^\s*\+strongswan-mod-([a-z0-9-]+)", full, re.M))
+    gated = set(re.findall(r"^\s*\+[A-Z_]+:strongswan-mod-([a-z0-9-]+)", full, re.M))
+    data = profiles.load("packages")
+    entry = data["series"][series]
+    builtin = set(entry["builtin_plugins"])
+    # a built-in plugin is compiled into the base package (--enable-<p>, no package)
+    for plugin in builtin:
+        assert f"--enable-{plugin}" in make and plugin not in always
+    assert set(data["full_plugins"][entry["full_plugins"]]) == always | builtin
+    assert gated == ({"ccm", "eap-mschapv2", "md4"} if series == "snapshot" else set())
+
+
+DOUBLE_SERIES = {"23.05": "23.05", "24.10": "24.10", "25.12": "25.12", "snapshot": "99.99"}
+
+
+@pytest.mark.parametrize("series", sorted(DOUBLE_SERIES))
+def test_the_imagebuilder_double_packages_the_branchs_plugins(series: str) -> None:
+    """The double's strongswan-mod-* and strongswan-full follow the branch's Makefile
+    (``$(if $(CONFIG_...),x,)`` plugins included: the double's snapshot is built
+    with STRONGSWAN_INCLUDE_INSECURE)."""
+    from imagebuilder_double.package_data import full_plugins, plugins_for
+
+    make = (package_dir(series) / "Makefile").read_text()
+    always, gated = mod_available(make)
+    assert set(plugins_for(DOUBLE_SERIES[series])) == always | gated
+    full = makefile_define(make, "Package/strongswan-full")
+    in_full = set(re.findall(r"^\s*\+(?:[A-Z_]+:)?strongswan-mod-([a-z0-9-]+)", full, re.M))
+    assert set(full_plugins(DOUBLE_SERIES[series])) == in_full
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_the_vpn_packages_exist_on_the_branch(series: str) -> None:
+    """Every strongSwan package packages.toml names for a series is built by that
+    branch's Makefile, and the plugins it marks unavailable are not."""
+    make = (package_dir(series) / "Makefile").read_text()
+    mods, _ = mod_available(make)
+    packages = set(re.findall(r"^\$\(eval \$\(call BuildPackage,([a-z0-9-]+)\)\)", make, re.M))
+    packages |= {f"strongswan-mod-{p}" for p in mods}
+    entry = profiles.load("packages")["series"][series]
+    named = {p for key in ("base", "swanctl", "ipsec", "full") for p in entry[key]}
+    assert {p for p in named if p.startswith("strongswan")} <= packages
+    assert not set(entry["unavailable_plugins"]) & mods
+    # swanctl needs the vici plugin (the package list names both)
+    swanctl = makefile_define(make, "Package/strongswan-swanctl")
+    assert "+strongswan-mod-vici" in swanctl

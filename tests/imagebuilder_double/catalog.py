@@ -69,7 +69,7 @@ RELEASES: dict[str, Release] = {
         Release("24.10.1", "r28597-0425664679", 1744562312, "6.6.86", "5.9.14", "opkg"),
         Release("24.10.2", "r28739-d9340319c6", 1750711236, "6.6.93", "5.9.14", "opkg"),
         Release("25.12.0", "r32162-4ad84ee2b1", 1768435200, "6.12.58", "6.0.3", "apk"),
-        Release("SNAPSHOT", "r32544-0b4e1a0c3d", 1770000000, "6.12.63", "6.0.2", "apk"),
+        Release("SNAPSHOT", "r32544-0b4e1a0c3d", 1770000000, "6.12.63", "6.0.7", "apk"),
         # a release branch (releases/24.10-SNAPSHOT/ on the download site)
         Release("24.10-SNAPSHOT", "r28801-5b1a0e77f2", 1751000000, "6.6.93", "5.9.14", "opkg"),
     )
@@ -255,9 +255,10 @@ class Variant:
     ``omit_packages``: drop names from the index (e.g. ``strongswan-full``,
     missing from some 24.10 feeds). ``flash_kib``: override profile flash sizes.
     ``kernel_kib``: a kernel partition limit per profile (KERNEL_SIZE of the
-    real device definitions): a larger kernel gets "WARNING: Kernel for <device>
-    is too big" and no image. ``disk_free_kib``: the build host's free space for
-    the root file system (apk reports "No space left on device" beyond it).
+    real device definitions): a larger kernel gets Build/check-size's "WARNING:
+    Image file <KDIR>/<device>-kernel.bin is too big: <n> > <limit>" and no
+    image. ``disk_free_kib``: the build host's free space for the root file
+    system (apk reports "No space left on device" beyond it).
     """
 
     package_manager: str | None = None

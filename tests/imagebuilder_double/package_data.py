@@ -113,14 +113,22 @@ MINIMAL_PLUGINS = [
     "x509",
     "xcbc",
 ]
-# Plugins packaged from a release series on (strongSwan 5.9.14 in 24.10, 6.0 in
-# 25.12), and those gone with 6.0 (bliss, newhope, ntru were dropped upstream).
-# OpenWrt's 6.0 Makefile does not package eap-gtc or error-notify.
+# Plugins packaged from a release series on, and those gone: PKG_MOD_AVAILABLE
+# of openwrt/packages net/strongswan/Makefile (openwrt-24.10 42525d32c410
+# 5.9.14 adds eap-dynamic; openwrt-25.12 57654a9f48f8 6.0.3 adds lookip and
+# drops bliss, newhope, ntru, uci; master 0521bb567933 6.0.7, the snapshots,
+# also drops af-alg; tests/test_imagebuilder_double.py compares). OpenWrt's 6.0
+# Makefiles package neither eap-gtc nor error-notify. master builds ccm,
+# eap-mschapv2 and md4 only with STRONGSWAN_INCLUDE_INSECURE: the double's
+# snapshot has them (as with it set); Variant(omit_packages=...) takes them out.
 PLUGINS_ADDED: dict[str, dict[str, str]] = {
     "24.10": {"eap-dynamic": ""},
-    "25.12": {"eap-dynamic": "", "lookip": "", "ml": ""},
+    "25.12": {"lookip": ""},
 }
-PLUGINS_REMOVED: dict[str, set[str]] = {"25.12": {"bliss", "newhope", "ntru"}}
+PLUGINS_REMOVED: dict[str, set[str]] = {
+    "25.12": {"bliss", "newhope", "ntru", "uci"},
+    "99.99": {"af-alg"},
+}
 
 
 def plugins_for(series: str) -> dict[str, str]:
@@ -189,7 +197,6 @@ def _strongswan(series: str) -> list[Package]:
             files=("/etc/ipsec.conf", "/etc/ipsec.secrets", "/etc/ipsec.user", "/usr/sbin/ipsec"),
             init=(("ipsec", 90, 10),),
         ),
-        _p("strongswan-libnttfft", "%SW%", sw, 8_000, files=("/usr/lib/ipsec/libnttfft.so.0",)),
         _p("strongswan-libtls", "%SW%", sw, 40_000, files=("/usr/lib/ipsec/libtls.so.0",)),
         _p(
             "strongswan-pki",
@@ -222,6 +229,10 @@ def _strongswan(series: str) -> list[Package]:
             files=("/usr/bin/gencerts",),
         ),
     ]
+    if series < "25.12":  # the NTRU/NewHope helper, gone with those plugins in 6.0
+        pk.append(
+            _p("strongswan-libnttfft", "%SW%", sw, 8_000, files=("/usr/lib/ipsec/libnttfft.so.0",))
+        )
     for name, extra in plugins_for(series).items():
         pk.append(
             _p(f"strongswan-mod-{name}", "%SW%", f"{sw} {extra}".strip(), 9_000,
@@ -238,13 +249,15 @@ def _strongswan(series: str) -> list[Package]:
         meta("strongswan-minimal", MINIMAL_PLUGINS, "strongswan-charon"),
         meta(
             "strongswan-full", full_plugins(series),
-            "strongswan-charon strongswan-charon-cmd strongswan-ipsec strongswan-libnttfft "
-            "strongswan-pki strongswan-swanctl",
+            "strongswan-charon strongswan-charon-cmd strongswan-ipsec "
+            + ("strongswan-libnttfft " if series < "25.12" else "")
+            + "strongswan-pki strongswan-swanctl",
         ),
         meta(
             "strongswan-isakmp",
-            ["aes", "des", "gmpdh", "hmac", "kernel-netlink", "md5", "mgf1", "pubkey",
-             "random", "sha1", "socket-default", "stroke", "uci", "updown"],
+            [p for p in ("aes", "des", "gmpdh", "hmac", "kernel-netlink", "md5", "mgf1",
+                         "pubkey", "random", "sha1", "socket-default", "stroke", "uci",
+                         "updown") if p in plugins_for(series)],
             "strongswan-charon strongswan-ipsec",
         ),
     ]  # fmt: skip

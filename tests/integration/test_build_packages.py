@@ -85,3 +85,21 @@ def test_check_online_asks_the_mirror_and_remembers(lab: Lab) -> None:
     proc = lab.cli(*online, cwd=lab.site, env=lab.env)
     assert proc.returncode == 2
     assert "release '24.10.9' is not on the mirror" in proc.stderr
+
+
+def test_image_too_big_names_what_can_go(lab: Lab) -> None:
+    # the double's bloat package (600 MB) makes any image too big for the flash
+    set_site_keys(lab, 'extra_packages = ["double-test-bloat"]')
+    proc = lab.build()
+    assert proc.returncode != 0
+    assert re.search(
+        r"error: bcm53xx/generic phicomm_k3: the image is too big for the device's flash: "
+        + re.escape(K3_TRX)
+        + r" \(\d+ > \d+ bytes\)",
+        proc.stderr,
+    ), proc.stderr
+    assert (
+        "hint: leave out luci (release_packages = false for router gw or in [site]); or "
+        "drop double-test-bloat from extra_packages; full output: "
+    ) in proc.stderr, proc.stderr
+    assert not (lab.router_dir / K3_TRX).exists()

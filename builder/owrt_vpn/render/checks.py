@@ -91,10 +91,10 @@ def site_warnings(site: Site) -> list[str]:
 def snapshot_warnings(site: Site) -> list[str]:
     """`check` warnings: EAP-MSCHAPv2 users on routers built from master (snapshots).
 
-    strongSwan 6 on master (since 2026-05-24) builds eap-mschapv2, md4 and ccm
-    only with CONFIG_STRONGSWAN_INCLUDE_INSECURE, which the snapshot builds do
-    not set: those packages can be missing from the snapshot feeds. 25.12
-    builds them (profiles/packages.toml).
+    strongSwan 6 on master (openwrt/packages a05eeb5574, 2026-05-24) builds
+    eap-mschapv2, md4 and ccm only with CONFIG_STRONGSWAN_INCLUDE_INSECURE
+    (default ``!PACKAGE_libopenssl``): those packages can be missing from the
+    snapshot feeds. 25.12 builds them (profiles/packages.toml).
     """
     warnings = []
     for router in site.routers:

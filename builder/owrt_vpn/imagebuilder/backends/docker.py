@@ -36,15 +36,13 @@ from typing import Any
 
 from owrt_vpn.errors import BuildError
 from owrt_vpn.imagebuilder.backends.base import (
+    APK_LIST_ARGS,
     BackendResult,
     BuildRequest,
-    MakeInfo,
     Prerequisite,
     image_result,
     make_args,
     manifest_result,
-    parse_info,
-    parse_package_list,
 )
 from owrt_vpn.imagebuilder.backends.engine import (
     BUILD_DIR,
@@ -67,6 +65,7 @@ from owrt_vpn.imagebuilder.backends.engine import (
     signal_state,
     step_timeout,
 )
+from owrt_vpn.imagebuilder.backends.output import MakeInfo, parse_info, parse_package_list
 
 # ----------------------------------------------------------------- the backend
 
@@ -389,7 +388,11 @@ class DockerSession:
     def manifest(self) -> dict[str, str]:
         """Packages and versions ``make image`` will install (``make manifest``)."""
         status, out = self._make(["manifest", *make_args(self.request, "")], "manifest")
-        return manifest_result(self.request, status, out, info=self.info)
+        return manifest_result(self.request, status, out, info=self.info, explain=self._explain)
+
+    def _explain(self) -> str:
+        """``make image`` without FILES: shows apk's explanation (see manifest_result)."""
+        return self._make(["image", *make_args(self.request, "")], "image")[1]
 
     def image(self, files_dir: Path) -> BackendResult:
         """``make image`` with the overlay copied in as FILES; BIN_DIR copied out."""
@@ -407,8 +410,11 @@ class DockerSession:
         )
 
     def package_index(self) -> dict[str, int] | None:
-        """``make package_list`` in the image (None when it has no such target)."""
+        """``make package_list`` in the image (apk: ``apk list`` when that fails);
+        None when the ImageBuilder cannot list its feeds."""
         status, out = self._make(["package_list"], "package_list")
+        if status != 0 and self.package_manager == "apk":
+            status, out = self._make(list(APK_LIST_ARGS), "package_list")
         return parse_package_list(out) if status == 0 else None
 
     def close(self) -> None:

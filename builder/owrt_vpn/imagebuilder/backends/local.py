@@ -16,16 +16,15 @@ from typing import Any
 
 from owrt_vpn.errors import BuildError
 from owrt_vpn.imagebuilder.backends.base import (
+    APK_LIST_ARGS,
     BackendResult,
     BuildRequest,
-    MakeInfo,
     Prerequisite,
     image_result,
     make_args,
     manifest_result,
-    parse_info,
-    parse_package_list,
 )
+from owrt_vpn.imagebuilder.backends.output import MakeInfo, parse_info, parse_package_list
 from owrt_vpn.imagebuilder.workdir import GROUPS_FILE
 from owrt_vpn.run import run, run_logged
 
@@ -87,10 +86,11 @@ class LocalSession:
         # How long make itself took: in the log, and (for `build --json` and
         # the benchmarks) in the result; never in build-info (reproducible).
         seconds = time.monotonic() - t0
-        if args[0] != "info":  # the build steps only (make info is a lookup)
-            self.timings[f"make_{args[0]}"] = seconds
+        step = args[-1] if args[0].startswith("-") else args[0]  # --eval ... TARGET
+        if step != "info":  # the build steps only (make info is a lookup)
+            self.timings[f"make_{step}"] = seconds
         with self.request.log_path.open("a") as log:
-            log.write(f"# owrt-vpn: make {args[0]}: status {status} after {seconds:.3f} s\n")
+            log.write(f"# owrt-vpn: make {step}: status {status} after {seconds:.3f} s\n")
         return status, out
 
     def info(self) -> MakeInfo:
@@ -106,7 +106,11 @@ class LocalSession:
         """Packages and versions ``make image`` will install (``make manifest``)."""
         # No STRIP_ABI: the names must match the image's .manifest (ABI suffixes included).
         status, out = self._make(["manifest", *make_args(self.request, "")])
-        return manifest_result(self.request, status, out, info=self.info)
+        return manifest_result(self.request, status, out, info=self.info, explain=self._explain)
+
+    def _explain(self) -> str:
+        """``make image`` without FILES: shows apk's explanation (see manifest_result)."""
+        return self._make(["image", *make_args(self.request, "")])[1]
 
     def image(self, files_dir: Path) -> BackendResult:
         """``make image`` with FILES=files_dir; checks every expected image exists."""
@@ -127,8 +131,11 @@ class LocalSession:
         )
 
     def package_index(self) -> dict[str, int] | None:
-        """``make package_list`` (None when the ImageBuilder has no such target)."""
+        """``make package_list`` (apk: ``apk list`` when that fails); None when the
+        ImageBuilder cannot list its feeds."""
         status, out = self._make(["package_list"])
+        if status != 0 and self.package_manager == "apk":
+            status, out = self._make(list(APK_LIST_ARGS))
         return parse_package_list(out) if status == 0 else None
 
     def close(self) -> None:

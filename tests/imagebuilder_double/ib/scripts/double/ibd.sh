@@ -135,7 +135,8 @@ package_install() {
 			END {
 				if (bad == "") exit 0
 				print "ERROR: " bad ": No space left on device" > "/dev/stderr"
-				printf "1 error; %d MiB in %d packages\n", used / 1048576, n > "/dev/stderr"
+				# apk_message: stdout (discarded by `make manifest`)
+				printf "1 error; %d MiB in %d packages\n", used / 1048576, n
 				exit 1
 			}' "$TMP_DIR/double/installed.txt" || exit 1
 	fi
@@ -296,8 +297,11 @@ build_profile() {
 	limit=$(( $(pfield "$line" 9) * 1024 ))
 	kernel_limit=$(pfield "$line" 11)
 	if [ -n "$kernel_limit" ] && [ "$KERNEL_SIZE" -gt $(( kernel_limit * 1024 )) ]; then
-		# Build/check-kernel-size: the kernel is deleted, so no image of this device
-		err "    WARNING: Kernel for $prof is too big $KERNEL_SIZE > $(( kernel_limit * 1024 ))"
+		# Build/check-size on the device's kernel (include/image.mk Device/Build/kernel,
+		# KERNEL_SIZE; the kernel is $(KDIR)/<device>-kernel.bin): deleted, so no
+		# image of this device. (The real ImageBuilder skips this check, `ifndef IB`;
+		# a full build prints this text.)
+		err "    WARNING: Image file $KDIR/$prof-kernel.bin is too big: $KERNEL_SIZE > $(( kernel_limit * 1024 ))"
 		list_installed "$TARGET_DIR_ORIG" "" " - " >"$BIN_DIR/$img_prefix-$prof.manifest"
 		return 0
 	fi
@@ -382,13 +386,38 @@ cmd_package_whatdepends() {
 	awk -f "$S/query.awk" -v mode=whatdepends -v pkg="$PACKAGE" -v mgr="$PKG_MANAGER" "$IDX"
 }
 
-# `make package_list`: every package the feeds offer, with its size.
-cmd_package_list() {
-	awk -f "$S/query.awk" -v mode=list -v mgr="$PKG_MANAGER" -v arch="$ARCH_PACKAGES" "$IDX"
+# `make package_reload`: the double's index is always loaded.
+cmd_package_reload() {
+	:
 }
 
-case ${1:-help} in
-	help | info | check_profile | check_keys | image | manifest | clean | package_depends | package_whatdepends | package_list)
-		"cmd_$1" ;;
-	*) err "ibd.sh: unknown command $1"; exit 2 ;;
+# $(OPKG) / $(APK): the package managers' `list`, over the feeds' index.
+# opkg: `list --size` (libopkg/opkg_cmd.c print_pkg). apk: `list` (apk-tools
+# src/app_list.c print_package); an option `list` does not know, like
+# --size, gets apk's usage and status 1 (src/apk.c parse_options).
+cmd_opkg() {
+	case "$*" in
+		"list --size") awk -f "$S/query.awk" -v mode=list -v mgr=opkg -v arch="$ARCH_PACKAGES" "$IDX" ;;
+		*) err "opkg (double): not supported: $*"; exit 1 ;;
+	esac
+}
+
+cmd_apk() {
+	case "$*" in
+		list) awk -f "$S/query.awk" -v mode=list -v mgr=apk -v arch="$ARCH_PACKAGES" "$IDX" ;;
+		"list "-*)
+			say "apk-tools 3.0.0, compiled for $ARCH_PACKAGES."
+			say "usage: apk list [<OPTIONS>...] PATTERN..."
+			exit 1 ;;
+		*) err "apk (double): not supported: $*"; exit 1 ;;
+	esac
+}
+
+cmd=${1:-help}
+[ $# -eq 0 ] || shift
+case $cmd in
+	help | info | check_profile | check_keys | image | manifest | clean | package_depends | package_whatdepends | package_reload)
+		"cmd_$cmd" ;;
+	opkg | apk) "cmd_$cmd" "$@" ;;
+	*) err "ibd.sh: unknown command $cmd"; exit 2 ;;
 esac

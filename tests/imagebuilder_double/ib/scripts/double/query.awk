@@ -1,7 +1,9 @@
 # package_depends / package_whatdepends / package_list over the double's index.
 # -v mode=depends|whatdepends|list  pkg=NAME  mgr=opkg|apk
-# list: `opkg list --size` ("<name> - <version> - <size> - <description>") or
-# `apk list --size` ("<name>-<version> <arch> {<origin>} (<license>) [<size>]").
+# list: `opkg list --size` ("<name> - <version> - <size> - <description>",
+# openwrt/opkg-lede libopkg/opkg_cmd.c print_pkg) or `apk list`
+# ("<name>-<version> <arch> {<origin>} (<license>)", alpinelinux/apk-tools
+# src/app_list.c print_package: no size; its list applet has no --size).
 function val(line) { return substr(line, index(line, ": ") + 2) }
 /^Package: / { cur = val($0); order[++n] = cur; next }
 /^Version: / { ver[cur] = val($0); next }
@@ -13,7 +15,7 @@ END {
 		for (i = 1; i <= n; i++) {
 			p = order[i]
 			if (mgr == "opkg") print p " - " ver[p] " - " (size[p] + 0) " - " (p in desc ? desc[p] : p)
-			else print p "-" ver[p] " " arch " {" p "} (GPL-2.0) [" (size[p] + 0) "]"
+			else print p "-" ver[p] " " arch " {" p "} (GPL-2.0)"
 		}
 		exit 0
 	}

@@ -55,6 +55,16 @@ function missing_dep(d, p) {
 	}
 }
 
+# The first file two packages both install ("" when none).
+function shared_file(a, b,    na, nb, fa, fb, i, j) {
+	na = split(files[a], fa, " ")
+	nb = split(files[b], fb, " ")
+	for (i = 1; i <= na; i++)
+		for (j = 1; j <= nb; j++)
+			if (fa[i] == fb[j] && fa[i] !~ /\/$/) return fa[i]
+	return ""
+}
+
 function cannot(w) {
 	if (mgr == "opkg") errs[++nerr] = " * opkg_install_cmd: Cannot install package " w "."
 }
@@ -83,7 +93,8 @@ END {
 		p = lookup(w)
 		if (p == "") {
 			if (mgr == "opkg") {
-				print "Unknown package '" w "'." > "/dev/stderr"
+				# a NOTICE: opkg prints it on stdout (only ERRORs are collected)
+				print "Unknown package '" w "'."
 				cannot(w)
 			} else {
 				errs[++nerr] = "  " w " (no such package):\n    required by: world[" w "]"
@@ -94,10 +105,14 @@ END {
 		if (!install(p)) {
 			if (mgr == "opkg") {
 				errs[++nerr] = " * pkg_hash_fetch_best_installation_candidate: Packages for " p " found, but incompatible with the architectures configured"
-				# opkg names the direct dependencies it could not install
+				# opkg names the direct dependencies it could not install: one
+				# collected message per dependency, "\t<dep>" without a newline,
+				# so they share one line (libopkg/opkg_install.c, opkg_message.c)
 				errs[++nerr] = " * satisfy_dependencies_for: Cannot satisfy the following dependencies for " p ":"
 				nu = split(unsat[p], us, " ")
-				for (u = 1; u <= nu; u++) errs[++nerr] = " * \t" us[u]
+				line = ""
+				for (u = 1; u <= nu; u++) line = line " * \t" us[u]
+				errs[++nerr] = line " * "
 				cannot(w)
 			}
 		}
@@ -111,7 +126,13 @@ END {
 			c = dep_name(cs[j])
 			q = lookup(c)
 			if (q == "" || !(q in inst) || q == p) continue
-			if (mgr == "opkg") {
+			if (mgr == "opkg" && (clash = shared_file(p, q)) != "") {
+				# variants installing the same files (dnsmasq-full vs dnsmasq: no
+				# Conflicts field in OpenWrt's Makefile): opkg's file check
+				# (libopkg/opkg_install.c check_data_file_clashes), one per file
+				errs[++nerr] = " * check_data_file_clashes: Package " p " wants to install file " root clash "\n\tBut that file is already provided by package  * " q
+				cannot(p)
+			} else if (mgr == "opkg") {
 				errs[++nerr] = " * check_conflicts_for: The following packages conflict with " p ":"
 				errs[++nerr] = " * check_conflicts_for: \t" q " * "
 				cannot(p)
@@ -121,12 +142,16 @@ END {
 		}
 	}
 	if (nerr > 0) {
+		# opkg prints its collected errors on stderr; apk its "ERROR:" line on
+		# stderr and the solver's explanation with printf, on stdout (apk-tools
+		# src/commit.c): `make manifest` discards that stdout.
 		if (mgr == "opkg") {
 			print "Collected errors:" > "/dev/stderr"
+			for (i = 1; i <= nerr; i++) print errs[i] > "/dev/stderr"
 		} else {
 			print "ERROR: unable to select packages:" > "/dev/stderr"
+			for (i = 1; i <= nerr; i++) print errs[i]
 		}
-		for (i = 1; i <= nerr; i++) print errs[i] > "/dev/stderr"
 		exit 255
 	}
 	total = 0
