@@ -13,10 +13,12 @@ import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import docker
 import pytest
 
 from owrt_vpn.errors import BuildError
 from owrt_vpn.imagebuilder.backends import engine
+from owrt_vpn.imagebuilder.backends.docker import DockerSession
 from owrt_vpn.imagebuilder.backends.engine import (
     image_identity,
     image_ref,
@@ -183,3 +185,37 @@ def test_missing_sdk_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     status = engine.engine_status()
     assert status["reachable"] is False and "docker` package" in status["error"]
     assert engine.describe(status).startswith("not reachable at ")
+
+
+class _Container:
+    """A container whose start the engine answers with an error (podman's cgroup race)."""
+
+    def __init__(self, error: str, state: dict[str, str]) -> None:
+        self.error, self.state, self.attrs = error, state, {"State": {"Status": "created"}}
+
+    def start(self) -> None:
+        raise docker.errors.APIError(self.error)
+
+    def reload(self) -> None:
+        self.attrs = {"State": self.state}
+
+
+RACE = "read /proc/31483/cgroup: no such process"
+
+
+def test_start_survives_podmans_cgroup_race_after_the_command_ran() -> None:
+    ran = {"Status": "exited", "StartedAt": "2026-12-06T03:40:00.1Z"}
+    DockerSession._start(_Container(RACE, ran))  # no error: the logs and status are there
+
+
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [
+        (RACE, {"Status": "created", "StartedAt": "0001-01-01T00:00:00Z"}),
+        (RACE, {"Status": "exited", "StartedAt": "0001-01-01T00:00:00Z"}),
+        ("no space left on device", {"Status": "exited", "StartedAt": "2026-12-06T03:40:00Z"}),
+    ],
+)
+def test_start_errors_that_are_not_the_race_stay_errors(error: str, state: dict[str, str]) -> None:
+    with pytest.raises(docker.errors.APIError):
+        DockerSession._start(_Container(error, state))

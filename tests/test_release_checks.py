@@ -81,7 +81,7 @@ def test_real_targets_and_subtargets_the_list_once_lacked_pass_offline(
     assert "routers[1].target" not in proc.stderr
     typo = sitefile.router(target="ath79", subtarget="mikrotk", device="tplink_archer-c7-v2")
     assert (
-        "routers[0].subtarget: target ath79 has no subtarget 'mikrotk' "
+        "routers[gw].subtarget: target ath79 has no subtarget 'mikrotk' "
         "(known: generic, mikrotik, nand, tiny)"
     ) in refused(cli, tmp_path, typo)
 

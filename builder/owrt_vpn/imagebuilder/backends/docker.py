@@ -290,7 +290,7 @@ class DockerSession:
                 log.write((head + "\n").encode())
                 watchdog = Watchdog(container, self.timeout)
                 try:
-                    container.start()
+                    self._start(container)
                     watchdog.start()
                     lines = self._stream(container, log)
                     status = int(container.wait().get("StatusCode", -1))
@@ -314,6 +314,26 @@ class DockerSession:
             ) from None
         finally:
             self._remove(container)
+
+    @staticmethod
+    def _start(container: Any) -> None:
+        """Start the container; an engine error after the process really started is not fatal.
+
+        podman can answer a start with "read /proc/<pid>/cgroup: no such process" when
+        the command (``make info`` takes milliseconds) exits before podman has looked
+        at its cgroup: the container ran and its logs and exit status are there.
+        """
+        docker = sdk()
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            if "no such process" not in str(exc):
+                raise
+            container.reload()
+            state = container.attrs.get("State") or {}
+            started = str(state.get("StartedAt") or "0001")  # the zero time: never started
+            if state.get("Status") not in ("running", "exited") or started.startswith("0001"):
+                raise
 
     def _stream(self, container: Any, log: Any) -> list[str]:
         """Copy the container's output to the log (and echo), line by line."""
