@@ -234,3 +234,20 @@ def test_an_empty_upcoming_version_is_not_listed(tmp_path: Path) -> None:
     assert (exc.value.hint or "").startswith("releases there: 24.10.4, 23.05.5; or a series")
     # A release branch is not in the index: it is taken as asked (releases/<x>-SNAPSHOT/).
     assert mirror.resolve_release(T, str(tmp_path), "24.10-SNAPSHOT") == "24.10-SNAPSHOT"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["24.10./../../../x", "24.10.9\n", "24.10.9\x1b[31m", "24.10.9/../../snapshots"],
+)
+def test_unsigned_versions_index_names_that_are_not_releases_are_ignored(
+    tmp_path: Path, hostile: str
+) -> None:
+    # .versions.json is unsigned: a name in it reaches URLs, paths and the terminal.
+    (tmp_path / ".versions.json").write_text(
+        json.dumps({"stable_version": "24.10.1", "versions_list": [hostile, "24.10.1"]})
+    )
+    assert mirror.resolve_release(T, str(tmp_path), "24.10.x") == "24.10.1"
+    with pytest.raises(ConfigError) as exc:
+        mirror.resolve_release(T, str(tmp_path), hostile)
+    assert exc.value.hint == "releases there: 24.10.1; or a series like 24.10.x, or snapshot"

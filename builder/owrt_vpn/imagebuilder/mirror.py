@@ -90,7 +90,7 @@ def _json(transport: Transport, url: str, what: str) -> Any:
 
 def version_key(version: str) -> tuple[int, int, int, int]:
     """Sort key: 24.10.2 > 24.10.2-rc1 > 24.10.1."""
-    m = _VERSION.match(version)
+    m = _VERSION.fullmatch(version)
     if not m:
         return (-1, -1, -1, -1)
     rc = int(m.group(4)) if m.group(4) else 1_000_000
@@ -115,6 +115,9 @@ def resolve_release(transport: Transport, mirror: str, requested: str) -> str:
         # (the real .versions.json has an empty upcoming_version between releases)
         if isinstance(index.get(key), str) and index[key] and index[key] not in versions:
             versions.append(index[key])
+    # The index is unsigned: a name that is not a release number (`24.10./../x`,
+    # a newline, an escape sequence) would reach URLs, paths and the terminal.
+    versions = [v for v in versions if _VERSION.fullmatch(v)]
     if requested.endswith(".x"):
         series = requested[:-1]
         matching = sorted((v for v in versions if v.startswith(series)), key=version_key)
