@@ -801,6 +801,16 @@ COMMAND_LINES = [
      "error: USER: no user named 'nobody' in owrt-vpn.toml"),
     ("bundle-password-file-no-folder", ["bundle", "--password-file", "no/such/p.txt"],
      {"owrt-vpn.toml": BASE}, "error: --password-file no/such/p.txt: its folder does not exist"),
+    # a link that points back to itself ("link:NAME": its target) is a broken
+    # folder, said as such (was: "internal error: RuntimeError: Symlink loop")
+    ("pki-dir-symlink-loop", ["check"], {"owrt-vpn.toml": BASE, "link:pki": "pki"},
+     "error: owrt-vpn.toml: site.pki_dir: "),
+    ("pki-dir-symlink-loop-bundle", ["bundle"], {"owrt-vpn.toml": BASE, "link:pki": "pki"},
+     "site.pki_dir: "),
+    ("dist-symlink-loop-bundle", ["bundle"], {"owrt-vpn.toml": BASE, "link:dist": "dist"},
+     "/dist/home/clients: a symlink loop (a link that points back to itself)"),
+    ("dist-symlink-loop-status", ["status"], {"owrt-vpn.toml": BASE, "link:dist": "dist"},
+     "/dist: a symlink loop (a link that points back to itself)"),
     # inventories: the same allow-list and full match as the site file
     *[
         (f"inventory-{cid}", [cmd, "--inventory", "inv.toml"],
@@ -836,7 +846,9 @@ def test_bad_command_line(
 ) -> None:
     env = {k[4:]: v for k, v in files.items() if k.startswith("env:")}
     for name, content in files.items():
-        if not name.startswith("env:"):
+        if name.startswith("link:"):
+            (tmp_path / name[5:]).symlink_to(content)
+        elif not name.startswith("env:"):
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_text(content)
     before = _snapshot(tmp_path)

@@ -9,6 +9,7 @@ raises :mod:`owrt_vpn.errors`; this module is the only place that prints
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import logging
@@ -172,6 +173,15 @@ def _front(args: Sequence[str]) -> list[str]:
     return list(args[: args.index("--")]) if "--" in args else list(args)
 
 
+def _symlink_loop(exc: Exception) -> str | None:
+    """The path of a symlink loop ``exc`` reports, else None."""
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return str(exc.filename or "a path")
+    if type(exc) is RuntimeError and str(exc).startswith("Symlink loop from "):
+        return str(exc)[len("Symlink loop from ") :].strip("'")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to exit codes."""
     raw = list(sys.argv[1:] if argv is None else argv)
@@ -203,6 +213,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             # Click-style usage errors (typer vendors click, so match by
             # shape, not by class).
             _print_usage_error(exc, json_mode)
+            sys.exit(EXIT_USAGE)
+        loop = _symlink_loop(exc)
+        if loop is not None:
+            # A link that points back to itself (`dist -> dist`, `pki -> pki`):
+            # a broken folder, not a bug (Python 3.11's resolve() raises
+            # RuntimeError for it, open() raises ELOOP).
+            problem = f"{loop}: a symlink loop (a link that points back to itself)"
+            _print_error(UsageError(problem, hint="remove or fix that link"), json_mode)
             sys.exit(EXIT_USAGE)
         if isinstance(exc, OSError):
             # The environment, not a bug: a full disk, a permission, a

@@ -468,7 +468,12 @@ class Site:
     @property
     def pki_path(self) -> Path:
         """The PKI state directory."""
-        return (self.base_dir / Path(self.settings.pki_dir).expanduser()).resolve()
+        path = self.base_dir / Path(self.settings.pki_dir).expanduser()
+        try:
+            return path.resolve()
+        except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop
+            problem = f"{path}: a symlink loop (a link that points back to itself)"
+            raise ConfigError([Problem(self.path.name, "site.pki_dir", problem)]) from None
 
     def router(self, name: str) -> Router:
         """The router called ``name`` (ConfigError naming the file if unknown)."""
