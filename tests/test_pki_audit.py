@@ -301,6 +301,38 @@ def test_loose_modes_are_warned_and_repaired(cli: CliRunner, site: Path) -> None
     assert again.returncode == 0 and _warnings(again.stderr) == REVOKED_WARNING, again.stderr
 
 
+def test_loose_modes_behind_links_are_warned_and_repaired(
+    cli: CliRunner, site: Path, tmp_path: Path
+) -> None:
+    """A ca.key or a clients/ folder moved elsewhere and linked back is read through
+    the link: what it points to must be private too (links were skipped)."""
+    pki = site / "pki"
+    away = tmp_path / "away"
+    away.mkdir()
+    shutil.move(pki / "ca.key", away / "ca.key")
+    (pki / "ca.key").symlink_to(away / "ca.key")
+    shutil.move(pki / "clients", away / "clients")
+    (pki / "clients").symlink_to(away / "clients")
+    (away / "clients" / "alice" / "back").symlink_to(pki)  # a link up the tree: no loop
+    os.chmod(away / "ca.key", 0o644)
+    os.chmod(away / "clients", 0o755)  # noqa: S103 - the careless user under test
+    os.chmod(away / "clients" / "alice" / "phone.key", 0o644)
+    proc = cli("check", cwd=site)
+    assert proc.returncode == 0, proc.stderr
+    warned = sorted(ln for ln in proc.stderr.splitlines() if " mode " in ln)
+    assert warned == sorted(
+        [
+            f"warning: {pki / 'ca.key'}: mode 0644 lets other users read a secret: set to 0600",
+            f"warning: {pki / 'clients'}: mode 0755 lets other users read PKI secrets: set to 0700",
+            f"warning: {pki / 'clients' / 'alice' / 'phone.key'}: mode 0644 lets other users "
+            "read a secret: set to 0600",
+        ]
+    ), proc.stderr
+    assert stat.S_IMODE((away / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((away / "clients").stat().st_mode) == 0o700
+    assert stat.S_IMODE((away / "clients" / "alice" / "phone.key").stat().st_mode) == 0o600
+
+
 LOOSE = {"ca.key": 0o644, "clients": 0o777, "clients/alice/phone.p12": 0o640, "clients/dave": 0o755}
 
 

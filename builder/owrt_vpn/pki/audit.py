@@ -271,8 +271,21 @@ def loose_modes(root: Path, *, repair: bool) -> list[str]:
     if not root.is_dir():
         return []
     out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()
+    # Links are followed (a ca.key or clients/ moved to another disk and linked
+    # back is read through the link, so the mode of what it points to counts);
+    # each folder once, so a link back up the tree does not loop.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
+        try:
+            here_st = here.stat()
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (here_st.st_dev, here_st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((here_st.st_dev, here_st.st_ino))
         dirnames.sort()
         entries = [(here, SECRET_DIR_MODE, True)]
         entries += [(here / f, SECRET_FILE_MODE, False) for f in sorted(filenames)]
@@ -280,11 +293,9 @@ def loose_modes(root: Path, *, repair: bool) -> list[str]:
             if not is_dir and not is_secret_file(path):
                 continue
             try:
-                st = path.lstat()
+                st = path.stat()
             except OSError:
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                continue
+                continue  # a dangling link: the chain check names what is missing
             mode = stat.S_IMODE(st.st_mode)
             if not mode & 0o077:
                 continue
