@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -402,3 +403,50 @@ def test_import_refuses_a_ca_whose_name_holds_a_newline(cli: CliRunner, tmp_path
 def _warnings(stderr: str) -> str:
     """`check`'s warning lines (its "not checked offline" notes left out)."""
     return "".join(ln + "\n" for ln in stderr.splitlines() if not ln.startswith("not checked"))
+
+
+def test_loose_modes_under_dist_are_warned_and_repaired(cli: CliRunner, site: Path) -> None:
+    """dist/ holds secrets too (bundles; images and overlay.tar hold the router key):
+    `check` and `bundle` tighten what someone loosened, files they did not write too."""
+    assert cli("bundle", cwd=site).returncode == 0
+    router = site / "dist" / "home" / "routers" / "gw"  # as `build` leaves it
+    router.mkdir(parents=True)
+    os.chmod(router, 0o700)
+    for name, mode in [
+        ("overlay.tar", 0o600),
+        ("x-sysupgrade.bin", 0o600),
+        ("build-info.json", 0o644),
+        ("sha256sums", 0o644),
+        ("x.manifest", 0o644),
+    ]:
+        (router / name).write_text("x")
+        os.chmod(router / name, mode)  # fmt: skip
+    dist = site / "dist" / "home"
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in dist.rglob("*")}
+    secret = {p for p, m in modes.items() if not m & 0o077}
+    assert {router, router / "overlay.tar", dist / "clients" / "carol" / "pc" / "pc.key"} <= secret
+    for argv in (["check"], ["bundle", "bob"]):  # bundle rewrites bob only
+        subprocess.run(["chmod", "-R", "a+rX", str(dist)], check=True)  # the careless user
+        proc = cli(*argv, cwd=site)
+        assert proc.returncode == 0, proc.stderr
+        assert {p: stat.S_IMODE(p.stat().st_mode) for p in dist.rglob("*")} == modes, argv
+        warned = {ln.split(": mode ")[0][len("warning: ") :] for ln in proc.stderr.splitlines()
+                  if " lets other users read " in ln}  # fmt: skip
+        skip = () if argv == ["check"] else ("clients/bob",)  # rewritten: nothing to warn
+        wanted = {p for p in secret if not str(p.relative_to(dist)).startswith(skip)}
+        assert {(site / w).resolve() for w in warned} == {p.resolve() for p in wanted}, argv
+
+
+def test_render_keeps_the_router_key_in_an_owner_only_folder(cli: CliRunner, site: Path) -> None:
+    old = os.umask(0o022)  # the common umask: folders 0755 unless made otherwise
+    try:
+        proc = cli("render", "--router", "gw", cwd=site)
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0, proc.stderr
+    router = site / "dist" / "home" / "routers" / "gw"
+    assert stat.S_IMODE(router.stat().st_mode) == 0o700
+    key = router / "overlay/usr/share/owrt-vpn/files/etc/swanctl/private/gw.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    again = cli("check", cwd=site)
+    assert again.returncode == 0 and " mode " not in again.stderr, again.stderr

@@ -533,10 +533,23 @@ def test_build_writes_the_client_bundles_beside_the_firmware(lab: Lab) -> None:
     p12_password = (lab.site / "pki/clients/alice/laptop.p12.password").read_text().strip()
     assert p12_password and p12_password not in proc.stdout + proc.stderr
     before = {p: p.read_bytes() for p in clients.rglob("*") if p.is_file()}
+    dist = lab.site / "dist" / "home"
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in dist.rglob("*")}
+    secret = {p for p, m in modes.items() if not m & 0o077}
+    assert lab.router_dir in secret and lab.router_dir / "overlay.tar" in secret
+    assert clients / "alice" in secret and clients / "alice" / "alice-phone.zip" in secret
+    # Someone loosens the modes (`chmod -R a+rX dist`); the next build skips the
+    # router and the bundles as up to date, and still tightens them back.
+    subprocess.run(["chmod", "-R", "a+rX", str(dist)], check=True)
 
-    again = json.loads(lab.build("--json", check=True).stdout)
+    proc = lab.build("--json", check=True)
+    again = json.loads(proc.stdout)
     assert again["bundles"]["status"] == "up-to-date"
     assert {p: p.read_bytes() for p in clients.rglob("*") if p.is_file()} == before
+    assert {p: stat.S_IMODE(p.stat().st_mode) for p in dist.rglob("*")} == modes
+    warned = {ln.split(": mode ")[0][len("warning: ") :] for ln in proc.stderr.splitlines()
+              if " lets other users read " in ln}  # fmt: skip
+    assert warned == {str(p.relative_to(lab.site)) for p in secret}, proc.stderr
 
     # A new device: the bundles are rewritten, the firmware is not rebuilt.
     site_file = lab.site / "owrt-vpn.toml"

@@ -169,6 +169,7 @@ def _scratch(keep: Path | None) -> Iterator[Path]:
                 hint="name a new directory: the rebuild is written (and kept) there",
             )
         keep.mkdir(parents=True, exist_ok=True)
+        os.chmod(keep, 0o700)  # the rebuilt images and bundles hold keys, whatever the umask
         yield keep
         return
     tmp = Path(tempfile.mkdtemp(prefix="owrt-vpn-verify-"))

@@ -266,7 +266,17 @@ def build(
             st.info(f"issued {item}")
         if step.status == "skipped":
             st.warn(f"client bundles not written: {step.reason}")
+    _tighten_dist(st, out / site.name)
     _finish(st, results, step)
+
+
+def _tighten_dist(st: State, site_dist: Path, label: str = "") -> None:
+    """Warn about (and repair) loose modes under dist/<site>: folders skipped as
+    up to date keep a mode someone loosened since (build/dist_modes.py)."""
+    from owrt_vpn.build.dist_modes import loose_modes
+
+    for warning in loose_modes(site_dist, repair=True):
+        st.warn(f"{label}{warning}")
 
 
 def _finish(st: State, results: list[RouterResult], step: BundleStep | None = None) -> None:
@@ -363,6 +373,8 @@ def _build_all(
                     sys.stderr.write(f"error: {name}: {message}\n")
                     if r.error.hint:
                         sys.stderr.write(f"hint: {r.error.hint}\n")
+        if o.entry.site is not None:
+            _tighten_dist(st, options.out / o.entry.site.name, f"{o.entry.label}: ")
         step = o.bundles
         if step is not None and step.status == "written":
             lines.append(

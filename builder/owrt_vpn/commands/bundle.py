@@ -40,6 +40,7 @@ def bundle(
     --password-file), to be handed over by another channel; --show-passwords
     prints them all again. --json never carries them.
     """
+    from owrt_vpn.build.dist_modes import loose_modes
     from owrt_vpn.bundles import writer as bundles
     from owrt_vpn.errors import UsageError
     from owrt_vpn.fsutil import write_atomic
@@ -75,6 +76,10 @@ def bundle(
         st.warn(f"skipped {item}")
     for name in report.removed:
         st.info(f"removed the bundles of {name} (no longer in the site file)")
+    # The users not rewritten here (USER arguments) keep their folders: their
+    # modes are checked too (build/dist_modes.py).
+    for warning in loose_modes(out / site.name, repair=True):
+        st.warn(warning)
     if password_file is not None:
         write_atomic(password_file, bundles.password_file_text(report), 0o600)
 

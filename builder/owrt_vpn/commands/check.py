@@ -40,6 +40,7 @@ def check(
     earlier build downloaded, else the data owrt-vpn ships; what could not be
     checked offline is listed (--online asks the mirror).
     """
+    from owrt_vpn.build.dist_modes import loose_modes
     from owrt_vpn.build.preflight import preflight
     from owrt_vpn.errors import ConfigError
     from owrt_vpn.imagebuilder.cache import cache_root
@@ -57,6 +58,10 @@ def check(
     # Every PKI file parsed and chain-checked (exit 3 naming the file); loose
     # modes warned about and repaired on files we own.
     warnings = check_pki(site.pki_path)
+    # The same for the secrets under dist/<site> (builds' default dist root, from
+    # here and beside the site file): images, overlay.tar, bundles.
+    for root in dict.fromkeys([Path("dist").resolve(), (site.base_dir / "dist").resolve()]):
+        warnings += loose_modes(root / site.name, repair=True)
     warnings += checks.site_warnings(site)
     tracked = tracked_warning(site.base_dir)
     if tracked:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -66,6 +67,11 @@ def render(
             st.warn(item)
         if out is None:
             dest = Path("dist") / site.name / "routers" / r.name / "overlay"
+            # The overlay holds the router's private key: its folder is owner-only,
+            # as `build` makes it (check warns otherwise), whatever the umask.
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.parent.stat().st_uid == os.geteuid():
+                os.chmod(dest.parent, 0o700)
         else:
             dest = out if len(routers) == 1 else out / r.name
         res = overlay.render(site, r, pki, dest, config_style=config_style)
