@@ -811,6 +811,33 @@ COMMAND_LINES = [
      "/dist/home/clients: a symlink loop (a link that points back to itself)"),
     ("dist-symlink-loop-status", ["status"], {"owrt-vpn.toml": BASE, "link:dist": "dist"},
      "/dist: a symlink loop (a link that points back to itself)"),
+    # outputs named on the command line never replace the site's own files or
+    # anything but an earlier output (they used to: exit 0, the CA key gone)
+    *[
+        (f"{cid}", argv, {"owrt-vpn.toml": BASE, "pki/ca.key": "k", "notes/a.txt": "x",
+                          "sub/owrt-vpn.toml": BASE}, fragment)
+        for cid, argv, fragment in [
+            ("render-tar-site-file", ["render", "--tar", "owrt-vpn.toml"],
+             "error: --tar owrt-vpn.toml: the site file: writing there would replace it"),
+            ("render-tar-ca-key", ["render", "--tar", "pki/ca.key"],
+             "error: --tar pki/ca.key: in the PKI folder ("),
+            ("render-tar-other-file", ["render", "--tar", "notes/a.txt"],
+             "error: --tar notes/a.txt: exists and is not an earlier output of this command"),
+            ("render-out-pki", ["render", "--out", "pki"], "error: --out pki: in the PKI folder"),
+            ("render-out-site-folder", ["render", "--out", "."],
+             "error: --out .: a folder holding the site file or the PKI: writing there"),
+            ("render-out-site-folder-by-name", ["--site", "sub/owrt-vpn.toml", "render", "--out",
+             "sub"], "error: --out sub: a folder holding the site file or the PKI"),
+            ("render-out-other-folder", ["render", "--out", "notes"],
+             "error: --out notes: exists and is not an earlier output of this command"),
+            ("bundle-password-file-site-file", ["bundle", "--password-file", "owrt-vpn.toml"],
+             "error: --password-file owrt-vpn.toml: the site file: writing there would"),
+            ("bundle-password-file-ca-key", ["bundle", "--password-file", "pki/ca.key"],
+             "error: --password-file pki/ca.key: in the PKI folder ("),
+            ("bundle-password-file-other-file", ["bundle", "--password-file", "notes/a.txt"],
+             "error: --password-file notes/a.txt: exists and is not an earlier output"),
+        ]
+    ],
     # inventories: the same allow-list and full match as the site file
     *[
         (f"inventory-{cid}", [cmd, "--inventory", "inv.toml"],

@@ -48,8 +48,9 @@ def test_image_key_covers_render_imagebuilder_and_build() -> None:
     # verify/fleet/bundle_step/diff are build's callers, not what an image is made of.
     callers = {f"owrt_vpn.build.{m}" for m in ("verify", "fleet", "bundle_step", "diff")}
     # checks.py and preflight.py are `check`'s, announce.py `init`'s; the site's
-    # editor only writes site files.
+    # editor only writes site files; dist_modes only tightens modes of what is built.
     not_image = callers | {
+        "owrt_vpn.build.dist_modes",
         "owrt_vpn.render.checks",
         "owrt_vpn.site.edit",
         "owrt_vpn.build.preflight",

@@ -255,10 +255,14 @@ def _common_files(ctx: DeviceContext) -> list[BundleFile]:
     return files
 
 
+# The first line of a --password-file: `bundle` overwrites only files starting so.
+PASSWORD_FILE_HEADER = b"# owrt-vpn: passwords for the bundles of site "
+
+
 def password_file_text(report: BundleReport) -> str:
     """The secrets of a run, one per line, for ``--password-file`` (keep it 0600)."""
     lines = [
-        f"# owrt-vpn: passwords for the bundles of site {report.site}.",
+        f"{PASSWORD_FILE_HEADER.decode()}{report.site}.",
         "# Hand each one over by another channel than its bundle; then delete this file.",
         "# <user>/<device>  p12  <password of <device>.p12 and of the Linux .key>",
         "# <user>           eap  <EAP-MSCHAPv2 password>",

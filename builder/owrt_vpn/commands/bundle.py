@@ -42,9 +42,11 @@ def bundle(
     """
     from owrt_vpn.build.dist_modes import loose_modes
     from owrt_vpn.bundles import writer as bundles
+    from owrt_vpn.bundles.writer import PASSWORD_FILE_HEADER
     from owrt_vpn.errors import UsageError
     from owrt_vpn.fsutil import write_atomic
     from owrt_vpn.pki.authority import Pki
+    from owrt_vpn.ui.outputs import check_out_file
     from owrt_vpn.ui.secrets import ShownSecrets
 
     st = state(ctx)
@@ -59,6 +61,7 @@ def bundle(
             )
         if not target.parent.is_dir():
             raise UsageError(f"--password-file {password_file}: its folder does not exist")
+        check_out_file(site, "--password-file", password_file, header=PASSWORD_FILE_HEADER)
     # Everything checkable before the first write (a CA, a certificate).
     bundles.select_users(site, users or None)
     pki = Pki.open(site)

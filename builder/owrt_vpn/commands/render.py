@@ -51,12 +51,20 @@ def render(
     from owrt_vpn.errors import UsageError
     from owrt_vpn.pki.authority import Pki
     from owrt_vpn.render import overlay
+    from owrt_vpn.ui.outputs import check_out_dir, check_out_file
 
     st = state(ctx)
     site: Site = st.load_site()
     routers = chosen_routers(site, router)
     if tar is not None and len(routers) != 1:
         raise UsageError("--tar needs a single router", hint="add --router NAME")
+    # --out is replaced as a whole, --tar overwritten: neither may be the site's
+    # own files, nor anything but an earlier render (checked before any write).
+    dests = {r.name: _dest(site, r.name, out, len(routers)) for r in routers}
+    for dest in dests.values():
+        check_out_dir(site, "--out", dest, f"{overlay.FILES}/{overlay.META}/manifest")
+    if tar is not None:
+        check_out_file(site, "--tar", tar)
     pki = Pki.open(site)
     results: list[dict[str, Any]] = []
     for r in routers:
@@ -65,15 +73,13 @@ def render(
             st.info(f"issued {item}")
         for item in report.skipped:
             st.warn(item)
+        dest = dests[r.name]
         if out is None:
-            dest = Path("dist") / site.name / "routers" / r.name / "overlay"
             # The overlay holds the router's private key: its folder is owner-only,
             # as `build` makes it (check warns otherwise), whatever the umask.
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.parent.stat().st_uid == os.geteuid():
                 os.chmod(dest.parent, 0o700)
-        else:
-            dest = out if len(routers) == 1 else out / r.name
         res = overlay.render(site, r, pki, dest, config_style=config_style)
         for w in res.warnings:
             st.warn(w)
@@ -98,3 +104,10 @@ def render(
         if "tar" in e:
             lines.append(f"  tar: {e['tar']} sha256 {e['tar_sha256']}")
     st.emit({"ok": True, "routers": results}, "\n".join(lines))
+
+
+def _dest(site: Site, router: str, out: Path | None, count: int) -> Path:
+    """Where a router's overlay goes."""
+    if out is None:
+        return Path("dist") / site.name / "routers" / router / "overlay"
+    return out if count == 1 else out / router
