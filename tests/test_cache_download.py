@@ -34,6 +34,7 @@ class Faults:
     body: bytes = PAYLOAD
     slow: float = 0.0  # seconds between 64 KiB chunks
     ranges: bool = True
+    length: bool = True  # send Content-Length (else: the body ends when the connection closes)
 
 
 @dataclass
@@ -80,7 +81,11 @@ def server() -> Iterator[Server]:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             else:
                 self.send_response(200)
-            self.send_header("Content-Length", str(len(body) - start))
+            if faults.length:
+                self.send_header("Content-Length", str(len(body) - start))
+            else:
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.send_header("ETag", '"v1"')
             self.end_headers()
             cut = faults.cut_after.pop(0) if faults.cut_after else None
@@ -276,3 +281,29 @@ def test_process_killed_mid_download_then_rerun_resumes(tmp_path: Path, server: 
     resumed = server.requests[-1]["range"]
     assert resumed.startswith("bytes=") and int(resumed[6:-1]) >= have
     assert_clean_cache(Cache(cache_dir), True)
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "no-length"])
+def test_an_archive_larger_than_the_cap_is_refused_as_it_arrives(
+    tmp_path: Path, server: Server, length: bool
+) -> None:
+    """A mirror must not fill the disk: an endless or huge answer stops at the cap."""
+    transport = Transport(RetryPolicy(attempts=1))
+    transport.max_archive = len(PAYLOAD) - 1
+    server.faults.length = length  # without it, only the bytes arriving tell
+    cache = Cache(tmp_path / "c")
+    with pytest.raises(IntegrityError, match=r"larger than \d+ MiB, refused") as exc:
+        cache.fetch(f"{server.url}/{NAME}", SHA, NAME, transport)
+    assert exc.value.exit_code == EXIT_INTEGRITY
+    assert_clean_cache(cache, False)
+    assert not (cache.root / "partial").exists() or not list((cache.root / "partial").iterdir())
+
+
+def test_an_index_larger_than_the_cap_is_refused(server: Server) -> None:
+    transport = Transport(RetryPolicy(attempts=1))
+    assert transport.get_bytes(f"{server.url}/{NAME}", "sha256sums") == PAYLOAD
+    transport.max_small = 1 << 20
+    for length in (True, False):
+        server.faults.length = length
+        with pytest.raises(IntegrityError, match=r"^sha256sums: larger than 1 MiB, refused"):
+            transport.get_bytes(f"{server.url}/{NAME}", "sha256sums")

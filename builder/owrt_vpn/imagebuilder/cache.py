@@ -46,6 +46,18 @@ TREE_MARKER = ".owrt-vpn-tree.json"
 CHUNK = 1 << 16
 # Status codes worth another try: the server or a proxy is busy or broken for now.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# A hostile or broken mirror must not fill the memory or the disk: the largest
+# real index (profiles.json of a big target) is a few MB, an ImageBuilder a
+# few hundred MB. Bigger answers are refused while they arrive.
+MAX_SMALL_BYTES = 64 << 20
+MAX_ARCHIVE_BYTES = 4 << 30
+
+
+def _too_big(name: str, url: str, cap: int) -> IntegrityError:
+    return IntegrityError(
+        f"{name}: larger than {cap >> 20} MiB, refused ({url})",
+        hint="the mirror serves something else than OpenWrt's files; try another --mirror",
+    )
 
 
 def cache_root() -> Path:
@@ -103,6 +115,8 @@ class Transport:
     def __init__(self, retry: RetryPolicy | None = None, timeout: float = 30.0) -> None:
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        self.max_small = MAX_SMALL_BYTES  # get_bytes
+        self.max_archive = MAX_ARCHIVE_BYTES  # download
         self._session: requests.Session | None = None
 
     @property
@@ -134,15 +148,23 @@ class Transport:
         import requests
 
         try:
-            resp = self.session.get(url, timeout=self.timeout)
+            resp = self.session.get(url, timeout=self.timeout, stream=True)
         except requests.RequestException as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         with resp:
             self._check_status(resp.status_code, url, name)
+            length = resp.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > self.max_small:
+                raise _too_big(name, url, self.max_small)
+            data = bytearray()
             try:
-                return resp.content
+                for chunk in resp.iter_content(CHUNK):
+                    data += chunk
+                    if len(data) > self.max_small:
+                        raise _too_big(name, url, self.max_small)
             except requests.RequestException as exc:
                 raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+            return bytes(data)
 
     @staticmethod
     def _check_status(status: int, url: str, name: str) -> None:
@@ -240,6 +262,9 @@ class Transport:
                 offset, mode = 0, "wb"
             length = resp.headers.get("Content-Length")
             total = offset + int(length) if length and length.isdigit() else None
+            if total is not None and total > self.max_archive:
+                Cache._drop_part(part)
+                raise _too_big(name, url, self.max_archive)
             # Whether this server resumes: a 200 to a Range request, or
             # "Accept-Ranges: none", says it does not (the hint must not promise it).
             ranges = None if "Range" not in headers else resp.status_code == 206
@@ -266,6 +291,8 @@ class Transport:
                     # received is on disk at once, so a killed run resumes
                     # from nearly where it stopped even on a slow link.
                     while chunk := resp.raw.read1(CHUNK):
+                        if done + len(chunk) > self.max_archive:
+                            break
                         fh.write(chunk)
                         fh.flush()
                         done += len(chunk)
@@ -274,6 +301,9 @@ class Transport:
                     os.fsync(fh.fileno())
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 raise _Transient(f"connection lost at byte {done}: {type(exc).__name__}") from exc
+            if chunk:  # stopped at the cap: more was coming
+                Cache._drop_part(part)
+                raise _too_big(name, url, self.max_archive)
             if total is not None and done < total:
                 raise _Transient(f"connection closed at byte {done} of {total}")
 
