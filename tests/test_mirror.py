@@ -251,3 +251,15 @@ def test_unsigned_versions_index_names_that_are_not_releases_are_ignored(
     with pytest.raises(ConfigError) as exc:
         mirror.resolve_release(T, str(tmp_path), hostile)
     assert exc.value.hint == "releases there: 24.10.1; or a series like 24.10.x, or snapshot"
+
+
+def test_unsigned_targets_index_names_that_are_not_targets_stay_out_of_hints(
+    tmp_path: Path,
+) -> None:
+    rel = tmp_path / "releases" / "24.10.2"
+    rel.mkdir(parents=True)
+    hostile = {"ath79/generic": "x", "ath79/\x1b[2Jnand": "x", "ath80\n/x": "x"}
+    (rel / ".targets.json").write_text(json.dumps(hostile))
+    with pytest.raises(ConfigError) as exc:
+        mirror.check_target(T, str(tmp_path), "24.10.2", "ath79", "nand")
+    assert exc.value.hint == "subtargets of ath79: generic"

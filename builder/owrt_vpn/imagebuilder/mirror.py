@@ -25,6 +25,7 @@ from owrt_vpn.profiles import DEFAULT_MIRROR
 
 HOST_SUFFIX = "Linux-x86_64"
 _SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(.+)$")
+_TARGET_PAIR = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}/[a-z0-9][a-z0-9_-]{0,31}")
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-rc(\d+))?$")
 
 
@@ -149,7 +150,8 @@ def check_target(
         index = _json(transport, join(base, ".targets.json"), ".targets.json")
     except DownloadError:
         return  # not every mirror has the index: the sha256sums download decides
-    names = sorted(str(k) for k in index)
+    # Unsigned too: only names that can be a target/subtarget reach the hints.
+    names = sorted(str(k) for k in index if _TARGET_PAIR.fullmatch(str(k)))
     if f"{target}/{subtarget}" in names:
         return
     subs = [n.split("/", 1)[1] for n in names if n.startswith(f"{target}/")]
