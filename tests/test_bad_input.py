@@ -838,6 +838,16 @@ COMMAND_LINES = [
              "error: --password-file notes/a.txt: exists and is not an earlier output"),
         ]
     ],
+    # the dist root's clients/ is the PKI folder: `bundle` used to write there and
+    # delete its servers/ and clients/ (not users' names), exit 0
+    *[
+        (f"{cmd}-out-onto-the-pki", [cmd, "--out", "."],
+         {"owrt-vpn.toml": BASE.replace('crypto = "compat"', 'crypto = "compat"\n'
+          'pki_dir = "home/clients"'), "home/clients/servers/gw.key": "k",
+          "mirror/.keep": "", "env:OWRT_VPN_MIRROR": "mirror"},
+         "error: --out .: home/clients (where folders are replaced and removed) is in the PKI")
+        for cmd in ("bundle", "build")
+    ],
     # inventories: the same allow-list and full match as the site file
     *[
         (f"inventory-{cid}", [cmd, "--inventory", "inv.toml"],

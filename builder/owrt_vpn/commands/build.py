@@ -220,9 +220,12 @@ def build(
     from owrt_vpn.build.runner import build as run_build
     from owrt_vpn.errors import ConfigError
     from owrt_vpn.imagebuilder.mirror import normalize_mirror
+    from owrt_vpn.ui.outputs import check_dist_root
 
     st = state(ctx)
     site = st.load_site() if all_sites is None else None  # --all: the sites under DIR
+    if site is not None:
+        check_dist_root(site, out)  # folders under it are replaced: never the site's files
     if config_style not in (None, "auto", "swanctl", "ipsec"):
         raise ConfigError(f"--config-style: {config_style!r} is not auto, swanctl or ipsec")
     if backend not in (None, "local", "docker"):
@@ -346,8 +349,12 @@ def _build_all(
     """`build --all DIR`: every router of every site file under DIR (and, as `build`
     does, each site's client bundles unless --no-bundles); exit as for flash."""
     from owrt_vpn.build.fleet import build_fleet, fleet_json, load_fleet
+    from owrt_vpn.ui.outputs import check_dist_root
 
     entries = load_fleet(root, strict=False)
+    for entry in entries:
+        if entry.site is not None:
+            check_dist_root(entry.site, options.out)
     outcomes = build_fleet(entries, options, reporter, bundles=bundles)
     data = fleet_json(outcomes)
     lines = []

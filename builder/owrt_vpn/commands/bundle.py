@@ -46,11 +46,12 @@ def bundle(
     from owrt_vpn.errors import UsageError
     from owrt_vpn.fsutil import write_atomic
     from owrt_vpn.pki.authority import Pki
-    from owrt_vpn.ui.outputs import check_out_file
+    from owrt_vpn.ui.outputs import check_dist_root, check_out_file
     from owrt_vpn.ui.secrets import ShownSecrets
 
     st = state(ctx)
     site = st.load_site()
+    check_dist_root(site, out)
     clients = bundles.clients_dir(site, out).resolve()
     if password_file is not None:
         target = password_file.resolve()

@@ -6,7 +6,10 @@
 whole site folder with exit 0. So, before anything is written:
 
 - no output may be the site file or the PKI folder, lie inside the PKI
-  folder, or be a folder holding either of them;
+  folder, or be a folder holding either of them (this holds for the
+  folders `build` and `bundle` replace or remove under `--out`, too:
+  `<out>/<site>/clients/` and `routers/`, where a folder not named after a
+  user is deleted);
 - an existing output must be what the command wrote there before (a
   rendered overlay, a tar archive, a password file of ours) or, for a
   folder, empty: anything else would be lost.
@@ -21,23 +24,40 @@ from owrt_vpn.errors import UsageError
 from owrt_vpn.site.model import Site
 
 
-def refuse_site_files(site: Site, option: str, path: Path) -> None:
-    """UsageError when writing ``path`` would replace the site file or (part of) the PKI."""
+def _clash(site: Site, path: Path) -> str | None:
+    """What of the site's own files writing ``path`` would replace, if anything."""
     target = path.resolve()
     site_file = site.path.resolve()
     pki = site.pki_path
-    what = None
     if target == site_file:
-        what = "the site file"
-    elif target == pki or pki in target.parents:
-        what = f"in the PKI folder ({pki})"
-    elif target in site_file.parents or target in pki.parents:
-        what = "a folder holding the site file or the PKI"
+        return "the site file"
+    if target == pki or pki in target.parents:
+        return f"in the PKI folder ({pki})"
+    if target in site_file.parents or target in pki.parents:
+        return "a folder holding the site file or the PKI"
+    return None
+
+
+def refuse_site_files(site: Site, option: str, path: Path) -> None:
+    """UsageError when writing ``path`` would replace the site file or (part of) the PKI."""
+    what = _clash(site, path)
     if what is not None:
         raise UsageError(
             f"{option} {path}: {what}: writing there would replace it",
             hint="name a path outside the site's files and its PKI folder",
         )
+
+
+def check_dist_root(site: Site, out: Path) -> None:
+    """``--out`` of `build`/`bundle`: its site folders must not be (or hold) the site's files."""
+    for sub in ("clients", "routers"):
+        what = _clash(site, out / site.name / sub)
+        if what is not None:
+            raise UsageError(
+                f"--out {out}: {out / site.name / sub} (where folders are replaced and "
+                f"removed) is {what}",
+                hint="name a dist root outside the site's files and its PKI folder",
+            )
 
 
 def check_out_dir(site: Site, option: str, path: Path, marker: str) -> None:
