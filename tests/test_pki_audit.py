@@ -280,6 +280,17 @@ def test_damaged_index(cli: CliRunner, site: Path) -> None:
     assert snapshot(site) == before
 
 
+def _mode_warnings(stderr: str) -> set[str]:
+    return {ln for ln in stderr.splitlines() if " mode " in ln}
+
+
+def _loose(path: Path, mode: int) -> str:
+    """The warning (and repair) of a PKI file or folder with ``mode``."""
+    if path.is_dir():
+        return f"warning: {path}: mode {mode:04o} lets other users read PKI secrets: set to 0700"
+    return f"warning: {path}: mode {mode:04o} lets other users read a secret: set to 0600"
+
+
 def test_loose_modes_are_warned_and_repaired(cli: CliRunner, site: Path) -> None:
     pki = site / "pki"
     os.chmod(pki / "ca.key", 0o644)
@@ -287,15 +298,11 @@ def test_loose_modes_are_warned_and_repaired(cli: CliRunner, site: Path) -> None
     os.chmod(pki / "eap" / "bob.password", 0o640)
     proc = cli("check", cwd=site)
     assert proc.returncode == 0, proc.stderr
-    warned = [ln for ln in proc.stderr.splitlines() if " mode " in ln]
-    assert sorted(warned) == sorted(
-        [
-            f"warning: {pki / 'ca.key'}: mode 0644 lets other users read a secret: set to 0600",
-            f"warning: {pki / 'clients'}: mode 0777 lets other users read PKI secrets: set to 0700",
-            f"warning: {pki / 'eap' / 'bob.password'}: mode 0640 lets other users read a "
-            "secret: set to 0600",
-        ]
-    ), proc.stderr
+    assert _mode_warnings(proc.stderr) == {
+        _loose(pki / "ca.key", 0o644),
+        _loose(pki / "clients", 0o777),
+        _loose(pki / "eap" / "bob.password", 0o640),
+    }, proc.stderr
     assert stat.S_IMODE((pki / "ca.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((pki / "clients").stat().st_mode) == 0o700
     again = cli("check", cwd=site)
@@ -320,15 +327,11 @@ def test_loose_modes_behind_links_are_warned_and_repaired(
     os.chmod(away / "clients" / "alice" / "phone.key", 0o644)
     proc = cli("check", cwd=site)
     assert proc.returncode == 0, proc.stderr
-    warned = sorted(ln for ln in proc.stderr.splitlines() if " mode " in ln)
-    assert warned == sorted(
-        [
-            f"warning: {pki / 'ca.key'}: mode 0644 lets other users read a secret: set to 0600",
-            f"warning: {pki / 'clients'}: mode 0755 lets other users read PKI secrets: set to 0700",
-            f"warning: {pki / 'clients' / 'alice' / 'phone.key'}: mode 0644 lets other users "
-            "read a secret: set to 0600",
-        ]
-    ), proc.stderr
+    assert _mode_warnings(proc.stderr) == {
+        _loose(pki / "ca.key", 0o644),
+        _loose(pki / "clients", 0o755),
+        _loose(pki / "clients" / "alice" / "phone.key", 0o644),
+    }, proc.stderr
     assert stat.S_IMODE((away / "ca.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((away / "clients").stat().st_mode) == 0o700
     assert stat.S_IMODE((away / "clients" / "alice" / "phone.key").stat().st_mode) == 0o600

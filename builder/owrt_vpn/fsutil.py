@@ -15,6 +15,27 @@ from pathlib import Path
 from typing import Any
 
 
+def tighten(path: Path, wanted: int, secret: str, *, repair: bool) -> str | None:
+    """A warning when others may read ``path`` (through a link: what it points to).
+
+    ``secret`` says what they could read ("a secret"). The mode becomes
+    ``wanted`` when ``repair`` and the file is ours (``chmod`` of another
+    user's file would fail: the warning then says what to run).
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # gone or dangling: whoever reads it names what is missing
+    mode = st.st_mode & 0o7777
+    if not mode & 0o077:
+        return None
+    what = f"{path}: mode {mode:04o} lets other users read {secret}"
+    if repair and st.st_uid == os.geteuid():
+        os.chmod(path, wanted)
+        return f"{what}: set to {wanted:04o}"
+    return f"{what}: run `chmod {wanted:o} {path}`"
+
+
 def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` via a temp file in the same dir, then rename.
 

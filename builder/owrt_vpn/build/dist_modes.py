@@ -17,11 +17,11 @@ its zip records as 0600 (the zip is written from the same list), and
 
 from __future__ import annotations
 
-import os
-import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from owrt_vpn.fsutil import tighten
 
 SECRET_FILE_MODE = 0o600
 SECRET_DIR_MODE = 0o700
@@ -80,20 +80,9 @@ def _entries(site_dist: Path) -> Iterator[tuple[Path, int]]:
 
 def loose_modes(site_dist: Path, *, repair: bool) -> list[str]:
     """Warnings for secrets under ``site_dist`` readable by others; repaired if ours."""
-    out: list[str] = []
+    out = []
     for path, wanted in _entries(site_dist):
-        try:
-            st = path.stat()  # through a link: what it points to is what is read
-        except OSError:
-            continue
-        mode = stat.S_IMODE(st.st_mode)
-        if not mode & 0o077:
-            continue
-        what = f"{path}: mode {mode:04o} lets other users read "
-        what += "secrets" if wanted == SECRET_DIR_MODE else "a secret"
-        if repair and st.st_uid == os.geteuid():
-            os.chmod(path, wanted)
-            out.append(f"{what}: set to {wanted:04o}")
-        else:
-            out.append(f"{what}: run `chmod {wanted:o} {path}`")
+        secret = "secrets" if wanted == SECRET_DIR_MODE else "a secret"
+        if warning := tighten(path, wanted, secret, repair=repair):
+            out.append(warning)
     return out

@@ -15,12 +15,12 @@ unverified is baked into firmware even without `check`.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from owrt_vpn.errors import IntegrityError, PkiError
+from owrt_vpn.fsutil import tighten
 from owrt_vpn.pki import certs as pc
 
 if TYPE_CHECKING:
@@ -292,20 +292,9 @@ def loose_modes(root: Path, *, repair: bool) -> list[str]:
         for path, wanted, is_dir in entries:
             if not is_dir and not is_secret_file(path):
                 continue
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # a dangling link: the chain check names what is missing
-            mode = stat.S_IMODE(st.st_mode)
-            if not mode & 0o077:
-                continue
-            what = f"{path}: mode {mode:04o} lets other users read "
-            what += "PKI secrets" if is_dir else "a secret"
-            if repair and st.st_uid == os.geteuid():
-                os.chmod(path, wanted)
-                out.append(f"{what}: set to {wanted:04o}")
-            else:
-                out.append(f"{what}: run `chmod {wanted:o} {path}`")
+            secret = "PKI secrets" if is_dir else "a secret"
+            if warning := tighten(path, wanted, secret, repair=repair):
+                out.append(warning)
     return out
 
 
