@@ -31,6 +31,7 @@ from owrt_vpn.pki.policy import (
     client_key_type_for,
     find_device,
     needs_certs,
+    site_unchanged,
 )
 from owrt_vpn.pki.pool import ClientSpec, make_clients
 from owrt_vpn.pki.reader import PkiReader
@@ -174,9 +175,13 @@ class Pki(PkiReader):
 
     # ------------------------------------------------------------------ ensure
 
+    def _issuing_for(self, site: Site) -> contextlib.AbstractContextManager[None]:
+        """The site file's lock, the site on disk checked, then the PKI's (policy.py)."""
+        return site_unchanged(site, self._mutating)
+
     def ensure(self, site: Site) -> EnsureReport:
         """Issue whatever the site needs and is missing (servers, clients, EAP passwords, CRL)."""
-        with self._mutating():
+        with self._issuing_for(site):
             report = EnsureReport()
             self._ensure(site, site.routers, site.users, report, clients=True)
             return report
@@ -184,7 +189,7 @@ class Pki(PkiReader):
     def ensure_router(self, site: Site, router: Router | str) -> EnsureReport:
         """Only what one router's overlay needs: its server certificate, EAP passwords, CRL."""
         r = site.router(router) if isinstance(router, str) else router
-        with self._mutating():
+        with self._issuing_for(site):
             report = EnsureReport()
             self._ensure(site, (r,), site.router_users(r), report, clients=False)
             return report
@@ -192,7 +197,7 @@ class Pki(PkiReader):
     def ensure_user(self, site: Site, user: User | str) -> EnsureReport:
         """Only one user's material: device certificates, PKCS#12 files, EAP password."""
         u = site.user(user) if isinstance(user, str) else user
-        with self._mutating():
+        with self._issuing_for(site):
             report = EnsureReport()
             self._ensure(site, (), (u,), report, clients=True)
             return report

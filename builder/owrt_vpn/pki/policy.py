@@ -6,10 +6,12 @@ certificates, and :class:`EnsureReport` / :class:`RevokeResult`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from owrt_vpn.errors import ConfigError, IntegrityError, Problem, did_you_mean
+from owrt_vpn.errors import ConfigError, IntegrityError, PkiError, Problem, did_you_mean
 from owrt_vpn.pki.store import CertRecord
 from owrt_vpn.site.keys import user_key
 from owrt_vpn.site.model import CERT_AUTH, Device, Site, User
@@ -116,3 +118,37 @@ def refuse_new_ca(pki_root: Path, lock_file: Path, dist: Path) -> None:
             hint=f"this site was built or issued before ({history}); a new CA would "
             "lock out every device",
         )
+
+
+@contextlib.contextmanager
+def site_unchanged(
+    site: Site, mutating: Callable[[], contextlib.AbstractContextManager[None]]
+) -> Iterator[None]:
+    """Hold the site file's edit lock, check the file still holds ``site``, then ``mutating``.
+
+    Issuing is only for the site file on disk: a command that read it before a
+    `user remove` finished would otherwise issue the removed user's
+    certificates again, valid and recorded nowhere (`user add`/`remove` hold
+    the same lock; it is re-entrant, so they pass through).
+    """
+    from owrt_vpn.site.edit import editing
+    from owrt_vpn.site.load import load_site
+
+    if not site.path.is_file():  # a site made in memory: nothing to compare with
+        with mutating():
+            yield
+        return
+
+    def issued_for(s: Site) -> object:
+        # What issuing follows (a build's --release/--backend overrides do not count).
+        return s.users, [(r.name, r.server_id) for r in s.routers]
+
+    with editing(site.path):
+        if issued_for(load_site(site.path)) != issued_for(site):
+            raise PkiError(
+                f"{site.path}: changed while this command ran (a `user add` or "
+                "`user remove`?): nothing issued",
+                hint="run the command again",
+            )
+        with mutating():
+            yield
