@@ -152,7 +152,8 @@ class Lock:
                 f"{router}: --locked: {self.path.name} ({where}) pins another build: "
                 + "; ".join(diff),
                 hint=f"build without --locked to accept it and update {self.path.name}"
-                + ("" if override else ", or drop the --target/--device/--release overrides"),
+                # Only an override build can drop its overrides to build what the site pins.
+                + (", or drop the --target/--device/--release overrides" if override else ""),
             )
 
     def check_imagebuilder(
