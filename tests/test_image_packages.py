@@ -94,6 +94,10 @@ def test_conflicts_with_default_packages(tmp_path: Path) -> None:
     site = site_of(tmp_path, sitefile.site(extra_packages=["dnsmasq-full", "-dnsmasq"]))
     pk = packages.image_packages(site, site.routers[0])
     assert packages.conflicts(pk, {"dnsmasq"}) == []
+    # ip-full and ip-tiny install side by side in OpenWrt (ALTERNATIVES for /sbin/ip).
+    site = site_of(tmp_path, sitefile.site(extra_packages=["ip-full"]))
+    pk = packages.image_packages(site, site.routers[0])
+    assert packages.conflicts(pk, {"ip-tiny", "busybox"}) == []
 
 
 def test_too_big_hint_fits_the_site(tmp_path: Path) -> None:
