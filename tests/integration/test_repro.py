@@ -325,6 +325,17 @@ def test_build_all_two_sites_in_parallel_one_download_per_archive(lab: Lab) -> N
     bad = lab.run("matrix", "--all", str(fleet), cwd=lab.root)
     assert bad.returncode == 2 and "broken/owrt-vpn.toml" in bad.stderr
 
+    # --no-bundles works for --all as for build: firmware only, no bundles written.
+    shutil.rmtree(fleet / "broken")
+    shutil.rmtree(dist / "paris/clients")
+    proc = lab.run(
+        "build", "--all", str(fleet), "--no-bundles", *lab.mirror_args, "--out", str(dist),
+        cwd=lab.root,
+    )  # fmt: skip
+    ok(proc)
+    assert "2 site(s): 4 up-to-date" in proc.stdout, proc.stdout
+    assert "client bundles" not in proc.stdout and not (dist / "paris/clients").exists()
+
 
 def test_ci_pki_subset_without_ca_key_builds_the_same_bytes(lab: Lab) -> None:
     """What the CI example ships: ca.crt, index.json, servers/ (eap/, crl.pem when there
