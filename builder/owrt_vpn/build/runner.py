@@ -286,7 +286,9 @@ def _build_router(ctx: _Context, p: RouterPlan, res: Resolved) -> RouterResult:
         )
     uses_archive = ctx.backend.uses_archive
     if opts.locked and uses_archive:
-        ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name, p.override)
+        ctx.lock.check_imagebuilder(
+            p.name, res.archive_sha256, res.archive_name, p.override, res.version_code
+        )
     if not DEVICE_RE.fullmatch(res.device):
         raise BuildError(f"profiles.json names an unusable profile id {res.device!r}")
     router = p.router.model_copy(update={"release": res.release, "device": res.device})
