@@ -70,6 +70,11 @@ def test_2512_apk_build_end_to_end(mirror: ServedMirror, cli: CliRunner, tmp_pat
     assert (root / "usr/share/owrt-vpn/files/etc/swanctl/conf.d/owrt-vpn.conf").is_file()
     manifest = next(out.glob("*.manifest")).read_text()
     assert "strongswan-swanctl - 6.0." in manifest
+    # The lock holds apk's package versions as the manifest gave them: --locked rebuilds.
+    lock = json.loads((site / "owrt-vpn.lock").read_text())["routers"]["gw"]
+    assert lock["packages"]["strongswan-charon"] == installed["strongswan-charon"]
+    proc = cli(*args, "--locked", "--force", cwd=site, env=env)
+    assert proc.returncode == 0, proc.stderr
 
     # apk's wording for an unknown package, caught from the index with a did-you-mean
     (site / "owrt-vpn.toml").write_text(
