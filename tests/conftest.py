@@ -40,8 +40,14 @@ def openwrt() -> Userland:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> CliRunner:
-    """Run ``owrt-vpn ARGS`` in ``cwd`` (default tmp_path) and return the result."""
+def cli(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> CliRunner:
+    """Run ``owrt-vpn ARGS`` in ``cwd`` (default tmp_path) and return the result.
+
+    The cache is the test's own (beside tmp_path, not in it) unless ``env``
+    names one: what an earlier run on this machine left in the user's cache
+    (remembered release metadata) must not change what a test sees.
+    """
+    cache = str(tmp_path_factory.mktemp("owrt-vpn-cache"))
 
     def run(
         *args: str | os.PathLike[str],
@@ -50,6 +56,7 @@ def cli(tmp_path: Path) -> CliRunner:
         input: str | None = None,
         check: bool = False,
     ) -> subprocess.CompletedProcess[str]:
+        env = {"OWRT_VPN_CACHE": cache, **(env or {})}
         return run_owrt(*args, cwd=cwd or tmp_path, env=env, input=input, check=check)
 
     return run

@@ -1198,7 +1198,9 @@ def test_mirror_lacking_what_the_build_needs_writes_nothing(
                 assert "\nhint: wrong --mirror? it has no releases/24.10.2/" in proc.stderr
                 online = cli("check", "--online", "--mirror", bare.url, cwd=site, env=env)
                 assert online.returncode == 2, online.stderr
-                assert online.stderr.startswith(errors[0] + "\n"), online.stderr
+                # The same refusal, naming the file and the router that asked.
+                named = errors[0].replace("error: ", "error: owrt-vpn.toml: routers[gw]: ", 1)
+                assert online.stderr.startswith(named + "\n"), online.stderr
             assert _snapshot(site) == before, name
             assert sorted(p.name for p in site.iterdir()) == [".gitignore", "owrt-vpn.toml"], name
             # Nothing downloaded or unpacked either: the cache holds only locks.

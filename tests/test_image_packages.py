@@ -94,6 +94,18 @@ def test_conflicts_with_default_packages(tmp_path: Path) -> None:
     site = site_of(tmp_path, sitefile.site(extra_packages=["dnsmasq-full", "-dnsmasq"]))
     pk = packages.image_packages(site, site.routers[0])
     assert packages.conflicts(pk, {"dnsmasq"}) == []
+    # ip-full and ip-tiny install side by side in OpenWrt (ALTERNATIVES for /sbin/ip).
+    site = site_of(tmp_path, sitefile.site(extra_packages=["ip-full"]))
+    pk = packages.image_packages(site, site.routers[0])
+    assert packages.conflicts(pk, {"ip-tiny", "busybox"}) == []
+
+
+def test_removals_that_remove_nothing(tmp_path: Path) -> None:
+    site = site_of(tmp_path, sitefile.site(extra_packages=["-pppp", "-ppp", "-luci"]))
+    gw = site.routers[0]
+    pk = packages.image_packages(site, gw)
+    # ppp is a default of the device, luci one the release's images carry; pppp is a typo.
+    assert packages.idle_removals(pk, {"ppp", "dnsmasq"}, gw) == ["pppp"]
 
 
 def test_too_big_hint_fits_the_site(tmp_path: Path) -> None:

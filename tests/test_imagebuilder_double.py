@@ -566,6 +566,11 @@ def test_virtual_packages_pick_one_provider(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     names = [line.split(" - ")[0] for line in res.stdout.splitlines()]
     assert "ip-full" in names and "ip-tiny" not in names  # the chosen provider satisfies `ip`
+    # Both at once, as OpenWrt's iproute2 allows (separate files, ALTERNATIVES for /sbin/ip).
+    res = make(tree, "manifest", "PROFILE=phicomm_k3", "PACKAGES=ip-full ip-tiny")
+    assert res.returncode == 0, res.stderr
+    names = [line.split(" - ")[0] for line in res.stdout.splitlines()]
+    assert "ip-full" in names and "ip-tiny" in names
 
 
 def test_served_mirror_fixture(served_mirror: ServedMirror) -> None:  # noqa: F811

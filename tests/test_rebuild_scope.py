@@ -103,3 +103,12 @@ def test_bundle_inputs_follow_what_the_bundles_carry(tmp_path: Path) -> None:
     # The router's management table never reaches a bundle.
     reach = sitefile.router(management={"address": "198.51.100.2"})
     assert BundleInputs(two(tmp_path, ALICE, BOB_ON_GW2, gw=reach)).of("alice") == alice
+    # Nor what only the router's image holds (its packages, who may reach the router).
+    image_only = sitefile.router(
+        extra_packages=["luci-ssl"], release_packages=False, vpn_router_access="dns-ping"
+    )
+    assert BundleInputs(two(tmp_path, ALICE, BOB_ON_GW2, gw=image_only)).of("alice") == alice
+    # The release does: it decides the ESP proposals the bundles offer.
+    older = sitefile.router(release="23.05.5")
+    after = BundleInputs(two(tmp_path, ALICE, BOB_ON_GW2, gw=older))
+    assert build_state.changed_inputs(alice, after.of("alice")) == ["site.routers"]

@@ -380,10 +380,11 @@ _BASE = [
     _p("urngd", "2023.11.01", "libubox", 6_000, files=("/sbin/urngd",),
        init=(("urngd", 0, 0),)),
     _p("uboot-envtools", "2024.07", "libc", 20_000, files=("/usr/sbin/fw_printenv",)),
+    # OpenWrt's iproute2: separate files, ALTERNATIVES for /sbin/ip, no conflict.
     _p("ip-tiny", "6.11.0", "libc libnl-tiny", 150_000, provides=("ip",),
-       conflicts=("ip-full",), files=("/sbin/ip",)),
+       files=("/usr/libexec/ip-tiny",)),
     _p("ip-full", "6.11.0", "libc libnl-tiny libbpf", 230_000, provides=("ip",),
-       conflicts=("ip-tiny",), files=("/sbin/ip",)),
+       files=("/usr/libexec/ip-full",)),
     _p("libnl-tiny", "2023.12.05", "libc", 15_000), _p("libbpf", "1.4.6", "libc", 120_000),
     _p("bash", "5.2.37", "libc", 300_000, files=("/bin/bash",)),
     _p("iptables-nft", "1.8.10", "libc kmod-nft-core", 50_000, provides=("iptables",),

@@ -368,6 +368,8 @@ def test_override_build_leaves_the_site_lock_alone(lab: Lab) -> None:
         "target bcm53xx/generic -> ath79/generic; device phicomm_k3 -> tplink_archer-c7-v2"
     ) in proc.stderr
     assert "sha256" not in proc.stderr
+    # The site's own build has no overrides to drop: the hint does not suggest it.
+    assert "drop the --target/--device/--release overrides" not in proc.stderr
     assert json.loads(lock_path.read_text()) == lock
 
 

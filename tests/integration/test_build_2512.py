@@ -3,6 +3,7 @@ against a signed loopback mirror of ImageBuilder doubles, the image opened with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 
 import sitefile
+from imagebuilder_double import catalog
 from imagebuilder_double.fixtures import ServedMirror, start_served_mirror
+from imagebuilder_double.mirror_tree import make_mirror
 from owrtcli import CliRunner
 
 pytestmark = pytest.mark.integration
@@ -67,6 +70,11 @@ def test_2512_apk_build_end_to_end(mirror: ServedMirror, cli: CliRunner, tmp_pat
     assert (root / "usr/share/owrt-vpn/files/etc/swanctl/conf.d/owrt-vpn.conf").is_file()
     manifest = next(out.glob("*.manifest")).read_text()
     assert "strongswan-swanctl - 6.0." in manifest
+    # The lock holds apk's package versions as the manifest gave them: --locked rebuilds.
+    lock = json.loads((site / "owrt-vpn.lock").read_text())["routers"]["gw"]
+    assert lock["packages"]["strongswan-charon"] == installed["strongswan-charon"]
+    proc = cli(*args, "--locked", "--force", cwd=site, env=env)
+    assert proc.returncode == 0, proc.stderr
 
     # apk's wording for an unknown package, caught from the index with a did-you-mean
     (site / "owrt-vpn.toml").write_text(
@@ -80,8 +88,11 @@ def test_2512_apk_build_end_to_end(mirror: ServedMirror, cli: CliRunner, tmp_pat
     ) in proc.stderr
 
 
-def test_release_branch_builds_like_a_snapshot(cli: CliRunner, tmp_path: Path) -> None:
-    served, server = start_served_mirror(tmp_path / "m", [("24.10-SNAPSHOT", "bcm53xx", "generic")])
+def test_release_branch_builds_like_a_snapshot(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build = [("24.10-SNAPSHOT", "bcm53xx", "generic")]
+    served, server = start_served_mirror(tmp_path / "m", build)
     url = served.url
     try:
         site = tmp_path / "site"
@@ -91,12 +102,25 @@ def test_release_branch_builds_like_a_snapshot(cli: CliRunner, tmp_path: Path) -
         env = {"OWRT_VPN_CACHE": str(tmp_path / "cache"), "OWRT_VPN_KEYS_DIR": str(tmp_path / "k")}
         args = ["build", "--mirror", served.url, "--trust-key", str(served.key.public)]
         proc = cli(*args, cwd=site, env=env)
+        assert proc.returncode == 0, proc.stderr
+        # The branch moves: the next nightly build is another revision. --locked names
+        # that, not the ImageBuilder checksum it implies.
+        rel = catalog.release("24.10-SNAPSHOT")
+        moved = dataclasses.replace(rel, revision="r28802-0123456789")
+        monkeypatch.setitem(catalog.RELEASES, "24.10-SNAPSHOT", moved)
+        make_mirror(served.mirror.base, served.key, build)
+        locked = cli(*args, "--locked", "--force", cwd=site, env=env)
     finally:
         server.stop()
-    assert proc.returncode == 0, proc.stderr
     assert "gw: built 24.10-SNAPSHOT bcm53xx/generic phicomm_k3" in proc.stdout
     info = json.loads((site / "dist/home/routers/gw/build-info.json").read_text())
     assert info["imagebuilder"]["url"].startswith(url + "/releases/24.10-SNAPSHOT/targets/")
     assert info["config_style"] == "swanctl" and info["packages"]["beyond_profile"]["release"] == [
         "luci"
     ]
+    assert locked.returncode == 3, locked.stderr
+    assert (
+        "error: gw: --locked: the mirror now has another build of 24.10-SNAPSHOT "
+        f"(revision r28802-0123456789); owrt-vpn.lock pins revision {rel.revision}"
+    ) in locked.stderr, locked.stderr
+    assert "has sha256" not in locked.stderr

@@ -132,15 +132,17 @@ def test_package_conflict(tmp_path: Path, release: str) -> None:
     assert "dnsmasq" in exc.value.message.split("conflicts with")[1]
 
 
-def test_image_too_big_although_make_succeeds(tmp_path: Path) -> None:
-    tree = ib_tree(tmp_path, variant=Variant(flash_kib={"phicomm_k3": 2048}))
-    session = LocalBackend().open(request(tmp_path, tree))
+@pytest.mark.parametrize("release", ["24.10.2", "25.12.0"])
+def test_image_too_big_although_make_succeeds(tmp_path: Path, release: str) -> None:
+    tree = ib_tree(tmp_path, release, variant=Variant(flash_kib={"phicomm_k3": 2048}))
+    trx = K3_TRX.replace("24.10.2", release)
+    session = LocalBackend().open(request(tmp_path, tree, expected=(trx,)))
     session.manifest()
     with pytest.raises(BuildError) as exc:
         session.image(files_dir(tmp_path))
     assert "too big for the device's flash" in exc.value.message
-    assert K3_TRX in exc.value.message
-    assert not (session.bin_dir / K3_TRX).exists()
+    assert trx in exc.value.message
+    assert not (session.bin_dir / trx).exists()
 
 
 def test_missing_expected_image_is_an_error(tmp_path: Path) -> None:
@@ -178,9 +180,11 @@ def test_unsatisfiable_dependency_is_named(tmp_path: Path, release: str) -> None
     assert "leave the package out" in (exc.value.hint or "")
 
 
-def test_kernel_too_big_is_named(tmp_path: Path) -> None:
-    tree = ib_tree(tmp_path, variant=Variant(kernel_kib={"phicomm_k3": 1}))
-    session = LocalBackend().open(request(tmp_path, tree))
+@pytest.mark.parametrize("release", ["24.10.2", "25.12.0"])
+def test_kernel_too_big_is_named(tmp_path: Path, release: str) -> None:
+    tree = ib_tree(tmp_path, release, variant=Variant(kernel_kib={"phicomm_k3": 1}))
+    trx = K3_TRX.replace("24.10.2", release)
+    session = LocalBackend().open(request(tmp_path, tree, expected=(trx,)))
     session.manifest()
     with pytest.raises(BuildError) as exc:
         session.image(files_dir(tmp_path))

@@ -174,6 +174,22 @@ def test_verify_identical_then_tampered_then_changed_inputs(lab: Lab) -> None:
     ok(lab.run("bundle", "--password-file", str(lab.root / "pw.txt"), cwd=site))
     ok(lab.run("verify", *lab.mirror_args[2:], cwd=site))
 
+    # A build recorded by an older owrt-vpn (inputs.site: the whole file's digest) still
+    # says what changed: the site file, in the words of that older record.
+    info_path = dist / "routers/gw/build-info.json"
+    current = info_path.read_bytes()
+    info = json.loads(current)
+    info["inputs"]["site"] = "0" * 64
+    info["site"] = {"name": "home", "file": "owrt-vpn.toml", "sha256": "0" * 64}
+    info_path.write_text(json.dumps(info))
+    proc = lab.run("verify", "--router", "gw", *lab.mirror_args[2:], cwd=site)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "router gw: not verified, inputs changed since the build: site file (recorded by an "
+        "older owrt-vpn, which digested the whole file)"
+    ) in proc.stdout
+    info_path.write_bytes(current)
+
     # A renewed server certificate is a PKI change; an edited lock a lock change.
     (site / "pki/servers/gw.crt").write_bytes(b"changed\n")
     lock_path = site / "owrt-vpn.lock"
@@ -324,6 +340,17 @@ def test_build_all_two_sites_in_parallel_one_download_per_archive(lab: Lab) -> N
     # matrix refuses an incomplete fleet (a CI matrix must list every job).
     bad = lab.run("matrix", "--all", str(fleet), cwd=lab.root)
     assert bad.returncode == 2 and "broken/owrt-vpn.toml" in bad.stderr
+
+    # --no-bundles works for --all as for build: firmware only, no bundles written.
+    shutil.rmtree(fleet / "broken")
+    shutil.rmtree(dist / "paris/clients")
+    proc = lab.run(
+        "build", "--all", str(fleet), "--no-bundles", *lab.mirror_args, "--out", str(dist),
+        cwd=lab.root,
+    )  # fmt: skip
+    ok(proc)
+    assert "2 site(s): 4 up-to-date" in proc.stdout, proc.stdout
+    assert "client bundles" not in proc.stdout and not (dist / "paris/clients").exists()
 
 
 def test_ci_pki_subset_without_ca_key_builds_the_same_bytes(lab: Lab) -> None:

@@ -286,7 +286,9 @@ def _build_router(ctx: _Context, p: RouterPlan, res: Resolved) -> RouterResult:
         )
     uses_archive = ctx.backend.uses_archive
     if opts.locked and uses_archive:
-        ctx.lock.check_imagebuilder(p.name, res.archive_sha256, res.archive_name, p.override)
+        ctx.lock.check_imagebuilder(
+            p.name, res.archive_sha256, res.archive_name, p.override, res.version_code
+        )
     if not DEVICE_RE.fullmatch(res.device):
         raise BuildError(f"profiles.json names an unusable profile id {res.device!r}")
     router = p.router.model_copy(update={"release": res.release, "device": res.device})
@@ -340,6 +342,12 @@ def _make_and_collect(
     defaults = {str(x) for x in res.profiles_meta.get("default_packages", [])}
     defaults |= {str(x) for x in res.profile.get("device_packages", [])}
     _check_conflicts(p, site, pk, defaults)
+    for name in packages.idle_removals(pk, defaults, router):
+        rep.warn(
+            f'{p.name}: {_package_key(site, router, "-" + name)}: "-{name}" removes nothing: '
+            f"{name} is not a default package of {res.device}"
+            + did_you_mean(name, sorted(defaults))
+        )
     beyond = pk.beyond_profile()
     rep.stage(p.name, "beyond the device profile: " + beyond_text(beyond))
     # The ImageBuilder sanitises EXTRA_IMAGE_NAME (lowercase, "_" and " " to

@@ -152,14 +152,35 @@ class Lock:
                 f"{router}: --locked: {self.path.name} ({where}) pins another build: "
                 + "; ".join(diff),
                 hint=f"build without --locked to accept it and update {self.path.name}"
-                + ("" if override else ", or drop the --target/--device/--release overrides"),
+                # Only an override build can drop its overrides to build what the site pins.
+                + (", or drop the --target/--device/--release overrides" if override else ""),
             )
 
     def check_imagebuilder(
-        self, router: str, sha256: str, name: str, override: bool = False
+        self,
+        router: str,
+        sha256: str,
+        name: str,
+        override: bool = False,
+        revision: str | None = None,
     ) -> None:
-        """IntegrityError unless the lock pins this ImageBuilder for ``router``."""
-        want = self._pinned(router, override)["imagebuilder"].get("sha256")
+        """IntegrityError unless the lock pins this ImageBuilder for ``router``.
+
+        ``revision``: the mirror's build (profiles.json ``version_code``); when it
+        differs from the pinned one, that is the cause named (a snapshot or a
+        ``-SNAPSHOT`` branch moves daily), not the checksum it implies.
+        """
+        pinned = self._pinned(router, override)
+        want = pinned["imagebuilder"].get("sha256")
+        was = pinned.get("revision")
+        if want != sha256 and revision and was and revision != was:
+            raise IntegrityError(
+                f"{router}: --locked: the mirror now has another build of "
+                f"{pinned.get('release')} (revision {revision}); {self.path.name} pins "
+                f"revision {was}",
+                hint="snapshots and -SNAPSHOT branches are rebuilt daily: build without "
+                f"--locked to accept the new build and update {self.path.name}",
+            )
         if want != sha256:
             raise IntegrityError(
                 f"{router}: --locked: the ImageBuilder {name} has sha256 {sha256}, "

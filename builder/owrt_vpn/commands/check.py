@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from owrt_vpn.profiles import DEFAULT_MIRROR
 from owrt_vpn.ui.state import state
+
+if TYPE_CHECKING:
+    from owrt_vpn.site.model import Site
 
 
 def register(app: typer.Typer) -> None:
@@ -91,18 +94,30 @@ def check(
     )
 
 
-def _online(site: object, mirror_url: str, trust_keys: tuple[Path, ...]) -> None:
+def _online(site: Site, mirror_url: str, trust_keys: tuple[Path, ...]) -> None:
     """Resolve every router on the mirror like `build` (verified), remembering the metadata."""
     from owrt_vpn.build.plan import BuildOptions, plan
+    from owrt_vpn.errors import OwrtVpnError
     from owrt_vpn.imagebuilder import metadata, mirror
     from owrt_vpn.imagebuilder.cache import Transport, cache_root
     from owrt_vpn.imagebuilder.keys import Keyring
+    from owrt_vpn.site.keys import router_key
 
     keyring = Keyring.load(trust_keys)
     transport = Transport()
     url = mirror.normalize_mirror(mirror_url)
-    for p in plan(site, BuildOptions(mirror=url)):  # type: ignore[arg-type]
-        res = mirror.resolve(url, p.release, p.target, p.subtarget, p.device, keyring, transport)
+    for p in plan(site, BuildOptions(mirror=url)):
+        try:
+            res = mirror.resolve(
+                url, p.release, p.target, p.subtarget, p.device, keyring, transport
+            )
+        except OwrtVpnError as exc:
+            # The mirror's answer names a release or device, not which router of the
+            # site asked for it: say the file and the router, as for every bad input.
+            if not getattr(exc, "problems", ()):
+                exc.message = f"{site.path.name}: {router_key(p.name)}: {exc.message}"
+                exc.args = (exc.message,)
+            raise
         metadata.remember(
             cache_root(),
             res.release,

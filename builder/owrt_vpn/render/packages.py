@@ -303,6 +303,16 @@ def conflicts(pk: ImagePackages, defaults: set[str]) -> list[tuple[str, str]]:
     return out
 
 
+def idle_removals(pk: ImagePackages, defaults: set[str], router: Router) -> list[str]:
+    """``extra_packages`` removals (``"-name"``) that remove nothing: ``name`` is
+    neither one of the device's default packages nor one the release's images
+    carry. ``make image`` ignores them silently (a typo such as ``"-pppp"``
+    leaves ``ppp`` in the image).
+    """
+    known = defaults | set(release_image_packages(router))
+    return [name for name in pk.removed if name not in known]
+
+
 def vpn_router_access(site: Site, router: Router) -> str:
     """``lan`` (VPN clients reach the router like the LAN) or ``dns-ping``."""
     return router.vpn_router_access or site.settings.vpn_router_access

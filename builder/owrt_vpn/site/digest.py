@@ -10,7 +10,8 @@ devices (minus what only a client uses: ``on_demand``, ``trusted_ssids``,
 and the user's ``routers`` list, which decides *whether* the user is on
 this router, not what the router holds). A user's bundles hold the
 settings, the user and every router the user may use (minus its
-``management`` table).
+``management`` table and what only its image holds: ``IMAGE_ONLY``; the
+release stays, it decides the ESP proposals the bundles offer).
 
 The digests are grouped (``settings``, ``router``, ``users`` /
 ``user``, ``routers``), so a changed input is named by its group:
@@ -86,7 +87,7 @@ class BundleSiteInputs:
     def __init__(self, site: Site) -> None:
         self.site = site
         self.settings = digest(_dump(site.settings, NOT_IN_BUNDLE_SETTINGS))
-        self._routers = {r.name: _dump(r, frozenset({"management"})) for r in site.routers}
+        self._routers = {r.name: _dump(r, NOT_IN_BUNDLE_ROUTER) for r in site.routers}
         self._by_set: dict[tuple[str, ...], str] = {}
 
     def of(self, user: User) -> dict[str, str]:
