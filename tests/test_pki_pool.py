@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import CliRunner
+from owrt_vpn.pki import certs as pc
 from owrt_vpn.pki import pool as pki_pool
 from owrt_vpn.pki.pool import ClientSpec
 
@@ -75,3 +77,36 @@ def test_rsa_devices_from_workers_verify(cli: CliRunner, tmp_path: Path) -> None
         check=True,
     ).stdout
     assert "Public-Key: (3072 bit)" in text
+
+
+_WORK = pki_pool._work
+
+
+def _stalling_work(spec: ClientSpec) -> pki_pool.ClientMaterial:
+    """A worker that never delivers u2's device (as a lost or stuck worker would)."""
+    if spec.user == "u2":
+        time.sleep(3600)
+    return _WORK(spec)
+
+
+def _issuer() -> pc.Issuer:
+    key = pc.generate_key("ecdsa-p256")
+    return pc.Issuer(pc.make_ca(key, pc.name("stall test CA", "home"), 30), key)
+
+
+@pytest.mark.usefixtures("two_cpus")
+def test_a_stalled_worker_pool_is_ended_and_the_rest_made_in_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(pki_pool, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(pki_pool, "MIN_BATCH", 2)
+    # The forked workers resolve the pickled function name to this stalling one.
+    monkeypatch.setattr(pki_pool, "_work", _stalling_work)
+    specs = _specs(6, "ecdsa-p256")
+    issuer = _issuer()
+    with caplog.at_level("INFO", logger="owrt_vpn.pki.authority"):
+        made = list(pki_pool.make_clients(issuer, specs))
+    assert [m.spec for m in made] == specs  # every device, in order, u2 included
+    assert "making 6 device certificates in 2 worker processes" in caplog.text
+    assert "worker processes stalled; making the other 4 here" in caplog.text
+    assert len({m.serial for m in made}) == 6

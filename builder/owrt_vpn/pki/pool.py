@@ -26,6 +26,11 @@ MIN_BATCH = 48
 # 0.1-0.3 s, so even a handful of Android (RSA-3072) devices is worth the pool.
 RSA_WEIGHT = 40
 MAX_WORKERS = 8
+# A worker that has not delivered its next device in this long is taken as
+# stalled (a worker lost or stuck, seen once under heavy load): the pool is
+# ended and the rest is made in-process, slower but never a hung command.
+# One RSA-4096 key takes seconds even on a loaded machine, never minutes.
+STALL_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,19 @@ def make_clients(issuer: pc.Issuer, specs: Sequence[ClientSpec]) -> Iterator[Cli
             # Chunks of up to 8 ECDSA devices; RSA keys (slow) are handed out one by one.
             rsa = any(s.key_type.startswith("rsa") for s in specs)
             chunk = 1 if rsa else max(1, min(8, len(specs) // (workers * 8)))
-            yield from pool.imap(_work, specs, chunksize=chunk)
+            results = pool.imap(_work, specs, chunksize=chunk)
+            for done in range(len(specs)):
+                try:
+                    material = results.next(timeout=STALL_SECONDS)
+                except multiprocessing.TimeoutError:
+                    log.warning(
+                        "the certificate worker processes stalled; making the other %d here",
+                        len(specs) - done,
+                    )
+                    pool.terminate()
+                    for spec in specs[done:]:
+                        yield make_client(issuer, spec)
+                    return
+                yield material
     finally:
         _ISSUER = None
