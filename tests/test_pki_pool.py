@@ -95,18 +95,19 @@ def _issuer() -> pc.Issuer:
 
 
 @pytest.mark.usefixtures("two_cpus")
+@pytest.mark.parametrize(("count", "before"), [(6, 2), (40, 2)])  # chunks of 1 and of 2
 def test_a_stalled_worker_pool_is_ended_and_the_rest_made_in_process(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, count: int, before: int
 ) -> None:
     monkeypatch.setattr(pki_pool, "STALL_SECONDS", 1.0)
     monkeypatch.setattr(pki_pool, "MIN_BATCH", 2)
     # The forked workers resolve the pickled function name to this stalling one.
     monkeypatch.setattr(pki_pool, "_work", _stalling_work)
-    specs = _specs(6, "ecdsa-p256")
+    specs = _specs(count, "ecdsa-p256")
     issuer = _issuer()
     with caplog.at_level("INFO", logger="owrt_vpn.pki.authority"):
         made = list(pki_pool.make_clients(issuer, specs))
     assert [m.spec for m in made] == specs  # every device, in order, u2 included
-    assert "making 6 device certificates in 2 worker processes" in caplog.text
-    assert "worker processes stalled; making the other 4 here" in caplog.text
-    assert len({m.serial for m in made}) == 6
+    assert f"making {count} device certificates in 2 worker processes" in caplog.text
+    assert f"worker processes stalled; making the other {count - before} here" in caplog.text
+    assert len({m.serial for m in made}) == count

@@ -91,6 +91,10 @@ def _work(spec: ClientSpec) -> ClientMaterial:
     return make_client(_ISSUER, spec)
 
 
+def _work_chunk(specs: tuple[ClientSpec, ...]) -> list[ClientMaterial]:
+    return [_work(spec) for spec in specs]
+
+
 def _workers(specs: Sequence[ClientSpec]) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     work = sum(RSA_WEIGHT if s.key_type.startswith("rsa") else 1 for s in specs)
@@ -119,11 +123,15 @@ def make_clients(issuer: pc.Issuer, specs: Sequence[ClientSpec]) -> Iterator[Cli
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             # Chunks of up to 8 ECDSA devices; RSA keys (slow) are handed out one by one.
             rsa = any(s.key_type.startswith("rsa") for s in specs)
-            chunk = 1 if rsa else max(1, min(8, len(specs) // (workers * 8)))
-            results = pool.imap(_work, specs, chunksize=chunk)
-            for done in range(len(specs)):
+            size = 1 if rsa else max(1, min(8, len(specs) // (workers * 8)))
+            chunks = [tuple(specs[i : i + size]) for i in range(0, len(specs), size)]
+            # Chunks are our own tasks (not imap's chunksize, whose iterator has no
+            # timeout): each result can be waited for with one.
+            results = pool.imap(_work_chunk, chunks)
+            done = 0
+            for _ in chunks:
                 try:
-                    material = results.next(timeout=STALL_SECONDS)
+                    made = results.next(timeout=STALL_SECONDS)
                 except multiprocessing.TimeoutError:
                     log.warning(
                         "the certificate worker processes stalled; making the other %d here",
@@ -133,6 +141,7 @@ def make_clients(issuer: pc.Issuer, specs: Sequence[ClientSpec]) -> Iterator[Cli
                     for spec in specs[done:]:
                         yield make_client(issuer, spec)
                     return
-                yield material
+                done += len(made)
+                yield from made
     finally:
         _ISSUER = None
