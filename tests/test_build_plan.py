@@ -184,3 +184,19 @@ def test_diagnose_falls_back_to_the_output_tail(tmp_path: Path) -> None:
     assert err.message == "bcm53xx/generic phicomm_k3: ImageBuilder `make image` failed (status 2)"
     assert err.hint is not None and "make: *** [image] Error 2" in err.hint
     assert str(tmp_path / "log") in err.hint
+
+
+def test_a_symlinked_lock_is_written_through_the_link(tmp_path: Path) -> None:
+    site_path = tmp_path / "owrt-vpn.toml"
+    target = tmp_path / "kept" / "site.lock"
+    target.parent.mkdir()
+    target.write_text('{"format": 1, "routers": {}}\n')
+    (tmp_path / "owrt-vpn.lock").symlink_to(target)
+    lock = build_state.Lock.load(site_path)
+    info = {"imagebuilder": {"name": "ib.tar.zst", "sha256": "a" * 64}, "packages": {}}
+    assert lock.update("gw", build_state.Lock.entry(info))
+    lock.save()
+    assert (tmp_path / "owrt-vpn.lock").is_symlink()
+    assert (tmp_path / "owrt-vpn.lock").readlink() == target
+    assert json.loads(target.read_text())["routers"]["gw"]["imagebuilder"]["sha256"] == "a" * 64
+    assert build_state.Lock.load(site_path).routers == lock.routers

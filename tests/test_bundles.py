@@ -266,6 +266,35 @@ def test_users_no_longer_in_the_site_lose_their_bundles(tmp_path: Path) -> None:
     assert [d.user for d in only.devices] == ["bob"] and only.removed == []
 
 
+@pytest.mark.parametrize("who", ["alice", "gone"])
+def test_a_linked_user_folder_is_refused_before_anything_is_written(
+    tmp_path: Path, who: str
+) -> None:
+    from owrt_vpn.errors import UsageError
+
+    site = make_site(tmp_path / "s", [Usr("alice", "pubkey", (Dev("phone", "ios"),))])
+    pki = make_pki(site)
+    clients = bundles.clients_dir(site, tmp_path / "d")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "keep").mkdir(parents=True)
+    (elsewhere / "keep" / "file").write_text("mine")
+    clients.mkdir(parents=True)
+    (clients / who).symlink_to(elsewhere)
+    with pytest.raises(UsageError) as exc:
+        bundles.build(site, pki, tmp_path / "d")
+    assert exc.value.exit_code == 2
+    assert f"{clients / who}: is a symbolic link; owrt-vpn writes only real folders" in str(
+        exc.value
+    )
+    # nothing written: the link, its target and the clients folder are as they were
+    assert sorted(p.name for p in clients.iterdir()) == [who]
+    assert (clients / who).readlink() == elsewhere
+    assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == [
+        "keep",
+        "keep/file",
+    ]
+
+
 def test_user_routers_limit_the_profiles(tmp_path: Path) -> None:
     users = [Usr("alice", "pubkey", (Dev("box", "linux"),), routers=("office",))]
     site = make_site(tmp_path / "s", users, routers=(ROUTER_GW, ROUTER_OFFICE))

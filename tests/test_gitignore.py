@@ -53,6 +53,26 @@ def test_check_warns_about_tracked_secrets(cli: CliRunner, tmp_path: Path) -> No
     assert _warnings(cli("check", check=True).stderr) == []
 
 
+def test_check_names_only_the_secret_files_of_dist(cli: CliRunner, tmp_path: Path) -> None:
+    require("git")
+    assert _git(tmp_path, "init", "-q").returncode == 0
+    cli("init", check=True)
+    cli("pki", "init", check=True)
+    cli("bundle", check=True)
+    dist = [p for p in (tmp_path / "dist").rglob("*") if p.is_file()]
+    public = [p for p in dist if p.name in ("README.md", "ca.crt")]
+    zips = sorted(str(p.relative_to(tmp_path)) for p in dist if p.suffix == ".zip")
+    assert public and zips
+    assert _git(tmp_path, "add", "-f", "dist").returncode == 0
+    [warned] = _warnings(cli("check", check=True).stderr)
+    assert "README.md" not in warned and "ca.crt" not in warned, warned
+    assert zips[0] in warned, warned
+    # Only public files tracked: nothing to say.
+    assert _git(tmp_path, "rm", "-rq", "--cached", "dist").returncode == 0
+    assert _git(tmp_path, "add", "-f", *map(str, public)).returncode == 0
+    assert _warnings(cli("check", check=True).stderr) == []
+
+
 def _warnings(stderr: str) -> list[str]:
     """`check`'s warnings (its "not checked offline" notes are not warnings)."""
     return [ln for ln in stderr.splitlines() if ln.startswith("warning: ")]

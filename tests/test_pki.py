@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -276,6 +277,22 @@ def test_revoke_crl_and_renew(site: Site, pki: Pki) -> None:
     assert crl_serials(pki.root / "crl.pem", ca) == {laptop.serial, carol.serial}
     crl_text = tool("openssl", "crl", "-in", pki.root / "crl.pem", "-noout", "-text")
     assert "X509v3 CRL Number: \n                2" in crl_text
+
+
+def test_a_symlinked_index_is_written_through_the_link(
+    site: Site, pki: Pki, tmp_path: Path
+) -> None:
+    link = pki.root / "index.json"
+    target = tmp_path / "elsewhere" / "index.json"
+    target.parent.mkdir()
+    link.rename(target)
+    link.symlink_to(target)
+    pki.revoke(site, "alice", "laptop")
+    assert link.is_symlink() and link.readlink() == target
+    records = json.loads(target.read_text())["certs"]
+    laptop = [r for r in records if r.get("user") == "alice" and r.get("device") == "laptop"]
+    assert [r["status"] for r in laptop] == ["revoked"]
+    assert not [p for p in pki.root.iterdir() if p.name.startswith(".index.json")]
 
 
 def test_remove_user(site: Site, pki: Pki) -> None:

@@ -167,6 +167,19 @@ def test_revoke_and_remove(cli: CliRunner, initialized: Path) -> None:
     assert snapshot(pki) == before
 
 
+def test_revoke_without_pki_says_so_and_writes_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    write_site(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for argv in (("alice", "--device", "laptop"), ("alice",)):
+        proc = cli("user", "revoke", *argv)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.splitlines()
+        assert lines[0].startswith("error: ") and "no CA yet" in lines[0], proc.stderr
+        assert "already revoked" not in proc.stdout + proc.stderr
+        assert lines[1:] == ["hint: run `owrt-vpn pki init` first"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 # ---------------------------------------------------------------------- bad input
 
 NO_PASSPHRASE = "error: the CA key is encrypted: set OWRT_VPN_CA_PASSPHRASE"

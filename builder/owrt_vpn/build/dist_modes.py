@@ -78,6 +78,11 @@ def _entries(site_dist: Path) -> Iterator[tuple[Path, int]]:
                 yield from ((g, SECRET_FILE_MODE) for g in secret)
 
 
+def secret_files(site_dist: Path) -> set[Path]:
+    """The files under ``site_dist`` that hold secrets (the rule the mode repair uses)."""
+    return {path for path, wanted in _entries(site_dist) if wanted == SECRET_FILE_MODE}
+
+
 def loose_modes(site_dist: Path, *, repair: bool) -> list[str]:
     """Warnings for secrets under ``site_dist`` readable by others; repaired if ours."""
     out = []

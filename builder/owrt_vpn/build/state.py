@@ -10,6 +10,7 @@ and a miss says which input changed.
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -231,4 +232,6 @@ class Lock:
         }
         if self.overrides:
             data["overrides"] = dict(sorted(self.overrides.items()))
-        write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)
+        # A symlinked lock is written *through* the link, as the site file is.
+        real = Path(os.path.realpath(self.path))
+        write_atomic(real, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)

@@ -35,7 +35,7 @@ from owrt_vpn.bundles.common import (
     zip_bytes,
 )
 from owrt_vpn.bundles.provenance import BundleInputs
-from owrt_vpn.errors import ConfigError, PkiError, Problem
+from owrt_vpn.errors import ConfigError, PkiError, Problem, UsageError
 from owrt_vpn.repro import source_date_epoch
 from owrt_vpn.site.allowlist import refuse_unsafe_text
 from owrt_vpn.site.model import CERT_AUTH, EAP_PASSWORD_AUTH, Device, Site, User, eap_identity
@@ -152,6 +152,7 @@ def build(
     sctx = SiteContext.create(site, pki.ca_cert_pem(), pki.ca_cert_der(), _ca_common_name(pki))
     epoch = source_date_epoch()
     report = BundleReport(site=site.name, clients=clients_dir(site, out_root))
+    _refuse_links(report.clients, [u.name for u in selected], stale=not users)
     # Provenance is written with the bundles, inside the same atomic folder.
     inputs = BundleInputs(site)
     for user in selected:
@@ -164,6 +165,23 @@ def build(
                 shutil.rmtree(old)
                 report.removed.append(old.name)
     return report
+
+
+def _refuse_links(clients: Path, names: list[str], *, stale: bool) -> None:
+    """Refuse, before writing anything, a user folder (or, with ``stale``, any) that is a link.
+
+    Replacing or removing it would write through the link into another folder
+    (or fail half-way and leave a ``.NAME.old`` link behind).
+    """
+    if stale and clients.is_dir():
+        names = [*names, *(p.name for p in clients.iterdir() if not p.name.startswith("."))]
+    for name in names:
+        if (clients / name).is_symlink():
+            raise UsageError(
+                f"{clients / name}: is a symbolic link; owrt-vpn writes only real folders "
+                "under dist/",
+                hint="remove the link (the bundles are made again in a real folder)",
+            )
 
 
 def _device_context(sctx: SiteContext, pki: PkiReader, user: User, device: Device) -> DeviceContext:

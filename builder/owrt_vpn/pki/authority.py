@@ -35,7 +35,7 @@ from owrt_vpn.pki.policy import (
 )
 from owrt_vpn.pki.pool import ClientSpec, make_clients
 from owrt_vpn.pki.reader import PkiReader
-from owrt_vpn.pki.store import CertRecord, Index
+from owrt_vpn.pki.store import INIT_HINT, CertRecord, Index
 from owrt_vpn.site.keys import user_key
 from owrt_vpn.site.model import (
     CERT_AUTH,
@@ -442,12 +442,14 @@ class Pki(PkiReader):
     def revoke(self, site: Site, user: str, device: str | None = None) -> RevokeResult:
         """Revoke the user's (or one device's) certificates and, for a whole user, the EAP password.
 
-        The user stays in the site file; the CRL is signed again.
+        The user stays in the site file; the CRL is signed again. No CA: UsageError, nothing made.
         """
         u = site.user(user)
         if device is not None:
             needs_certs(site, u)
             find_device(site, u, device)
+        if not self.exists and (device is not None or self._index.eap.get(u.name) != "active"):
+            raise UsageError(f"{self.root}: no CA yet, nothing to revoke", hint=INIT_HINT)
         with self._mutating():
             return self._revoke(site, u.name, device, eap=device is None)
 

@@ -201,7 +201,9 @@ def put(path: Path, data: bytes, mode: int, *, sync: bool = False) -> bool:
         ensure_dir(path.parent)
         _known_dirs.add(path.parent)
     if sync:
-        write_atomic(path, data, mode)
+        # The index (the one synced write): a symlinked index.json is written
+        # *through* the link to its target, as the site file is (site/edit.py).
+        write_atomic(Path(os.path.realpath(path)), data, mode)
         return True
     # Like fsutil.write_atomic without its per-call mkdir/mkstemp/fsync,
     # which dominate when thousands of device files are written.

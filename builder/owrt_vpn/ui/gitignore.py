@@ -41,6 +41,7 @@ def tracked_secrets(folder: Path) -> list[str]:
 
     Empty when git is missing or ``folder`` is not in a work tree.
     """
+    from owrt_vpn.build.dist_modes import secret_files
     from owrt_vpn.run import run
 
     git = shutil.which("git")
@@ -55,14 +56,21 @@ def tracked_secrets(folder: Path) -> list[str]:
     if proc.returncode != 0 or top.returncode != 0:
         return []
     root = Path(top.stdout.decode().strip())
+    dist = folder / "dist"
+    # dist/: only what holds a secret (images, overlay.tar, zips, keys), by the
+    # rule the dist/ mode repair uses; READMEs and ca.crt are public.
+    in_dist = {
+        p.resolve()
+        for site_dist in (sorted(dist.iterdir()) if dist.is_dir() else [])
+        if site_dist.is_dir()
+        for p in secret_files(site_dist)
+    }
     out = []
     for name in proc.stdout.decode(errors="replace").split("\0"):
         if not name:
             continue
         path = (root / name).resolve()
-        # dist/: images and overlay.tar hold the router's key, bundles the devices'.
-        in_dist = path.is_relative_to(folder / "dist")
-        if in_dist or path.name.endswith(SECRET_SUFFIXES):
+        if path in in_dist or path.name.endswith(SECRET_SUFFIXES):
             out.append(str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path))
     return sorted(out)
 
